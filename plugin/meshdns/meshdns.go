@@ -1,0 +1,90 @@
+// Package meshdns is a CoreDNS plugin that answers service-mesh names from a name table fed by the
+// mesh's control plane, and passes every other name to the next plugin.
+package meshdns
+
+import (
+	"context"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/plugin/pkg/fall"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	"github.com/miekg/dns"
+)
+
+const pluginName = "meshdns"
+
+var log = clog.NewWithPlugin(pluginName)
+
+// MeshDNS is the plugin handler.
+type MeshDNS struct {
+	Next  plugin.Handler
+	Zones []string
+	Fall  fall.F
+
+	view     *table.View
+	store    *store
+	counters answerCounters
+}
+
+// Name implements plugin.Handler.
+func (m *MeshDNS) Name() string { return pluginName }
+
+// Ready implements ready.Readiness: true once every source has delivered its first table.
+func (m *MeshDNS) Ready() bool { return m.store.ready.Load() }
+
+// ServeDNS implements plugin.Handler.
+func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	if len(r.Question) != 1 || r.Question[0].Qclass != dns.ClassINET {
+		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+	}
+	q := r.Question[0]
+	zone := plugin.Zones(m.Zones).Matches(q.Name)
+	if zone == "" {
+		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+	}
+	server := metrics.WithServer(ctx)
+
+	t := m.store.table()
+	if t == nil {
+		m.counters.inc(server, outcomeNotReady)
+		if m.Fall.Through(q.Name) {
+			return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+		}
+		return dns.RcodeServerFailure, nil
+	}
+
+	match := t.Lookup(q.Name, m.view)
+	reply := new(dns.Msg)
+	reply.SetReply(r)
+	reply.Authoritative = true
+	if !match.Found() {
+		if m.Fall.Through(q.Name) {
+			m.counters.inc(server, outcomeFallthrough)
+			return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+		}
+		m.counters.inc(server, outcomeNXDomain)
+		reply.Rcode = dns.RcodeNameError
+		reply.Ns = []dns.RR{t.SOA(zone)}
+		w.WriteMsg(reply)
+		return dns.RcodeSuccess, nil
+	}
+
+	answer, hasData := t.Answer(match, q.Name, q.Qtype)
+	reply.Answer = answer
+	if hasData {
+		m.counters.inc(server, outcomeHit)
+	} else {
+		// A known name never goes upstream: without data of the asked type it is NODATA, not NXDOMAIN.
+		m.counters.inc(server, outcomeNoData)
+		if zone == "." {
+			zone = match.Zone()
+		}
+		reply.Ns = []dns.RR{t.SOA(zone)}
+	}
+	w.WriteMsg(reply)
+	return dns.RcodeSuccess, nil
+}

@@ -1,0 +1,72 @@
+package meshdns
+
+import (
+	"sync"
+
+	"github.com/coredns/coredns/plugin"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	entriesGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "meshdns",
+		Name:      "entries",
+		Help:      "Hosts in the name table being served.",
+	}, []string{"server"})
+
+	tableUpdates = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "meshdns",
+		Name:      "table_updates_total",
+		Help:      "Updates received from name table sources, by source kind and result (applied or rejected).",
+	}, []string{"server", "source", "result"})
+
+	lastUpdate = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "meshdns",
+		Name:      "table_update_timestamp_seconds",
+		Help:      "When the name table being served was built, in seconds since the Unix epoch.",
+	}, []string{"server"})
+
+	answers = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "meshdns",
+		Name:      "answers_total",
+		Help:      "Questions meshdns handled, by outcome: hit, nodata, nxdomain, fallthrough, notready.",
+	}, []string{"server", "outcome"})
+)
+
+// outcome is what happened to one question; the values index outcomeNames.
+type outcome int
+
+const (
+	outcomeHit outcome = iota
+	outcomeNoData
+	outcomeNXDomain
+	outcomeFallthrough
+	outcomeNotReady
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"hit", "nodata", "nxdomain", "fallthrough", "notready"}
+
+// answerCounters resolves the answers counters of each server once, so that counting a query is an
+// atomic add rather than a label lookup.
+type answerCounters struct {
+	byServer sync.Map // server -> *[numOutcomes]prometheus.Counter
+}
+
+func (a *answerCounters) inc(server string, o outcome) {
+	v, ok := a.byServer.Load(server)
+	if !ok {
+		var cs [numOutcomes]prometheus.Counter
+		for i := range cs {
+			cs[i] = answers.WithLabelValues(server, outcomeNames[i])
+		}
+		v, _ = a.byServer.LoadOrStore(server, &cs)
+	}
+	v.(*[numOutcomes]prometheus.Counter)[o].Inc()
+}

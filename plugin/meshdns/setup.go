@@ -1,0 +1,186 @@
+package meshdns
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	"github.com/miekg/dns"
+)
+
+func init() { plugin.Register(pluginName, setup) }
+
+const (
+	defaultTTL           = 30
+	maxTTL               = 86400
+	defaultClusterDomain = "cluster.local"
+)
+
+func setup(c *caddy.Controller) error {
+	m, err := parse(c)
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	cfg := dnsserver.GetConfig(c)
+	c.OnStartup(func() error {
+		m.store.start(serverLabel(cfg))
+		return nil
+	})
+	c.OnShutdown(func() error {
+		m.store.stop()
+		return nil
+	})
+	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {
+		m.Next = next
+		return m
+	})
+	return nil
+}
+
+// parse reads the meshdns block. Sources load their first table here, so that a bad file stops
+// startup with the Corefile line that named it.
+func parse(c *caddy.Controller) (*MeshDNS, error) {
+	m := &MeshDNS{}
+	var (
+		namespace     string
+		search        []string
+		clusterDomain = defaultClusterDomain
+		ttl           = uint32(defaultTTL)
+		files         []fileSource
+		seen          = map[string]bool{}
+	)
+	i := 0
+	for c.Next() {
+		if i > 0 {
+			return nil, plugin.ErrOnce
+		}
+		i++
+		m.Zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+		for c.NextBlock() {
+			prop := c.Val()
+			if prop != "file" && seen[prop] {
+				return nil, c.Errf("property '%s' given twice", prop)
+			}
+			seen[prop] = true
+			args := c.RemainingArgs()
+			switch prop {
+			case "file":
+				f, err := parseFile(c, args)
+				if err != nil {
+					return nil, err
+				}
+				files = append(files, f)
+			case "namespace":
+				if len(args) != 1 {
+					return nil, c.Errf("namespace: want one namespace, got %d arguments", len(args))
+				}
+				if !isLabel(args[0]) {
+					return nil, c.Errf("namespace: %q is not a valid namespace name", args[0])
+				}
+				namespace = strings.ToLower(args[0])
+			case "cluster_domain":
+				if len(args) != 1 {
+					return nil, c.Errf("cluster_domain: want one domain, got %d arguments", len(args))
+				}
+				if err := table.ValidateHost(args[0]); err != nil {
+					return nil, c.Errf("cluster_domain: %v", err)
+				}
+				clusterDomain = strings.Trim(strings.ToLower(args[0]), ".")
+			case "search":
+				if len(args) == 0 {
+					return nil, c.Errf("search: want at least one domain")
+				}
+				for _, s := range args {
+					if err := table.ValidateHost(s); err != nil {
+						return nil, c.Errf("search: %v", err)
+					}
+				}
+				search = args
+			case "ttl":
+				if len(args) != 1 {
+					return nil, c.Errf("ttl: want one number of seconds, got %d arguments", len(args))
+				}
+				n, err := strconv.ParseUint(args[0], 10, 32)
+				if err != nil || n > maxTTL {
+					return nil, c.Errf("ttl: %q is not a number of seconds from 0 to %d", args[0], maxTTL)
+				}
+				ttl = uint32(n)
+			case "fallthrough":
+				m.Fall.SetZonesFromArgs(args)
+			default:
+				return nil, c.Errf("unknown property '%s'", prop)
+			}
+		}
+	}
+	if len(files) == 0 {
+		return nil, c.Err("no name table source: give at least one 'file PATH'")
+	}
+
+	m.view = table.NewView(namespace, search, clusterDomain)
+	m.store = newStore(table.Options{ClusterDomain: clusterDomain, TTL: ttl})
+	for _, f := range files {
+		m.store.add(f.src, f.initial)
+	}
+	return m, nil
+}
+
+type fileSource struct {
+	src     *file.Source
+	initial []table.Entry
+}
+
+// parseFile reads "file PATH [RELOAD]" and loads the file once.
+func parseFile(c *caddy.Controller, args []string) (fileSource, error) {
+	if len(args) == 0 || len(args) > 2 {
+		return fileSource{}, c.Errf("file: want PATH [RELOAD], got %d arguments", len(args))
+	}
+	path := args[0]
+	if root := dnsserver.GetConfig(c).Root; !filepath.IsAbs(path) && root != "" {
+		path = filepath.Join(root, path)
+	}
+	interval := file.DefaultInterval
+	if len(args) == 2 {
+		d, err := time.ParseDuration(args[1])
+		if err != nil || d < 0 {
+			return fileSource{}, c.Errf("file: RELOAD %q is not a duration such as 5s (0 turns checking off)", args[1])
+		}
+		interval = d
+	}
+	src := file.New(path, interval)
+	entries, err := src.Load()
+	if err != nil {
+		return fileSource{}, c.Errf("file: %v", err)
+	}
+	if entries == nil {
+		entries = []table.Entry{}
+	}
+	return fileSource{src: src, initial: entries}, nil
+}
+
+func isLabel(s string) bool {
+	_, ok := dns.IsDomainName(s)
+	return ok && s != "" && len(s) <= 63 && !strings.ContainsAny(s, ".*\\")
+}
+
+// serverLabel is the server address CoreDNS's metrics use for this block's first listener.
+func serverLabel(cfg *dnsserver.Config) string {
+	host := ""
+	if len(cfg.ListenHosts) > 0 {
+		host = cfg.ListenHosts[0]
+	}
+	addr := net.JoinHostPort(host, cfg.Port)
+	if a, err := net.ResolveTCPAddr("tcp", addr); err == nil {
+		addr = a.String()
+	}
+	return fmt.Sprintf("%s://%s", cfg.Transport, addr)
+}

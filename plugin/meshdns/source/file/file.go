@@ -1,0 +1,101 @@
+package file
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+)
+
+// DefaultInterval is how often the file is checked for changes unless the Corefile says otherwise.
+const DefaultInterval = 5 * time.Second
+
+// Source reads a NameTable file and publishes it again whenever the file changes.
+type Source struct {
+	path     string
+	interval time.Duration
+	last     stamp
+}
+
+// stamp tells whether a file changed since it was read. The inode catches the symlink swaps that
+// Kubernetes ConfigMap volumes make, where the size and time may stay the same.
+type stamp struct {
+	mod   time.Time
+	size  int64
+	inode uint64
+	err   string
+}
+
+var _ source.Source = (*Source)(nil)
+
+// New returns a source for the file at path, checked every interval.
+func New(path string, interval time.Duration) *Source {
+	return &Source{path: path, interval: interval}
+}
+
+// Kind implements source.Source.
+func (s *Source) Kind() string { return "file" }
+
+// String implements source.Source.
+func (s *Source) String() string { return "file " + s.path }
+
+// Load reads and parses the file now.
+func (s *Source) Load() ([]table.Entry, error) {
+	st, err := s.stat()
+	s.last = st
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := Parse(s.path, data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.path, err)
+	}
+	return entries, nil
+}
+
+// Run implements source.Source: it checks the file every interval and publishes it when it changed.
+// A file that fails to read or parse is rejected once per change; the last good table stays.
+func (s *Source) Run(ctx context.Context, sink source.Sink) {
+	if s.interval <= 0 {
+		return
+	}
+	tick := time.NewTicker(s.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st, _ := s.stat()
+		if st == s.last {
+			continue
+		}
+		entries, err := s.Load()
+		if err != nil {
+			sink.Reject(err)
+			continue
+		}
+		sink.Publish(entries)
+	}
+}
+
+func (s *Source) stat() (stamp, error) {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return stamp{err: err.Error()}, err
+	}
+	st := stamp{mod: fi.ModTime(), size: fi.Size()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.inode = sys.Ino
+	}
+	return st, nil
+}

@@ -1,0 +1,221 @@
+// Package file is the name table source that reads Istio's NameTable from a file, JSON or YAML, and
+// follows changes to it.
+package file
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	"sigs.k8s.io/yaml"
+)
+
+// nameInfo is Istio's NameTable.NameInfo in its JSON form; alt_hosts is the proto field name, which
+// protojson also accepts.
+type nameInfo struct {
+	IPs           []string `json:"ips"`
+	Registry      string   `json:"registry"`
+	Shortname     string   `json:"shortname"`
+	Namespace     string   `json:"namespace"`
+	AltHosts      []string `json:"altHosts"`
+	AltHostsProto []string `json:"alt_hosts"`
+}
+
+// Parse reads a NameTable ({"table": {HOST: NameInfo}}) from data. name is the file name: a .yaml or
+// .yml name, or content that does not start with '{', is read as YAML. Errors give the line and
+// column, and the host and field at fault.
+func Parse(name string, data []byte) ([]table.Entry, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, errors.New("the file is empty")
+	}
+	ext := strings.ToLower(filepath.Ext(name))
+	if ext == ".yaml" || ext == ".yml" || (ext != ".json" && trimmed[0] != '{') {
+		return parseYAML(data)
+	}
+	return parseJSON(data, offsetPosition(data))
+}
+
+// position turns a failure at a JSON offset (and optionally about one host) into "line L, column C".
+type position func(offset int64, host string) string
+
+func offsetPosition(data []byte) position {
+	return func(off int64, _ string) string {
+		off = min(max(off, 0), int64(len(data)))
+		line := 1 + bytes.Count(data[:off], []byte("\n"))
+		col := off - int64(bytes.LastIndexByte(data[:off], '\n'))
+		return fmt.Sprintf("line %d, column %d", line, col)
+	}
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// parseYAML converts YAML to JSON and reads that; positions are found again in the YAML by host.
+func parseYAML(data []byte) ([]table.Entry, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			msg = "line " + m[1] + ": " + strings.TrimPrefix(yamlLine.ReplaceAllString(msg, ""), "yaml: : ")
+		}
+		return nil, fmt.Errorf("YAML: %s", msg)
+	}
+	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+		return nil, errors.New("the file holds no YAML document")
+	}
+	return parseJSON(js, func(_ int64, host string) string {
+		if host == "" {
+			return "the document"
+		}
+		if i := bytes.Index(data, []byte(host)); i >= 0 {
+			return "line " + strconv.Itoa(1+bytes.Count(data[:i], []byte("\n")))
+		}
+		return "host " + host
+	})
+}
+
+// parseJSON walks the document with a token decoder so that every error has an offset and duplicate
+// hosts are caught rather than silently overwritten.
+func parseJSON(data []byte, at position) ([]table.Entry, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	fail := func(host, format string, args ...any) error {
+		where := at(dec.InputOffset(), host)
+		if host != "" {
+			return fmt.Errorf("%s: host %q: %s", where, host, fmt.Sprintf(format, args...))
+		}
+		return fmt.Errorf("%s: %s", where, fmt.Sprintf(format, args...))
+	}
+	syntax := func(err error) error {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return fmt.Errorf("%s: %s", at(se.Offset, ""), se.Error())
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: unexpected end of input", at(int64(len(data)), ""))
+		}
+		return fail("", "%v", err)
+	}
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, syntax(err)
+	}
+	var entries []table.Entry
+	seenTable := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntax(err)
+		}
+		if key := tok.(string); key != "table" {
+			return nil, fail("", "unknown field %q: a NameTable has only \"table\"", key)
+		}
+		if seenTable {
+			return nil, fail("", "\"table\" given twice")
+		}
+		seenTable = true
+		if entries, err = parseTable(dec, fail, syntax); err != nil {
+			return nil, err
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, syntax(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fail("", "unexpected data after the NameTable")
+	}
+	if !seenTable {
+		return nil, fail("", "no \"table\" field: expected {\"table\": {HOST: {\"ips\": [...]}}}")
+	}
+	return entries, nil
+}
+
+func parseTable(dec *json.Decoder, fail func(string, string, ...any) error, syntax func(error) error) ([]table.Entry, error) {
+	if tok, err := dec.Token(); err != nil {
+		return nil, syntax(err)
+	} else if tok == nil {
+		return nil, nil // "table": null is an empty table, as protojson may write it
+	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fail("", "\"table\" must be an object of hosts, not %v", tok)
+	}
+	var entries []table.Entry
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntax(err)
+		}
+		host := tok.(string)
+		var ni nameInfo
+		if err := dec.Decode(&ni); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return nil, fail(host, "field %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+			}
+			var se *json.SyntaxError
+			if errors.As(err, &se) {
+				return nil, syntax(err)
+			}
+			return nil, fail(host, "%s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		e, err := entryOf(host, &ni)
+		if err != nil {
+			return nil, fail(host, "%v", err)
+		}
+		key := strings.ToLower(strings.TrimSuffix(host, "."))
+		if seen[key] {
+			return nil, fail(host, "host given twice")
+		}
+		seen[key] = true
+		entries = append(entries, e)
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, syntax(err)
+	}
+	return entries, nil
+}
+
+func entryOf(host string, ni *nameInfo) (table.Entry, error) {
+	if err := table.ValidateHost(host); err != nil {
+		return table.Entry{}, err
+	}
+	e := table.Entry{
+		Host:      host,
+		Registry:  ni.Registry,
+		ShortName: ni.Shortname,
+		Namespace: ni.Namespace,
+	}
+	for i, s := range ni.IPs {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil || a.Zone() != "" {
+			return e, fmt.Errorf("ips[%d]: %q is not an IP address", i, s)
+		}
+		e.Addrs = append(e.Addrs, a.Unmap())
+	}
+	for i, alt := range append(ni.AltHosts, ni.AltHostsProto...) {
+		if err := table.ValidateHost(alt); err != nil {
+			return e, fmt.Errorf("altHosts[%d]: %v", i, err)
+		}
+		e.AltHosts = append(e.AltHosts, alt)
+	}
+	return e, nil
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return fmt.Errorf("expected %q, got %v", want, tok)
+	}
+	return nil
+}

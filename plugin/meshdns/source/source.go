@@ -1,0 +1,27 @@
+// Package source defines how the sources of the name table (a file, istiod's NDS, Kubernetes) hand
+// their views to the meshdns plugin.
+package source
+
+import (
+	"context"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+)
+
+// Sink receives what one source learns. Calls may come from any goroutine.
+type Sink interface {
+	// Publish replaces the source's entries with a complete snapshot.
+	Publish(entries []table.Entry)
+	// Reject reports an update the source could not use; its last published snapshot stays.
+	Reject(err error)
+}
+
+// Source feeds the name table from one place.
+type Source interface {
+	// Kind is the metric label of the source: a fixed word such as "file" or "nds".
+	Kind() string
+	// String names the source in logs, with what sets it apart (a path, an address).
+	String() string
+	// Run publishes to sink until ctx ends.
+	Run(ctx context.Context, sink Sink)
+}

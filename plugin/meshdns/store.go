@@ -1,0 +1,113 @@
+package meshdns
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+)
+
+// store turns the snapshots of the sources into the table being served. Sources publish into it; the
+// handler only loads the current table, so a query never waits on a source.
+type store struct {
+	opts    table.Options
+	sources []source.Source
+	server  string // metric label, known once the server is set up
+
+	mu    sync.Mutex // serialises rebuilds
+	snaps [][]table.Entry
+	have  []bool
+	cur   atomic.Pointer[table.Table]
+	ready atomic.Bool
+
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+func newStore(opts table.Options) *store {
+	return &store{opts: opts}
+}
+
+// add registers a source with the snapshot it already loaded, or nil when it has none yet.
+func (s *store) add(src source.Source, initial []table.Entry) {
+	s.sources = append(s.sources, src)
+	s.snaps = append(s.snaps, initial)
+	s.have = append(s.have, initial != nil)
+}
+
+// table returns the table being served, nil before any source has published.
+func (s *store) table() *table.Table { return s.cur.Load() }
+
+// start builds the first table from what the sources loaded at setup, then runs the sources.
+func (s *store) start(server string) {
+	s.server = server
+	s.mu.Lock()
+	s.rebuild()
+	s.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	for i, src := range s.sources {
+		s.done.Add(1)
+		go func() {
+			defer s.done.Done()
+			src.Run(ctx, &sink{store: s, index: i})
+		}()
+	}
+}
+
+// stop ends the sources and waits for them, so that a reload leaves nothing running.
+func (s *store) stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.done.Wait()
+}
+
+// rebuild merges every snapshot into a new table and swaps it in. The caller holds mu.
+func (s *store) rebuild() {
+	var snaps [][]table.Entry
+	ready := true
+	for i, have := range s.have {
+		if have {
+			snaps = append(snaps, s.snaps[i])
+		}
+		ready = ready && have
+	}
+	if len(snaps) == 0 {
+		return
+	}
+	t := table.Build(slices.Concat(snaps...), s.opts)
+	s.cur.Store(t)
+	s.ready.Store(ready)
+	entriesGauge.WithLabelValues(s.server).Set(float64(t.Len()))
+	lastUpdate.WithLabelValues(s.server).Set(float64(time.Now().Unix()))
+}
+
+// sink is the store as one source sees it.
+type sink struct {
+	store *store
+	index int
+}
+
+func (k *sink) Publish(entries []table.Entry) {
+	s := k.store
+	src := s.sources[k.index]
+	s.mu.Lock()
+	s.snaps[k.index] = entries
+	s.have[k.index] = true
+	s.rebuild()
+	n := s.table().Len()
+	s.mu.Unlock()
+	tableUpdates.WithLabelValues(s.server, src.Kind(), "applied").Inc()
+	log.Infof("%s: name table updated, %d entries from this source, %d served", src, len(entries), n)
+}
+
+func (k *sink) Reject(err error) {
+	src := k.store.sources[k.index]
+	tableUpdates.WithLabelValues(k.store.server, src.Kind(), "rejected").Inc()
+	log.Errorf("%s: update rejected, still serving the last good table: %v", src, err)
+}

@@ -1,0 +1,92 @@
+package table
+
+import (
+	"net"
+
+	"github.com/miekg/dns"
+)
+
+// Answer returns the records that answer a question of type qtype for qname, and whether they hold
+// data of that type (false means NODATA: reply NOERROR with Table.SOA in authority). Owner names are
+// qname as asked, so clients that randomise case (DNS 0x20) get their case back.
+func (t *Table) Answer(m Match, qname string, qtype uint16) ([]dns.RR, bool) {
+	var out []dns.RR
+	owner := qname
+	if m.target != "" {
+		out = make([]dns.RR, 0, 1+len(m.n.v4)+len(m.n.v6))
+		out = append(out, &dns.CNAME{Hdr: t.header(qname, dns.TypeCNAME), Target: m.target})
+		owner = m.target
+		if qtype == dns.TypeCNAME {
+			return out, true
+		}
+	}
+	switch {
+	case m.n != nil && qtype == dns.TypeA && len(m.n.v4) > 0:
+		recs := make([]dns.A, len(m.n.v4))
+		for i, ip := range rotate(m.n, m.n.v4) {
+			recs[i] = dns.A{Hdr: t.header(owner, dns.TypeA), A: ip}
+		}
+		return appendRecords(out, recs), true
+	case m.n != nil && qtype == dns.TypeAAAA && len(m.n.v6) > 0:
+		recs := make([]dns.AAAA, len(m.n.v6))
+		for i, ip := range rotate(m.n, m.n.v6) {
+			recs[i] = dns.AAAA{Hdr: t.header(owner, dns.TypeAAAA), AAAA: ip}
+		}
+		return appendRecords(out, recs), true
+	case m.ptrs != nil && qtype == dns.TypePTR:
+		recs := make([]dns.PTR, len(m.ptrs))
+		for i, h := range m.ptrs {
+			recs[i] = dns.PTR{Hdr: t.header(owner, dns.TypePTR), Ptr: h}
+		}
+		return appendRecords(out, recs), true
+	}
+	return out, false
+}
+
+// SOA returns the SOA record that goes in the authority section of negative answers under zone.
+func (t *Table) SOA(zone string) *dns.SOA {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: t.ttl},
+		Ns:      "ns.dns." + zone,
+		Mbox:    "hostmaster." + zone,
+		Serial:  t.serial,
+		Refresh: 7200,
+		Retry:   1800,
+		Expire:  86400,
+		Minttl:  t.ttl,
+	}
+}
+
+func (t *Table) header(owner string, rrtype uint16) dns.RR_Header {
+	return dns.RR_Header{Name: owner, Rrtype: rrtype, Class: dns.ClassINET, Ttl: t.ttl}
+}
+
+// rotate yields ips starting one further along at each call, so that clients taking the first
+// address spread over all of them.
+func rotate(n *name, ips []net.IP) func(func(int, net.IP) bool) {
+	start := 0
+	if len(ips) > 1 {
+		start = int((n.next.Add(1) - 1) % uint32(len(ips)))
+	}
+	return func(yield func(int, net.IP) bool) {
+		for i := range ips {
+			if !yield(i, ips[(start+i)%len(ips)]) {
+				return
+			}
+		}
+	}
+}
+
+// appendRecords appends pointers into recs, one allocation for all of them rather than one each.
+func appendRecords[T any, P interface {
+	*T
+	dns.RR
+}](out []dns.RR, recs []T) []dns.RR {
+	if out == nil {
+		out = make([]dns.RR, 0, len(recs))
+	}
+	for i := range recs {
+		out = append(out, P(&recs[i]))
+	}
+	return out
+}

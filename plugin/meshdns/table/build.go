@@ -1,0 +1,173 @@
+package table
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Options are the settings a table is built with.
+type Options struct {
+	// ClusterDomain is the Kubernetes cluster domain; short forms exist only for hosts under it.
+	ClusterDomain string
+	// TTL is the TTL of every answer, and the SOA minimum of negative answers.
+	TTL uint32
+}
+
+// Table is an immutable index of every name form of every entry. Lookups take no lock.
+type Table struct {
+	names   map[string]*name            // canonical hosts, alt hosts, name.ns., name.ns.svc.
+	bare    map[string]map[string]*name // namespace -> "name." -> name
+	wild    map[string]*name            // "example.com." for the host "*.example.com."
+	reverse map[netip.Addr][]string     // address -> canonical hosts, sorted
+	ttl     uint32
+	serial  uint32
+	entries int
+}
+
+// name is one host with its answers prepared: the addresses as the byte slices DNS records carry.
+type name struct {
+	host string // canonical lower-case FQDN; "*.example.com." for wildcards
+	zone string // owner of the SOA in negative answers about this host
+	v4   []net.IP
+	v6   []net.IP
+	next atomic.Uint32 // rotates multi-address answers
+}
+
+// claim ranks the hosts competing for one key, so that collisions resolve the same way every time.
+type claim struct {
+	n        *name
+	strength int // 0 canonical, 1 alt host, 2 short form
+	rank     int // Entry.rank
+}
+
+func (c claim) beats(o claim) bool {
+	if c.strength != o.strength {
+		return c.strength < o.strength
+	}
+	if c.rank != o.rank {
+		return c.rank < o.rank
+	}
+	return c.n.host < o.n.host
+}
+
+// Build indexes entries, which must have valid hosts (ValidateHost). Entries naming the same host are
+// merged first by Merge's rules.
+func Build(entries []Entry, opt Options) *Table {
+	entries = Merge(entries)
+	cd := "." + strings.Trim(strings.ToLower(opt.ClusterDomain), ".") + "."
+	t := &Table{
+		bare:    make(map[string]map[string]*name),
+		wild:    make(map[string]*name),
+		reverse: make(map[netip.Addr][]string),
+		ttl:     opt.TTL,
+		serial:  uint32(time.Now().Unix()),
+		entries: len(entries),
+	}
+	claims := make(map[string]claim, len(entries)*3)
+	bareClaims := make(map[string]map[string]claim)
+	put := func(m map[string]claim, key string, c claim) {
+		if old, ok := m[key]; !ok || c.beats(old) {
+			m[key] = c
+		}
+	}
+
+	for i := range entries {
+		e := &entries[i]
+		host := canonicalHost(e.Host)
+		n := &name{host: host, zone: zoneOf(host, cd)}
+		for _, a := range e.Addrs {
+			a = a.Unmap()
+			if a.Is4() {
+				n.v4 = append(n.v4, net.IP(a.AsSlice()))
+			} else {
+				n.v6 = append(n.v6, net.IP(a.AsSlice()))
+			}
+		}
+		if base, ok := strings.CutPrefix(host, "*."); ok {
+			if old, ok := t.wild[base]; !ok || host < old.host {
+				t.wild[base] = n
+			}
+			continue
+		}
+		put(claims, host, claim{n: n, strength: 0, rank: e.rank()})
+		for _, alt := range e.AltHosts {
+			put(claims, canonicalHost(alt), claim{n: n, strength: 1, rank: e.rank()})
+		}
+		if short, ns, ok := shortForms(e, host, cd); ok {
+			put(claims, short+"."+ns+".", claim{n: n, strength: 2, rank: e.rank()})
+			put(claims, short+"."+ns+".svc.", claim{n: n, strength: 2, rank: e.rank()})
+			if bareClaims[ns] == nil {
+				bareClaims[ns] = make(map[string]claim)
+			}
+			put(bareClaims[ns], short+".", claim{n: n, strength: 2, rank: e.rank()})
+		}
+		for _, a := range e.Addrs {
+			a = a.Unmap()
+			if !slices.Contains(t.reverse[a], host) {
+				t.reverse[a] = append(t.reverse[a], host)
+			}
+		}
+	}
+
+	t.names = make(map[string]*name, len(claims))
+	for k, c := range claims {
+		t.names[k] = c.n
+	}
+	for ns, m := range bareClaims {
+		b := make(map[string]*name, len(m))
+		for k, c := range m {
+			b[k] = c.n
+		}
+		t.bare[ns] = b
+	}
+	for _, hosts := range t.reverse {
+		slices.Sort(hosts)
+	}
+	return t
+}
+
+// shortForms returns the Kubernetes short name and namespace of a host in the cluster domain: the
+// entry's own, or read off the host (name.ns.svc.DOMAIN) when the source gave none.
+func shortForms(e *Entry, host, clusterDomain string) (short, ns string, ok bool) {
+	if e.Registry != RegistryKubernetes {
+		return "", "", false
+	}
+	rest, ok := strings.CutSuffix(host, ".svc"+clusterDomain)
+	if !ok {
+		return "", "", false
+	}
+	short, ns = strings.ToLower(e.ShortName), strings.ToLower(e.Namespace)
+	if short == "" || ns == "" {
+		dot := strings.LastIndexByte(rest, '.')
+		if dot <= 0 {
+			return "", "", false
+		}
+		short, ns = rest[:dot], rest[dot+1:]
+	}
+	if rest != short+"."+ns {
+		return "", "", false
+	}
+	return short, ns, true
+}
+
+// zoneOf is the apex we claim for negative answers about host: the cluster domain for hosts in it,
+// the host itself (without a wildcard label) for the rest.
+func zoneOf(host, clusterDomain string) string {
+	if strings.HasSuffix(host, clusterDomain) {
+		return clusterDomain[1:]
+	}
+	if base, ok := strings.CutPrefix(host, "*."); ok {
+		return base
+	}
+	return host
+}
+
+// Len returns the number of entries in the table.
+func (t *Table) Len() int { return t.entries }
+
+// TTL returns the TTL the table answers with.
+func (t *Table) TTL() uint32 { return t.ttl }

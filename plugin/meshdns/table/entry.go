@@ -1,0 +1,38 @@
+// Package table is meshdns's name table: an immutable index over the entries that sources publish,
+// built once per update and read without locks by every query.
+package table
+
+import (
+	"net/netip"
+)
+
+// Registry names used by sources. They match the strings istiod puts in NameInfo.registry.
+const (
+	RegistryKubernetes = "Kubernetes"
+	RegistryExternal   = "External"
+)
+
+// Entry is one host as a source publishes it. Istio's NameTable.NameInfo maps onto it field for field.
+type Entry struct {
+	// Host is the fully qualified host, with or without the trailing dot; "*.example.com" is a wildcard.
+	Host string
+	// Addrs are the addresses answered for Host, IPv4 and IPv6 mixed, in the order the source gave.
+	Addrs []netip.Addr
+	// Registry is where the host comes from: RegistryKubernetes enables the short forms.
+	Registry string
+	// ShortName and Namespace give the Kubernetes short forms (name, name.ns, name.ns.svc).
+	ShortName string
+	Namespace string
+	// AltHosts are more names answered with the same addresses.
+	AltHosts []string
+	// Cluster is the cluster the entry was learned from, when the source knows it.
+	Cluster string
+}
+
+// rank orders entries that name the same host: a Kubernetes Service beats a ServiceEntry.
+func (e *Entry) rank() int {
+	if e.Registry == RegistryKubernetes {
+		return 0
+	}
+	return 1
+}

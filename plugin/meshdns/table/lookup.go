@@ -1,0 +1,119 @@
+package table
+
+import (
+	"strings"
+)
+
+// Match is the outcome of a lookup: the host a question names, if any, and how it was reached.
+type Match struct {
+	n      *name
+	ptrs   []string // hosts of a reverse (PTR) name
+	zone   string   // SOA owner of a reverse name
+	target string   // CNAME target, when the question carried one of the client's search domains
+}
+
+// Found reports whether the question names something in the table. A found name is answered by
+// meshdns, with data or NODATA, and never goes to the next plugin.
+func (m Match) Found() bool { return m.n != nil || m.ptrs != nil }
+
+// Host returns the canonical host matched ("*.example.com." for a wildcard), or "" for a reverse name.
+func (m Match) Host() string {
+	if m.n == nil {
+		return ""
+	}
+	return m.n.host
+}
+
+// Zone returns the apex whose SOA goes in a negative answer about the matched name.
+func (m Match) Zone() string {
+	if m.n != nil {
+		return m.n.zone
+	}
+	return m.zone
+}
+
+// Lookup finds the host that qname names for a client in view v. qname is matched case-insensitively;
+// a hit allocates nothing.
+func (t *Table) Lookup(qname string, v *View) Match {
+	var buf [256]byte
+	key := appendLower(buf[:0], qname)
+	if n := t.find(key, v); n != nil {
+		return Match{n: n}
+	}
+	if hosts, zone := t.ptr(key); hosts != nil {
+		return Match{ptrs: hosts, zone: zone}
+	}
+	for _, s := range v.suffixes {
+		cut := len(key) - len(s) + 1 // keeps the dot before the suffix
+		if cut <= 1 || !strings.HasSuffix(string(key), s) || escaped(key, cut-1) {
+			continue
+		}
+		n := t.find(key[:cut], v)
+		if n == nil {
+			continue
+		}
+		target := n.host
+		if strings.HasPrefix(target, "*.") {
+			target = qname[:cut] // a wildcard's answers are owned by the name it matched
+		}
+		return Match{n: n, target: target}
+	}
+	return Match{}
+}
+
+// find looks key up as a host or one of its forms, then as a bare name in the client's namespace,
+// then under the most specific wildcard.
+func (t *Table) find(key []byte, v *View) *name {
+	if n, ok := t.names[string(key)]; ok {
+		return n
+	}
+	if v.Namespace != "" && isSingleLabel(key) {
+		if n, ok := t.bare[v.Namespace][string(key)]; ok {
+			return n
+		}
+	}
+	if len(t.wild) == 0 {
+		return nil
+	}
+	for i := 0; i < len(key)-1; i++ {
+		if key[i] == '.' && !escaped(key, i) {
+			if n, ok := t.wild[string(key[i+1:])]; ok {
+				return n
+			}
+		}
+	}
+	return nil
+}
+
+// appendLower appends name lower-cased (ASCII only, as DNS compares) and fully qualified to dst.
+func appendLower(dst []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	if len(dst) == 0 || dst[len(dst)-1] != '.' || escaped(dst, len(dst)-1) {
+		dst = append(dst, '.')
+	}
+	return dst
+}
+
+// escaped reports whether the byte at i is escaped by an odd run of backslashes before it.
+func escaped(name []byte, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+func isSingleLabel(key []byte) bool {
+	for i := 0; i < len(key)-1; i++ {
+		if key[i] == '.' && !escaped(key, i) {
+			return false
+		}
+	}
+	return len(key) > 1
+}

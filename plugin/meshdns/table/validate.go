@@ -1,0 +1,33 @@
+package table
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// ValidateHost checks that h is a host a table can hold: a domain name of at most 253 characters and
+// 63 per label, whose only wildcard is a whole leftmost "*" label.
+func ValidateHost(h string) error {
+	name := strings.TrimSuffix(h, ".")
+	if name == "" {
+		return fmt.Errorf("empty host name")
+	}
+	if _, ok := dns.IsDomainName(name); !ok || len(name) > 253 {
+		return fmt.Errorf("%q is not a valid domain name", h)
+	}
+	for i, label := range strings.Split(name, ".") {
+		switch {
+		case label == "":
+			return fmt.Errorf("%q has an empty label", h)
+		case len(label) > 63:
+			return fmt.Errorf("%q has a label longer than 63 bytes", h)
+		case strings.Contains(label, "*") && (label != "*" || i != 0):
+			return fmt.Errorf("%q: a wildcard must be the whole leftmost label, as in *.example.com", h)
+		case label == "*" && !strings.Contains(name, "."):
+			return fmt.Errorf("%q: a wildcard needs a domain under it", h)
+		}
+	}
+	return nil
+}
