@@ -59,12 +59,13 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		files         []fileSource
 		seen          = map[string]bool{}
 	)
-	i := 0
+	i, line := 0, 0
 	for c.Next() {
 		if i > 0 {
 			return nil, plugin.ErrOnce
 		}
 		i++
+		line = c.Line()
 		m.Zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
 		for c.NextBlock() {
 			prop := c.Val()
@@ -92,8 +93,8 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 				if len(args) != 1 {
 					return nil, c.Errf("cluster_domain: want one domain, got %d arguments", len(args))
 				}
-				if err := table.ValidateHost(args[0]); err != nil {
-					return nil, c.Errf("cluster_domain: %v", err)
+				if err := table.ValidateHost(args[0]); err != nil || strings.Contains(args[0], "*") {
+					return nil, c.Errf("cluster_domain: %q is not a domain name", args[0])
 				}
 				clusterDomain = strings.Trim(strings.ToLower(args[0]), ".")
 			case "search":
@@ -101,8 +102,8 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 					return nil, c.Errf("search: want at least one domain")
 				}
 				for _, s := range args {
-					if err := table.ValidateHost(s); err != nil {
-						return nil, c.Errf("search: %v", err)
+					if err := table.ValidateHost(s); err != nil || strings.Contains(s, "*") {
+						return nil, c.Errf("search: %q is not a domain name", s)
 					}
 				}
 				search = args
@@ -123,7 +124,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		}
 	}
 	if len(files) == 0 {
-		return nil, c.Err("no name table source: give at least one 'file PATH'")
+		return nil, fmt.Errorf("%s:%d - Error during parsing: no name table source: give at least one 'file PATH'", c.File(), line)
 	}
 
 	m.view = table.NewView(namespace, search, clusterDomain)

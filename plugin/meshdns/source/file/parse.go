@@ -88,8 +88,8 @@ func parseYAML(data []byte) ([]table.Entry, error) {
 func parseJSON(data []byte, at position) ([]table.Entry, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	fail := func(host, format string, args ...any) error {
-		where := at(dec.InputOffset(), host)
+	fail := func(off int64, host, format string, args ...any) error {
+		where := at(off, host)
 		if host != "" {
 			return fmt.Errorf("%s: host %q: %s", where, host, fmt.Sprintf(format, args...))
 		}
@@ -103,7 +103,7 @@ func parseJSON(data []byte, at position) ([]table.Entry, error) {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return fmt.Errorf("%s: unexpected end of input", at(int64(len(data)), ""))
 		}
-		return fail("", "%v", err)
+		return fail(dec.InputOffset(), "", "%v", err)
 	}
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, syntax(err)
@@ -116,10 +116,10 @@ func parseJSON(data []byte, at position) ([]table.Entry, error) {
 			return nil, syntax(err)
 		}
 		if key := tok.(string); key != "table" {
-			return nil, fail("", "unknown field %q: a NameTable has only \"table\"", key)
+			return nil, fail(dec.InputOffset(), "", "unknown field %q: a NameTable has only \"table\"", key)
 		}
 		if seenTable {
-			return nil, fail("", "\"table\" given twice")
+			return nil, fail(dec.InputOffset(), "", "\"table\" given twice")
 		}
 		seenTable = true
 		if entries, err = parseTable(dec, fail, syntax); err != nil {
@@ -130,21 +130,21 @@ func parseJSON(data []byte, at position) ([]table.Entry, error) {
 		return nil, syntax(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, fail("", "unexpected data after the NameTable")
+		return nil, fail(dec.InputOffset(), "", "unexpected data after the NameTable")
 	}
 	if !seenTable {
-		return nil, fail("", "no \"table\" field: expected {\"table\": {HOST: {\"ips\": [...]}}}")
+		return nil, fail(dec.InputOffset(), "", "no \"table\" field: expected {\"table\": {HOST: {\"ips\": [...]}}}")
 	}
 	return entries, nil
 }
 
-func parseTable(dec *json.Decoder, fail func(string, string, ...any) error, syntax func(error) error) ([]table.Entry, error) {
+func parseTable(dec *json.Decoder, fail func(int64, string, string, ...any) error, syntax func(error) error) ([]table.Entry, error) {
 	if tok, err := dec.Token(); err != nil {
 		return nil, syntax(err)
 	} else if tok == nil {
 		return nil, nil // "table": null is an empty table, as protojson may write it
 	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fail("", "\"table\" must be an object of hosts, not %v", tok)
+		return nil, fail(dec.InputOffset(), "", "\"table\" must be an object of hosts, not %v", tok)
 	}
 	var entries []table.Entry
 	seen := make(map[string]bool)
@@ -154,25 +154,26 @@ func parseTable(dec *json.Decoder, fail func(string, string, ...any) error, synt
 			return nil, syntax(err)
 		}
 		host := tok.(string)
+		at := dec.InputOffset() // just after the host's key: errors about the host point here
 		var ni nameInfo
 		if err := dec.Decode(&ni); err != nil {
 			var te *json.UnmarshalTypeError
 			if errors.As(err, &te) {
-				return nil, fail(host, "field %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+				return nil, fail(at, host, "field %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
 			}
 			var se *json.SyntaxError
 			if errors.As(err, &se) {
 				return nil, syntax(err)
 			}
-			return nil, fail(host, "%s", strings.TrimPrefix(err.Error(), "json: "))
+			return nil, fail(at, host, "%s", strings.TrimPrefix(err.Error(), "json: "))
 		}
 		e, err := entryOf(host, &ni)
 		if err != nil {
-			return nil, fail(host, "%v", err)
+			return nil, fail(at, host, "%v", err)
 		}
 		key := strings.ToLower(strings.TrimSuffix(host, "."))
 		if seen[key] {
-			return nil, fail(host, "host given twice")
+			return nil, fail(at, host, "host given twice")
 		}
 		seen[key] = true
 		entries = append(entries, e)

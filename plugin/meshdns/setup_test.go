@@ -1,0 +1,94 @@
+package meshdns
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coredns/caddy"
+)
+
+func TestSetup(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	if err := os.WriteFile(good, []byte(`{"table": {"a.ns.svc.cluster.local": {"ips": ["10.0.0.1"], "registry": "Kubernetes"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte("{\"table\": {\n  \"a.b\": {\"ips\": [\"10.0.0.300\"]}}}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		input   string
+		wantErr string // substrings of the error, all of them; "" for success
+	}{
+		{"minimal", "meshdns {\nfile " + good + "\n}", ""},
+		{"everything", "meshdns cluster.local example.com {\nfile " + good + " 10s\nnamespace default\ncluster_domain cluster.local\nsearch default.svc.cluster.local svc.cluster.local\nttl 60\nfallthrough example.com\n}", ""},
+		{"two files", "meshdns {\nfile " + good + "\nfile " + good + " 0\n}", ""},
+		{"no source", "meshdns {\nnamespace default\n}", "Testfile:1 - Error during parsing: no name table source"},
+		{"unknown property", "meshdns {\nfile " + good + "\nfoo bar\n}", "Testfile:3 - Error during parsing: unknown property 'foo'"},
+		{"file without path", "meshdns {\nfile\n}", "Testfile:2 - Error during parsing: file: want PATH [RELOAD], got 0 arguments"},
+		{"file extra arg", "meshdns {\nfile " + good + " 5s extra\n}", "Testfile:2 - Error during parsing: file: want PATH [RELOAD], got 3 arguments"},
+		{"bad reload", "meshdns {\nfile " + good + " often\n}", `Testfile:2 - Error during parsing: file: RELOAD "often"`},
+		{"negative reload", "meshdns {\nfile " + good + " -5s\n}", `Testfile:2 - Error during parsing: file: RELOAD "-5s"`},
+		{"missing file", "meshdns {\n\nfile " + filepath.Join(dir, "nope.yaml") + "\n}", "Testfile:3 - Error during parsing: file: stat " + filepath.Join(dir, "nope.yaml") + ": no such file or directory"},
+		{"bad file", "meshdns {\nfile " + bad + "\n}", `Testfile:2 - Error during parsing: file: ` + bad + `: line 2, column 8: host "a.b": ips[0]: "10.0.0.300" is not an IP address`},
+		{"namespace missing", "meshdns {\nfile " + good + "\nnamespace\n}", "Testfile:3 - Error during parsing: namespace: want one namespace, got 0 arguments"},
+		{"namespace two", "meshdns {\nfile " + good + "\nnamespace a b\n}", "Testfile:3 - Error during parsing: namespace: want one namespace, got 2 arguments"},
+		{"namespace invalid", "meshdns {\nfile " + good + "\nnamespace a.b\n}", `namespace: "a.b" is not a valid namespace name`},
+		{"namespace twice", "meshdns {\nfile " + good + "\nnamespace a\nnamespace b\n}", "Testfile:4 - Error during parsing: property 'namespace' given twice"},
+		{"cluster_domain missing", "meshdns {\nfile " + good + "\ncluster_domain\n}", "Testfile:3 - Error during parsing: cluster_domain: want one domain"},
+		{"cluster_domain invalid", "meshdns {\nfile " + good + "\ncluster_domain a..b\n}", "cluster_domain:"},
+		{"search empty", "meshdns {\nfile " + good + "\nsearch\n}", "Testfile:3 - Error during parsing: search: want at least one domain"},
+		{"search invalid", "meshdns {\nfile " + good + "\nsearch ok.example *bad\n}", "Testfile:3 - Error during parsing: search:"},
+		{"ttl missing", "meshdns {\nfile " + good + "\nttl\n}", "Testfile:3 - Error during parsing: ttl: want one number of seconds, got 0 arguments"},
+		{"ttl not a number", "meshdns {\nfile " + good + "\nttl soon\n}", `Testfile:3 - Error during parsing: ttl: "soon" is not a number of seconds from 0 to 86400`},
+		{"ttl negative", "meshdns {\nfile " + good + "\nttl -1\n}", `ttl: "-1" is not a number of seconds`},
+		{"ttl too big", "meshdns {\nfile " + good + "\nttl 86401\n}", `ttl: "86401" is not a number of seconds`},
+		{"twice in a block", "meshdns {\nfile " + good + "\n}\nmeshdns {\nfile " + good + "\n}", "can only be used once per Server Block"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := caddy.NewTestController("dns", tc.input)
+			c.ServerBlockKeys = []string{"."}
+			err := setup(c)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %q\nwant it to contain %q", err, tc.wantErr)
+			}
+			if !strings.HasPrefix(err.Error(), "plugin/meshdns: ") {
+				t.Errorf("error %q does not name the plugin", err)
+			}
+		})
+	}
+}
+
+func TestParseSettings(t *testing.T) {
+	m := newTestMeshDNS(t, "table: {}", "example.com", "namespace Prod\ncluster_domain Corp.Local.\nfallthrough")
+	if m.view.Namespace != "prod" {
+		t.Errorf("namespace %q, want prod", m.view.Namespace)
+	}
+	if got, want := strings.Join(m.view.Search(), " "), "prod.svc.corp.local svc.corp.local corp.local"; got != want {
+		t.Errorf("default search %q, want %q", got, want)
+	}
+	if len(m.Zones) != 1 || m.Zones[0] != "example.com." {
+		t.Errorf("zones %v", m.Zones)
+	}
+	if m.store.table().TTL() != defaultTTL {
+		t.Errorf("ttl %d, want %d", m.store.table().TTL(), defaultTTL)
+	}
+	if !m.Ready() {
+		t.Error("not ready after its file loaded")
+	}
+}
