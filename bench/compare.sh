@@ -18,9 +18,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=$ROOT/bin/coredns
 
+if [[ ${QUICK:-0} == 1 ]]; then # CI smoke defaults, still overridable
+	: "${DURATION:=2}" "${ROUNDS:=1}"
+fi
 NAMES=${NAMES:-10000}             # services in the generated table
-ROUNDS=${ROUNDS:-3}               # measurements per server and mix
-DURATION=${DURATION:-10}          # seconds per dnsperf run
+ROUNDS=${ROUNDS:-4}               # measurements per server and mix
+DURATION=${DURATION:-8}           # seconds per dnsperf run
 MIXES=${MIXES:-"hits aaaa miss mixed"}
 CLIENTS=${CLIENTS:-10}            # dnsperf -c: source ports, so the kernel spreads them
 OUTSTANDING=${OUTSTANDING:-200}   # dnsperf -q: enough in flight to keep one server core busy
@@ -33,10 +36,6 @@ PROFILE_SECONDS=${PROFILE_SECONDS:-10}
 PPROF_ADDR=${PPROF_ADDR:-127.0.0.1:6060}
 BUILD=${BUILD:-0}                 # 1: rebuild bin/coredns even if it exists
 KEEP_TMP=${KEEP_TMP:-0}           # 1: keep the generated data and server logs
-if [[ ${QUICK:-0} == 1 ]]; then
-	DURATION=2
-	ROUNDS=1
-fi
 
 STUB_PORT=$BASE_PORT
 MESH_PORT=$((BASE_PORT + 1))
@@ -216,7 +215,7 @@ run_dnsperf "$HOSTS_PORT" mixed "$WARMUP" >/dev/null
 declare -A PORT=([meshdns]=$MESH_PORT [hosts]=$HOSTS_PORT)
 # The rcodes each mix must produce (NODATA is NOERROR; misses get the stub's NXDOMAIN).
 declare -A WANT_CODES=([hits]=NOERROR [aaaa]=NOERROR [miss]=NXDOMAIN [mixed]=NOERROR,NXDOMAIN)
-TABLE=$(printf '%-6s %14s %14s %8s %12s %12s\n' mix "meshdns QPS" "hosts QPS" ratio "mesh lat ms" "hosts lat ms")
+TABLE=$(printf '%-6s %12s %12s %6s %13s %12s %12s' mix "meshdns QPS" "hosts QPS" ratio "round ratios" "mesh lat ms" "hosts lat ms")
 for mix in $MIXES; do
 	[[ -f $TMP/queries-$mix.txt ]] || die "unknown mix $mix"
 	: >"$TMP/runs.meshdns" && : >"$TMP/runs.hosts"
@@ -241,8 +240,11 @@ for mix in $MIXES; do
 	hq=$(cut -d' ' -f1 "$TMP/runs.hosts" | median)
 	ml=$(cut -d' ' -f2 "$TMP/runs.meshdns" | median)
 	hl=$(cut -d' ' -f2 "$TMP/runs.hosts" | median)
-	TABLE+=$'\n'$(awk -v m="$mix" -v mq="$mq" -v hq="$hq" -v ml="$ml" -v hl="$hl" \
-		'BEGIN { printf "%-6s %14.0f %14.0f %8.2f %12.3f %12.3f", m, mq, hq, (hq > 0 ? mq / hq : 0), ml, hl }')
+	# The ratio within each round (runs next to each other in time) shows how much noise there was.
+	rr=$(paste -d' ' "$TMP/runs.meshdns" "$TMP/runs.hosts" | awk '{ print $1 / $5 }' | sort -g |
+		awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
+	TABLE+=$'\n'$(awk -v m="$mix" -v mq="$mq" -v hq="$hq" -v rr="$rr" -v ml="$ml" -v hl="$hl" \
+		'BEGIN { printf "%-6s %12.0f %12.0f %6.2f %13s %12.3f %12.3f", m, mq, hq, mq / hq, rr, ml, hl }')
 done
 echo "$TABLE" | tee -a "$RESULTS"
 echo "" >>"$RESULTS"

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -86,6 +85,19 @@ func parseYAML(data []byte) ([]table.Entry, error) {
 // parseJSON walks the document with a token decoder so that every error has an offset and duplicate
 // hosts are caught rather than silently overwritten.
 func parseJSON(data []byte, at position) ([]table.Entry, error) {
+	// Syntax first, over the whole document: the decoder's own syntax errors carry offsets relative
+	// to the value being decoded, which would give wrong positions.
+	var raw json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			if se.Error() == "unexpected end of JSON input" {
+				return nil, fmt.Errorf("%s: unexpected end of input", at(se.Offset, ""))
+			}
+			return nil, fmt.Errorf("%s: %s", at(se.Offset-1, ""), se.Error()) // Offset counts the bad byte
+		}
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	fail := func(off int64, host, format string, args ...any) error {
@@ -95,25 +107,17 @@ func parseJSON(data []byte, at position) ([]table.Entry, error) {
 		}
 		return fmt.Errorf("%s: %s", where, fmt.Sprintf(format, args...))
 	}
-	syntax := func(err error) error {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return fmt.Errorf("%s: %s", at(se.Offset, ""), se.Error())
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return fmt.Errorf("%s: unexpected end of input", at(int64(len(data)), ""))
-		}
-		return fail(dec.InputOffset(), "", "%v", err)
-	}
+	// The document is valid JSON by now, so the decoder's errors are about its shape.
+	shape := func(err error) error { return fail(dec.InputOffset(), "", "%v", err) }
 	if err := expectDelim(dec, '{'); err != nil {
-		return nil, syntax(err)
+		return nil, shape(err)
 	}
 	var entries []table.Entry
 	seenTable := false
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, syntax(err)
+			return nil, shape(err)
 		}
 		if key := tok.(string); key != "table" {
 			return nil, fail(dec.InputOffset(), "", "unknown field %q: a NameTable has only \"table\"", key)
@@ -122,15 +126,12 @@ func parseJSON(data []byte, at position) ([]table.Entry, error) {
 			return nil, fail(dec.InputOffset(), "", "\"table\" given twice")
 		}
 		seenTable = true
-		if entries, err = parseTable(dec, fail, syntax); err != nil {
+		if entries, err = parseTable(dec, fail, shape); err != nil {
 			return nil, err
 		}
 	}
 	if err := expectDelim(dec, '}'); err != nil {
-		return nil, syntax(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fail(dec.InputOffset(), "", "unexpected data after the NameTable")
+		return nil, shape(err)
 	}
 	if !seenTable {
 		return nil, fail(dec.InputOffset(), "", "no \"table\" field: expected {\"table\": {HOST: {\"ips\": [...]}}}")
@@ -138,9 +139,9 @@ func parseJSON(data []byte, at position) ([]table.Entry, error) {
 	return entries, nil
 }
 
-func parseTable(dec *json.Decoder, fail func(int64, string, string, ...any) error, syntax func(error) error) ([]table.Entry, error) {
+func parseTable(dec *json.Decoder, fail func(int64, string, string, ...any) error, shape func(error) error) ([]table.Entry, error) {
 	if tok, err := dec.Token(); err != nil {
-		return nil, syntax(err)
+		return nil, shape(err)
 	} else if tok == nil {
 		return nil, nil // "table": null is an empty table, as protojson may write it
 	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
@@ -151,7 +152,7 @@ func parseTable(dec *json.Decoder, fail func(int64, string, string, ...any) erro
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, syntax(err)
+			return nil, shape(err)
 		}
 		host := tok.(string)
 		at := dec.InputOffset() // just after the host's key: errors about the host point here
@@ -160,10 +161,6 @@ func parseTable(dec *json.Decoder, fail func(int64, string, string, ...any) erro
 			var te *json.UnmarshalTypeError
 			if errors.As(err, &te) {
 				return nil, fail(at, host, "field %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
-			}
-			var se *json.SyntaxError
-			if errors.As(err, &se) {
-				return nil, syntax(err)
 			}
 			return nil, fail(at, host, "%s", strings.TrimPrefix(err.Error(), "json: "))
 		}
@@ -179,7 +176,7 @@ func parseTable(dec *json.Decoder, fail func(int64, string, string, ...any) erro
 		entries = append(entries, e)
 	}
 	if err := expectDelim(dec, '}'); err != nil {
-		return nil, syntax(err)
+		return nil, shape(err)
 	}
 	return entries, nil
 }
@@ -216,7 +213,7 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 		return err
 	}
 	if d, ok := tok.(json.Delim); !ok || d != want {
-		return fmt.Errorf("expected %q, got %v", want, tok)
+		return fmt.Errorf("expected '%c', got %v", want, tok)
 	}
 	return nil
 }

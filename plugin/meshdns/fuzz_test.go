@@ -1,0 +1,44 @@
+package meshdns
+
+import (
+	"context"
+	"testing"
+
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
+
+	"github.com/miekg/dns"
+)
+
+// FuzzServeDNS feeds arbitrary packets to the handler over the example table: whatever parses as a
+// DNS message must get a reply or go to the next plugin, never a panic.
+func FuzzServeDNS(f *testing.F) {
+	m := newTestMeshDNS(f, exampleTable, "", "namespace bookinfo\nfallthrough")
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{"reviews.", dns.TypeA}, {"ReViEwS.BookInfo.svc.cluster.local.", dns.TypeAAAA}, {"x.googleapis.example.svc.cluster.local.", dns.TypeA},
+		{"12.10.96.10.in-addr.arpa.", dns.TypePTR}, {"a\\.b.cluster.local.", dns.TypeA}, {"example.org.", dns.TypeMX},
+	} {
+		req := new(dns.Msg)
+		req.SetQuestion(q.name, q.qtype)
+		req.SetEdns0(1232, false)
+		if buf, err := req.Pack(); err == nil {
+			f.Add(buf)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req := new(dns.Msg)
+		if err := req.Unpack(data); err != nil {
+			return
+		}
+		rec := dnstest.NewRecorder(&test.ResponseWriter{})
+		m.ServeDNS(context.Background(), rec, req)
+		if rec.Msg != nil {
+			if _, err := rec.Msg.Pack(); err != nil {
+				t.Fatalf("reply does not pack: %v\n%v", err, rec.Msg)
+			}
+		}
+	})
+}
