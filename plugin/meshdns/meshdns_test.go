@@ -27,7 +27,9 @@ table:
   legacy.example.com: {ips: [], registry: External}
 `
 
-func soa(zone string) dns.RR { return test.SOA(zone + " 30 IN SOA ns.dns." + zone + " hostmaster." + zone + " 1 7200 1800 86400 30") }
+func soa(zone string) dns.RR {
+	return test.SOA(zone + " 30 IN SOA ns.dns." + zone + " hostmaster." + zone + " 1 7200 1800 86400 30")
+}
 
 func TestAnswerSemantics(t *testing.T) {
 	m := newTestMeshDNS(t, exampleTable, "", "namespace bookinfo\nfallthrough")

@@ -19,8 +19,8 @@ type Options struct {
 
 // Table is an immutable index of every name form of every entry. Lookups take no lock.
 type Table struct {
-	names   map[string]*name            // canonical hosts, alt hosts, name.ns., name.ns.svc.
-	bare    map[string]map[string]*name // namespace -> "name." -> name
+	names   map[string]claim            // canonical hosts, alt hosts, name.ns., name.ns.svc.
+	bare    map[string]map[string]claim // namespace -> "name." -> name
 	wild    map[string]*name            // "example.com." for the host "*.example.com."
 	reverse map[netip.Addr][]string     // address -> canonical hosts, sorted
 	ttl     uint32
@@ -37,11 +37,12 @@ type name struct {
 	next atomic.Uint32 // rotates multi-address answers
 }
 
-// claim ranks the hosts competing for one key, so that collisions resolve the same way every time.
+// claim is a name as one key reaches it, ranked so that the hosts competing for a key resolve the
+// same way every time. The index keeps the claims themselves rather than copy out the names.
 type claim struct {
 	n        *name
-	strength int // 0 canonical, 1 alt host, 2 short form
-	rank     int // Entry.rank
+	strength uint8 // 0 canonical, 1 alt host, 2 short form
+	rank     uint8 // Entry.rank
 }
 
 func (c claim) beats(o claim) bool {
@@ -60,15 +61,14 @@ func Build(entries []Entry, opt Options) *Table {
 	entries = Merge(entries)
 	cd := "." + strings.Trim(strings.ToLower(opt.ClusterDomain), ".") + "."
 	t := &Table{
-		bare:    make(map[string]map[string]*name),
+		names:   make(map[string]claim, len(entries)*3),
+		bare:    make(map[string]map[string]claim),
 		wild:    make(map[string]*name),
 		reverse: make(map[netip.Addr][]string),
 		ttl:     opt.TTL,
 		serial:  uint32(time.Now().Unix()),
 		entries: len(entries),
 	}
-	claims := make(map[string]claim, len(entries)*3)
-	bareClaims := make(map[string]map[string]claim)
 	put := func(m map[string]claim, key string, c claim) {
 		if old, ok := m[key]; !ok || c.beats(old) {
 			m[key] = c
@@ -93,17 +93,17 @@ func Build(entries []Entry, opt Options) *Table {
 			}
 			continue
 		}
-		put(claims, host, claim{n: n, strength: 0, rank: e.rank()})
+		put(t.names, host, claim{n: n, strength: 0, rank: e.rank()})
 		for _, alt := range e.AltHosts {
-			put(claims, canonicalHost(alt), claim{n: n, strength: 1, rank: e.rank()})
+			put(t.names, canonicalHost(alt), claim{n: n, strength: 1, rank: e.rank()})
 		}
 		if short, ns, ok := shortForms(e, host, cd); ok {
-			put(claims, short+"."+ns+".", claim{n: n, strength: 2, rank: e.rank()})
-			put(claims, short+"."+ns+".svc.", claim{n: n, strength: 2, rank: e.rank()})
-			if bareClaims[ns] == nil {
-				bareClaims[ns] = make(map[string]claim)
+			put(t.names, short+"."+ns+".", claim{n: n, strength: 2, rank: e.rank()})
+			put(t.names, short+"."+ns+".svc.", claim{n: n, strength: 2, rank: e.rank()})
+			if t.bare[ns] == nil {
+				t.bare[ns] = make(map[string]claim)
 			}
-			put(bareClaims[ns], short+".", claim{n: n, strength: 2, rank: e.rank()})
+			put(t.bare[ns], short+".", claim{n: n, strength: 2, rank: e.rank()})
 		}
 		for _, a := range e.Addrs {
 			a = a.Unmap()
@@ -113,17 +113,6 @@ func Build(entries []Entry, opt Options) *Table {
 		}
 	}
 
-	t.names = make(map[string]*name, len(claims))
-	for k, c := range claims {
-		t.names[k] = c.n
-	}
-	for ns, m := range bareClaims {
-		b := make(map[string]*name, len(m))
-		for k, c := range m {
-			b[k] = c.n
-		}
-		t.bare[ns] = b
-	}
 	for _, hosts := range t.reverse {
 		slices.Sort(hosts)
 	}

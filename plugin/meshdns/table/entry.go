@@ -30,7 +30,7 @@ type Entry struct {
 }
 
 // rank orders entries that name the same host: a Kubernetes Service beats a ServiceEntry.
-func (e *Entry) rank() int {
+func (e *Entry) rank() uint8 {
 	if e.Registry == RegistryKubernetes {
 		return 0
 	}

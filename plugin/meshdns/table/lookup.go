@@ -45,7 +45,7 @@ func (t *Table) Lookup(qname string, v *View) Match {
 	}
 	for _, s := range v.suffixes {
 		cut := len(key) - len(s) + 1 // keeps the dot before the suffix
-		if cut <= 1 || !strings.HasSuffix(string(key), s) || escaped(key, cut-1) {
+		if cut <= 1 || !hasSuffix(key, s) || escaped(key, cut-1) {
 			continue
 		}
 		n := t.find(key[:cut], v)
@@ -64,12 +64,12 @@ func (t *Table) Lookup(qname string, v *View) Match {
 // find looks key up as a host or one of its forms, then as a bare name in the client's namespace,
 // then under the most specific wildcard.
 func (t *Table) find(key []byte, v *View) *name {
-	if n, ok := t.names[string(key)]; ok {
-		return n
+	if c, ok := t.names[string(key)]; ok {
+		return c.n
 	}
 	if v.Namespace != "" && isSingleLabel(key) {
-		if n, ok := t.bare[v.Namespace][string(key)]; ok {
-			return n
+		if c, ok := t.bare[v.Namespace][string(key)]; ok {
+			return c.n
 		}
 	}
 	if len(t.wild) == 0 {
@@ -107,6 +107,11 @@ func escaped(name []byte, i int) bool {
 		n++
 	}
 	return n%2 == 1
+}
+
+// hasSuffix is strings.HasSuffix for a byte key, without converting (and allocating) the key.
+func hasSuffix(key []byte, s string) bool {
+	return len(key) >= len(s) && string(key[len(key)-len(s):]) == s
 }
 
 func isSingleLabel(key []byte) bool {

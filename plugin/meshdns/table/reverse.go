@@ -2,7 +2,6 @@ package table
 
 import (
 	"net/netip"
-	"strings"
 
 	"github.com/coredns/coredns/plugin/pkg/dnsutil"
 )
@@ -16,9 +15,9 @@ const (
 func (t *Table) ptr(key []byte) ([]string, string) {
 	var zone string
 	switch {
-	case strings.HasSuffix(string(key), "."+reverseV4):
+	case hasSuffix(key, "."+reverseV4):
 		zone = reverseV4
-	case strings.HasSuffix(string(key), "."+reverseV6):
+	case hasSuffix(key, "."+reverseV6):
 		zone = reverseV6
 	default:
 		return nil, ""

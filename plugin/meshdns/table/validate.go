@@ -8,11 +8,16 @@ import (
 )
 
 // ValidateHost checks that h is a host a table can hold: a domain name of at most 253 characters and
-// 63 per label, whose only wildcard is a whole leftmost "*" label.
+// 63 per label, of letters, digits, '-' and '_', whose only wildcard is a whole leftmost "*" label.
 func ValidateHost(h string) error {
 	name := strings.TrimSuffix(h, ".")
 	if name == "" {
 		return fmt.Errorf("empty host name")
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '*') {
+			return fmt.Errorf("%q: a host name holds only letters, digits, '-', '_' and '.', not %q", h, c)
+		}
 	}
 	if _, ok := dns.IsDomainName(name); !ok || len(name) > 253 {
 		return fmt.Errorf("%q is not a valid domain name", h)
