@@ -160,7 +160,7 @@ func parseFile(c *caddy.Controller, args []string) (fileSource, error) {
 	src := file.New(path, interval)
 	entries, err := src.Load()
 	if err != nil {
-		return fileSource{}, c.Errf("file: %v", err)
+		return fileSource{}, c.Errf("file %s: %v", args[0], err)
 	}
 	if entries == nil {
 		entries = []table.Entry{}

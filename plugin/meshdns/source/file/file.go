@@ -2,7 +2,6 @@ package file
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"syscall"
 	"time"
@@ -54,11 +53,7 @@ func (s *Source) Load() ([]table.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := Parse(s.path, data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.path, err)
-	}
-	return entries, nil
+	return Parse(s.path, data)
 }
 
 // Run implements source.Source: it checks the file every interval and publishes it when it changed.

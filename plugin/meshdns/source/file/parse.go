@@ -29,20 +29,31 @@ type nameInfo struct {
 	AltHostsProto []string `json:"alt_hosts"`
 }
 
-// Parse reads a NameTable ({"table": {HOST: NameInfo}}) from data. name is the file name: a .yaml or
-// .yml name, or content that does not start with '{', is read as YAML. Errors give the line and
-// column, and the host and field at fault.
+// Parse reads a NameTable ({"table": {HOST: NameInfo}}) from data. Content that starts with '{' is
+// read as JSON, whose errors have exact positions; the rest, and JSON-looking YAML that is not valid
+// JSON in a file not named .json, as YAML. Errors give the line (and for JSON the column), and the
+// host and field at fault.
 func Parse(name string, data []byte) ([]table.Entry, error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return nil, errors.New("the file is empty")
 	}
-	ext := strings.ToLower(filepath.Ext(name))
-	if ext == ".yaml" || ext == ".yml" || (ext != ".json" && trimmed[0] != '{') {
+	isJSON := strings.EqualFold(filepath.Ext(name), ".json")
+	if trimmed[0] != '{' && !isJSON {
 		return parseYAML(data)
 	}
-	return parseJSON(data, offsetPosition(data))
+	entries, err := parseJSON(data, offsetPosition(data))
+	var se *syntaxError
+	if errors.As(err, &se) && !isJSON {
+		return parseYAML(data) // a YAML flow mapping, such as {table: {a.b: {ips: [10.0.0.1]}}}
+	}
+	return entries, err
 }
+
+// syntaxError marks a document that is not JSON at all, as opposed to JSON of the wrong shape.
+type syntaxError struct{ msg string }
+
+func (e *syntaxError) Error() string { return e.msg }
 
 // position turns a failure at a JSON offset (and optionally about one host) into "line L, column C".
 type position func(offset int64, host string) string
@@ -73,7 +84,7 @@ func parseYAML(data []byte) ([]table.Entry, error) {
 	}
 	return parseJSON(js, func(_ int64, host string) string {
 		if host == "" {
-			return "the document"
+			return "YAML"
 		}
 		if i := bytes.Index(data, []byte(host)); i >= 0 {
 			return "line " + strconv.Itoa(1+bytes.Count(data[:i], []byte("\n")))
@@ -92,9 +103,9 @@ func parseJSON(data []byte, at position) ([]table.Entry, error) {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
 			if se.Error() == "unexpected end of JSON input" {
-				return nil, fmt.Errorf("%s: unexpected end of input", at(se.Offset, ""))
+				return nil, &syntaxError{at(se.Offset, "") + ": unexpected end of input"}
 			}
-			return nil, fmt.Errorf("%s: %s", at(se.Offset-1, ""), se.Error()) // Offset counts the bad byte
+			return nil, &syntaxError{at(se.Offset-1, "") + ": " + se.Error()} // Offset counts the bad byte
 		}
 		return nil, err
 	}
