@@ -3,15 +3,22 @@ package file
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // DefaultInterval is how often the file is checked for changes unless the Corefile says otherwise.
 const DefaultInterval = 5 * time.Second
+
+// settle is how long the directory must be quiet after a change notice before the file is read, so
+// that a writer that truncates and then writes is read once, whole.
+const settle = 100 * time.Millisecond
 
 // Source reads a NameTable file and publishes it again whenever the file changes.
 type Source struct {
@@ -56,7 +63,8 @@ func (s *Source) Load() ([]table.Entry, error) {
 	return Parse(s.path, data)
 }
 
-// Run implements source.Source: it checks the file every interval and publishes it when it changed.
+// Run implements source.Source. It checks the file every interval, and also as soon as the file's
+// directory reports a change where the system can watch it, and publishes the file when it changed.
 // A file that fails to read or parse is rejected once per change; the last good table stays.
 func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	if s.interval <= 0 {
@@ -64,10 +72,30 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	}
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
+	var (
+		events <-chan fsnotify.Event
+		errs   <-chan error
+	)
+	if w, err := fsnotify.NewWatcher(); err == nil {
+		defer w.Close()
+		// The directory, not the file: editors and ConfigMap volumes replace the file by renaming.
+		if err := w.Add(filepath.Dir(s.path)); err == nil {
+			events, errs = w.Events, w.Errors
+		}
+	}
+	settled := time.NewTimer(settle)
+	settled.Stop()
+	defer settled.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-events:
+			settled.Reset(settle)
+			continue
+		case <-errs:
+			continue // a lost notice is caught by the next tick
+		case <-settled.C:
 		case <-tick.C:
 		}
 		st, _ := s.stat()

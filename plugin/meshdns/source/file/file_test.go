@@ -3,6 +3,7 @@ package file
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -106,5 +107,36 @@ func TestSourceWithoutReloadStops(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("a source with RELOAD 0 kept running")
+	}
+}
+
+func TestSourceSeesChangesBeforeTheNextTick(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "names.yaml")
+	writeFile(t, path, "table: {}\n")
+	src := New(path, time.Hour)
+	if _, err := src.Load(); err != nil {
+		t.Fatal(err)
+	}
+	sink := newRecordingSink()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go src.Run(ctx, sink)
+	// The watch starts with Run; rewrite until it has seen one, far sooner than the hourly tick.
+	for i := 0; ; i++ {
+		writeFile(t, path, fmt.Sprintf("table:\n  a.b: {ips: [10.0.0.%d]}\n", i+1))
+		select {
+		case <-sink.events:
+		case <-time.After(300 * time.Millisecond):
+			if i < 20 {
+				continue
+			}
+			t.Fatal("no change seen within 6s with an hourly tick")
+		}
+		break
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.published) != 1 || len(sink.published[0]) != 1 {
+		t.Errorf("published %+v, rejected %v", sink.published, sink.rejected)
 	}
 }
