@@ -13,6 +13,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	"github.com/miekg/dns"
@@ -57,6 +58,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		clusterDomain = defaultClusterDomain
 		ttl           = uint32(defaultTTL)
 		files         []fileSource
+		ndsConfigs    []*nds.Config
 		seen          = map[string]bool{}
 	)
 	i, line := 0, 0
@@ -69,11 +71,14 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		m.Zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
 		for c.NextBlock() {
 			prop := c.Val()
-			if prop != "file" && seen[prop] {
+			if prop != "file" && prop != "nds" && seen[prop] {
 				return nil, c.Errf("property '%s' given twice", prop)
 			}
 			seen[prop] = true
-			args := c.RemainingArgs()
+			var args []string
+			if prop != "nds" { // nds reads its own arguments and block
+				args = c.RemainingArgs()
+			}
 			switch prop {
 			case "file":
 				f, err := parseFile(c, args)
@@ -81,6 +86,12 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 					return nil, err
 				}
 				files = append(files, f)
+			case "nds":
+				cfg, err := nds.Parse(c)
+				if err != nil {
+					return nil, err
+				}
+				ndsConfigs = append(ndsConfigs, cfg)
 			case "namespace":
 				if len(args) != 1 {
 					return nil, c.Errf("namespace: want one namespace, got %d arguments", len(args))
@@ -123,14 +134,22 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 			}
 		}
 	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("%s:%d - Error during parsing: no name table source: give at least one 'file PATH'", c.File(), line)
+	if len(files) == 0 && len(ndsConfigs) == 0 {
+		return nil, fmt.Errorf("%s:%d - Error during parsing: no name table source: give at least one 'file PATH' or 'nds ADDRESS'", c.File(), line)
 	}
 
 	m.view = table.NewView(namespace, search, clusterDomain)
 	m.store = newStore(table.Options{ClusterDomain: clusterDomain, TTL: ttl})
 	for _, f := range files {
 		m.store.add(f.src, f.initial)
+	}
+	for _, cfg := range ndsConfigs {
+		cfg.Namespace, cfg.ClusterDomain = namespace, clusterDomain
+		src, err := nds.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d - Error during parsing: nds %s: %v", c.File(), line, cfg.Address, err)
+		}
+		m.store.add(src, nil)
 	}
 	return m, nil
 }

@@ -1,0 +1,183 @@
+package nds
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/coredns/caddy"
+)
+
+// Defaults of the node istiod sees. ISTIO_VERSION only needs to be new enough for istiod to treat the
+// node as a current proxy.
+const (
+	DefaultCluster      = "Kubernetes"
+	DefaultIstioVersion = "1.29.0"
+)
+
+// Config is one "nds ADDRESS { ... }" block.
+type Config struct {
+	Address    string
+	CAFile     string // verify the server with this CA; empty: plaintext
+	ServerName string
+	CertFile   string // client certificate, for mutual TLS
+	KeyFile    string
+	TokenFile  string // bearer JWT sent on each stream, re-read as it rotates
+	NodeID     string
+	Cluster    string
+	Metadata   map[string]string
+	Delta      bool
+
+	// From the meshdns block: the client namespace and cluster domain, for the default node id.
+	Namespace     string
+	ClusterDomain string
+}
+
+// Parse reads the rest of an "nds ADDRESS [{ ... }]" line, the controller standing on "nds".
+func Parse(c *caddy.Controller) (*Config, error) {
+	args := c.RemainingArgs()
+	if len(args) != 1 {
+		return nil, c.Errf("nds: want one ADDRESS (host:port), got %d arguments", len(args))
+	}
+	if _, port, err := net.SplitHostPort(args[0]); err != nil || port == "" {
+		return nil, c.Errf("nds: %q is not host:port, such as istiod.istio-system.svc:15012", args[0])
+	}
+	cfg := &Config{Address: args[0], Cluster: DefaultCluster, Metadata: map[string]string{}}
+	if !c.NextArg() {
+		return cfg, nil
+	}
+	if c.Val() != "{" {
+		return nil, c.Errf("nds: unexpected %q after the address", c.Val())
+	}
+	seen := map[string]bool{}
+	for c.Next() {
+		prop := c.Val()
+		if prop == "}" {
+			return cfg, nil
+		}
+		if prop != "metadata" && seen[prop] {
+			return nil, c.Errf("nds: property '%s' given twice", prop)
+		}
+		seen[prop] = true
+		args := c.RemainingArgs()
+		want := func(min, max int, what string) error {
+			if len(args) < min || len(args) > max {
+				return c.Errf("nds: %s: want %s, got %d arguments", prop, what, len(args))
+			}
+			return nil
+		}
+		var err error
+		switch prop {
+		case "tls":
+			if err = want(1, 2, "CA_FILE [SERVER_NAME]"); err == nil {
+				cfg.CAFile = args[0]
+				if len(args) == 2 {
+					cfg.ServerName = args[1]
+				}
+				err = readable(c, prop, cfg.CAFile)
+			}
+		case "client_cert":
+			if err = want(2, 2, "CERT_FILE KEY_FILE"); err == nil {
+				cfg.CertFile, cfg.KeyFile = args[0], args[1]
+				if err = readable(c, prop, cfg.CertFile); err == nil {
+					err = readable(c, prop, cfg.KeyFile)
+				}
+			}
+		case "token":
+			if err = want(1, 1, "FILE"); err == nil {
+				cfg.TokenFile = args[0]
+				err = readable(c, prop, cfg.TokenFile)
+			}
+		case "node_id":
+			if err = want(1, 1, "ID"); err == nil {
+				cfg.NodeID = args[0]
+				if strings.Count(cfg.NodeID, "~") != 3 {
+					err = c.Errf("nds: node_id: %q is not TYPE~IP~ID~DOMAIN, such as sidecar~10.0.0.1~vm1.ns~ns.svc.cluster.local", cfg.NodeID)
+				}
+			}
+		case "cluster":
+			if err = want(1, 1, "ID"); err == nil {
+				cfg.Cluster = args[0]
+			}
+		case "metadata":
+			if err = want(2, 2, "KEY VALUE"); err == nil {
+				cfg.Metadata[args[0]] = args[1]
+			}
+		case "delta":
+			err = want(0, 0, "no arguments")
+			cfg.Delta = true
+		default:
+			err = c.Errf("nds: unknown property '%s'", prop)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, c.Err("nds: block not closed with '}'")
+}
+
+func readable(c *caddy.Controller, prop, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return c.Errf("nds: %s: %v", prop, err)
+	}
+	f.Close()
+	return nil
+}
+
+// nodeID is the configured node id or, by default, a sidecar's: sidecar~IP~HOSTNAME.NS~NS.svc.DOMAIN.
+func (cfg *Config) nodeID() string {
+	if cfg.NodeID != "" {
+		return cfg.NodeID
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "meshdns"
+	}
+	host, _, _ = strings.Cut(host, ".")
+	return fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.%s", localIP(), host, cfg.namespace(), cfg.namespace(), cfg.clusterDomain())
+}
+
+func (cfg *Config) namespace() string {
+	if cfg.Namespace != "" {
+		return cfg.Namespace
+	}
+	return "default"
+}
+
+func (cfg *Config) clusterDomain() string {
+	if cfg.ClusterDomain != "" {
+		return cfg.ClusterDomain
+	}
+	return "cluster.local"
+}
+
+// metadata is what the node tells istiod: enough for it to send everything a DNS-capturing proxy
+// sees, including auto-allocated addresses of ServiceEntries, then the user's own keys.
+func (cfg *Config) metadata() map[string]string {
+	md := map[string]string{
+		"DNS_CAPTURE":       "true",
+		"DNS_AUTO_ALLOCATE": "true",
+		"CLUSTER_ID":        cfg.Cluster,
+		"NAMESPACE":         cfg.namespace(),
+		"ISTIO_VERSION":     DefaultIstioVersion,
+	}
+	for k, v := range cfg.Metadata {
+		md[k] = v
+	}
+	return md
+}
+
+// localIP is the address the node id carries: the first global unicast address of this host.
+func localIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

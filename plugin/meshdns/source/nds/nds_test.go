@@ -1,0 +1,242 @@
+package nds
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+func init() { clog.Discard() }
+
+var reviews = table.Entry{
+	Host: "reviews.default.svc.cluster.local", Addrs: []netip.Addr{netip.MustParseAddr("10.96.0.12")},
+	Registry: "Kubernetes", ShortName: "reviews", Namespace: "default",
+}
+
+var ratings = table.Entry{
+	Host: "ratings.default.svc.cluster.local", Addrs: []netip.Addr{netip.MustParseAddr("10.96.0.13"), netip.MustParseAddr("fd00::13")},
+	Registry: "Kubernetes", ShortName: "ratings", Namespace: "default",
+}
+
+func newSource(t *testing.T, cfg Config) *Source {
+	t.Helper()
+	if cfg.Cluster == "" {
+		cfg.Cluster = DefaultCluster
+	}
+	src, err := New(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.retry = backoff{base: 10 * time.Millisecond, max: 50 * time.Millisecond}
+	return src
+}
+
+func TestStateOfTheWorldAckNack(t *testing.T) {
+	srv := newADSServer(t, nil)
+	src := newSource(t, Config{Address: srv.addr, Namespace: "bookinfo", Metadata: map[string]string{"LABELS": "x", "ISTIO_VERSION": "1.30.1"}})
+	k := newSink()
+	runSource(t, src, k)
+
+	first := srv.request().(*discovery.DiscoveryRequest)
+	if first.TypeUrl != TypeURL || first.Node == nil {
+		t.Fatalf("first request %v", first)
+	}
+	if !regexp.MustCompile(`^sidecar~[0-9a-f.:]+~[^.~]+\.bookinfo~bookinfo\.svc\.cluster\.local$`).MatchString(first.Node.Id) {
+		t.Errorf("default node id %q", first.Node.Id)
+	}
+	md := first.Node.Metadata.AsMap()
+	for k, want := range map[string]string{"DNS_CAPTURE": "true", "DNS_AUTO_ALLOCATE": "true", "CLUSTER_ID": "Kubernetes", "NAMESPACE": "bookinfo", "ISTIO_VERSION": "1.30.1", "LABELS": "x"} {
+		if md[k] != want {
+			t.Errorf("metadata %s = %v, want %q", k, md[k], want)
+		}
+	}
+
+	srv.pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v1", Nonce: "n1", Resources: []*anypb.Any{nameTable(reviews, ratings)}}
+	if got := k.next(t); len(got) != 2 {
+		t.Errorf("published %v", got)
+	}
+	ack := srv.request().(*discovery.DiscoveryRequest)
+	if ack.VersionInfo != "v1" || ack.ResponseNonce != "n1" || ack.ErrorDetail != nil {
+		t.Errorf("ACK %v", ack)
+	}
+
+	bad := reviews
+	bad.Addrs = nil
+	badTable := append(EncodeNameTable([]table.Entry{ratings}), EncodeNameTable([]table.Entry{{Host: "bad..host", Addrs: reviews.Addrs}})...)
+	for i, push := range []*discovery.DiscoveryResponse{
+		{TypeUrl: TypeURL, VersionInfo: "v2", Nonce: "n2", Resources: []*anypb.Any{{TypeUrl: TypeURL, Value: badTable}}},
+		{TypeUrl: TypeURL, VersionInfo: "v3", Nonce: "n3", Resources: []*anypb.Any{{TypeUrl: TypeURL, Value: []byte{0x0a, 0xff}}}},
+		{TypeUrl: TypeURL, VersionInfo: "v4", Nonce: "n4", Resources: []*anypb.Any{{TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster"}}},
+		{TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster", VersionInfo: "v5", Nonce: "n5"},
+	} {
+		srv.pushes <- push
+		err := k.nextReject(t)
+		nack := srv.request().(*discovery.DiscoveryRequest)
+		if nack.ResponseNonce != push.Nonce || nack.VersionInfo != "v1" || nack.ErrorDetail == nil || nack.ErrorDetail.Code != int32(codes.InvalidArgument) {
+			t.Errorf("push %d: NACK %v", i, nack)
+		}
+		if nack.ErrorDetail.GetMessage() != err.Error() || !strings.Contains(err.Error(), push.VersionInfo) {
+			t.Errorf("push %d: error detail %q, reported %q", i, nack.ErrorDetail.GetMessage(), err)
+		}
+		if i == 0 && !strings.Contains(err.Error(), `host "bad..host"`) {
+			t.Errorf("the NACK does not name the bad host: %v", err)
+		}
+	}
+
+	srv.pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v6", Nonce: "n6", Resources: []*anypb.Any{nameTable(reviews)}}
+	if got := k.next(t); len(got) != 1 || got[0].Host != reviews.Host {
+		t.Errorf("published %v", got)
+	}
+	if ack := srv.request().(*discovery.DiscoveryRequest); ack.VersionInfo != "v6" || ack.ErrorDetail != nil {
+		t.Errorf("ACK after NACKs %v", ack)
+	}
+	if got := testutil.ToFloat64(pushesTotal.WithLabelValues(srv.addr, "rejected")); got != 4 {
+		t.Errorf("rejected pushes metric %v, want 4", got)
+	}
+	if got := testutil.ToFloat64(entriesGauge.WithLabelValues(srv.addr)); got != 1 {
+		t.Errorf("entries metric %v, want 1", got)
+	}
+}
+
+func TestReconnectsAfterTheServerDies(t *testing.T) {
+	srv := newADSServer(t, nil)
+	src := newSource(t, Config{Address: srv.addr})
+	k := newSink()
+	runSource(t, src, k)
+
+	srv.request()
+	srv.pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v1", Nonce: "a", Resources: []*anypb.Any{nameTable(reviews)}}
+	k.next(t)
+	srv.request() // ACK
+	if got := testutil.ToFloat64(connectedGauge.WithLabelValues(srv.addr)); got != 1 {
+		t.Errorf("connected gauge %v while connected", got)
+	}
+
+	srv.stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(connectedGauge.WithLabelValues(srv.addr)) != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(connectedGauge.WithLabelValues(srv.addr)); got != 0 {
+		t.Errorf("connected gauge %v after the server died", got)
+	}
+	time.Sleep(200 * time.Millisecond) // several failed attempts
+	srv.restart()
+
+	again := srv.request().(*discovery.DiscoveryRequest)
+	if again.VersionInfo != "v1" || again.Node == nil {
+		t.Errorf("first request after reconnecting %v: it should carry the node and the version in use", again)
+	}
+	srv.pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v2", Nonce: "b", Resources: []*anypb.Any{nameTable(reviews, ratings)}}
+	if got := k.next(t); len(got) != 2 {
+		t.Errorf("after reconnecting: %v", got)
+	}
+}
+
+func TestDelta(t *testing.T) {
+	srv := newADSServer(t, nil)
+	src := newSource(t, Config{Address: srv.addr, Delta: true})
+	k := newSink()
+	runSource(t, src, k)
+
+	first := srv.request().(*discovery.DeltaDiscoveryRequest)
+	if first.TypeUrl != TypeURL || first.Node == nil || len(first.InitialResourceVersions) != 0 {
+		t.Fatalf("first delta request %v", first)
+	}
+	srv.pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "1", Resources: []*discovery.Resource{
+		{Name: "a", Version: "1", Resource: nameTable(reviews)},
+		{Name: "b", Version: "1", Resource: nameTable(ratings)},
+	}}
+	if got := k.next(t); len(got) != 2 {
+		t.Errorf("after adding two resources: %v", got)
+	}
+	if ack := srv.request().(*discovery.DeltaDiscoveryRequest); ack.ResponseNonce != "1" || ack.ErrorDetail != nil {
+		t.Errorf("ACK %v", ack)
+	}
+	srv.pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "2", Resources: []*discovery.Resource{
+		{Name: "a", Version: "2", Resource: &anypb.Any{TypeUrl: TypeURL, Value: []byte{0x0a, 0x03, 0x0a, 0x01}}},
+	}}
+	err := k.nextReject(t)
+	if nack := srv.request().(*discovery.DeltaDiscoveryRequest); nack.ResponseNonce != "2" || nack.ErrorDetail == nil || !strings.Contains(err.Error(), `resource "a"`) {
+		t.Errorf("NACK %v for %v", nack, err)
+	}
+	srv.pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "3", RemovedResources: []string{"a"}}
+	if got := k.next(t); len(got) != 1 || got[0].Host != ratings.Host {
+		t.Errorf("after removing a (the NACKed push must not have touched it): %v", got)
+	}
+	srv.request()
+
+	// A new stream tells the server what it has.
+	srv.stop()
+	srv.restart()
+	again := srv.request().(*discovery.DeltaDiscoveryRequest)
+	if len(again.InitialResourceVersions) != 1 || again.InitialResourceVersions["b"] != "1" {
+		t.Errorf("initial resource versions after reconnecting: %v", again.InitialResourceVersions)
+	}
+}
+
+func TestTokenIsReadForEveryStream(t *testing.T) {
+	srv := newADSServer(t, nil)
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("first-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := newSource(t, Config{Address: srv.addr, TokenFile: tok})
+	runSource(t, src, newSink())
+	srv.request()
+	if err := os.WriteFile(tok, []byte("rotated-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.stop()
+	srv.restart()
+	srv.request()
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.tokens) < 2 || srv.tokens[0] != "[Bearer first-token]" || srv.tokens[len(srv.tokens)-1] != "[Bearer rotated-token]" {
+		t.Errorf("tokens seen: %v", srv.tokens)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := backoff{base: 100 * time.Millisecond, max: 2 * time.Second}
+	prevMax := time.Duration(0)
+	for i := range 40 {
+		d := b.next()
+		ceiling := 2 * time.Second
+		if i < 5 {
+			ceiling = min(100*time.Millisecond<<i, ceiling)
+		}
+		if d < ceiling/2 || d > ceiling {
+			t.Fatalf("attempt %d: %v outside [%v, %v]", i, d, ceiling/2, ceiling)
+		}
+		prevMax = max(prevMax, d)
+	}
+	if prevMax > 2*time.Second {
+		t.Errorf("backoff passed its cap: %v", prevMax)
+	}
+	b.reset()
+	if d := b.next(); d > 100*time.Millisecond {
+		t.Errorf("after reset: %v", d)
+	}
+	seen := map[time.Duration]bool{}
+	for range 20 {
+		b := backoff{base: time.Second, max: time.Minute}
+		seen[b.next()] = true
+	}
+	if len(seen) < 10 {
+		t.Errorf("no jitter: %v", seen)
+	}
+}

@@ -1,0 +1,65 @@
+// Package realstack runs the real control planes meshdns talks to — etcd, kube-apiserver and istiod
+// (pilot-discovery) — on 127.0.0.1 for tests. The binaries are built by build.sh (next to this file)
+// from the Go module proxy and cached outside the checkout; tests skip when they are missing, unless
+// MESHDNS_REQUIRE_STACK=1 (CI), where they fail.
+package realstack
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Versions of the binaries. Keep them in step with build.sh, which names the cache directories after them.
+const (
+	EtcdVersion  = "v3.7.3"
+	KubeVersion  = "v1.37.2"
+	IstioVersion = "v0.0.0-20260827124520-eed52ebb66ad" // istio.io/istio (1.31 development line)
+)
+
+// DefaultCacheDir is where build.sh puts the binaries unless MESHDNS_STACK_CACHE says otherwise.
+const DefaultCacheDir = "/var/cache/meshdns/realstack"
+
+// Paths are the cached binaries and the Istio CRD manifest.
+type Paths struct {
+	Etcd           string
+	KubeAPIServer  string
+	PilotDiscovery string
+	IstioCRDs      string // crd-all.gen.yaml from the same istio.io/istio version
+}
+
+// CacheDir returns the cache directory: $MESHDNS_STACK_CACHE or DefaultCacheDir.
+func CacheDir() string {
+	if d := os.Getenv("MESHDNS_STACK_CACHE"); d != "" {
+		return d
+	}
+	return DefaultCacheDir
+}
+
+// Binaries finds the cached binaries. The error names every missing file and how to build them.
+func Binaries() (Paths, error) {
+	c := CacheDir()
+	p := Paths{
+		Etcd:           filepath.Join(c, "etcd-"+EtcdVersion, "etcd"),
+		KubeAPIServer:  filepath.Join(c, "kube-apiserver-"+KubeVersion, "kube-apiserver"),
+		PilotDiscovery: filepath.Join(c, "pilot-discovery-"+IstioVersion, "pilot-discovery"),
+		IstioCRDs:      filepath.Join(c, "pilot-discovery-"+IstioVersion, "crd-all.gen.yaml"),
+	}
+	var errs []error
+	for _, f := range []string{p.Etcd, p.KubeAPIServer, p.PilotDiscovery, p.IstioCRDs} {
+		fi, err := os.Stat(f)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case fi.Mode()&0o111 == 0 && filepath.Ext(f) != ".yaml":
+			errs = append(errs, &fs.PathError{Op: "exec", Path: f, Err: fs.ErrPermission})
+		}
+	}
+	if len(errs) > 0 {
+		return p, fmt.Errorf("real control-plane binaries missing (build them with `bash test/realstack/build.sh`, ~20 min cold; cache %s): %w",
+			c, errors.Join(errs...))
+	}
+	return p, nil
+}
