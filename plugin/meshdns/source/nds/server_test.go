@@ -151,7 +151,9 @@ type sink struct {
 	rejected  chan error
 }
 
-func newSink() *sink { return &sink{published: make(chan []table.Entry, 16), rejected: make(chan error, 16)} }
+func newSink() *sink {
+	return &sink{published: make(chan []table.Entry, 16), rejected: make(chan error, 16)}
+}
 
 func (k *sink) Publish(e []table.Entry) { k.published <- e }
 func (k *sink) Reject(err error)        { k.rejected <- err }
