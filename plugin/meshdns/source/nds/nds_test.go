@@ -11,6 +11,7 @@ import (
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/nds/ndstest"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -45,12 +46,12 @@ func newSource(t *testing.T, cfg Config) *Source {
 }
 
 func TestStateOfTheWorldAckNack(t *testing.T) {
-	srv := newADSServer(t, nil)
-	src := newSource(t, Config{Address: srv.addr, Namespace: "bookinfo", Metadata: map[string]string{"LABELS": "x", "ISTIO_VERSION": "1.30.1"}})
+	srv := ndstest.New(t, nil)
+	src := newSource(t, Config{Address: srv.Addr, Namespace: "bookinfo", Metadata: map[string]string{"LABELS": "x", "ISTIO_VERSION": "1.30.1"}})
 	k := newSink()
 	runSource(t, src, k)
 
-	first := srv.request().(*discovery.DiscoveryRequest)
+	first := srv.Request().(*discovery.DiscoveryRequest)
 	if first.TypeUrl != TypeURL || first.Node == nil {
 		t.Fatalf("first request %v", first)
 	}
@@ -64,11 +65,11 @@ func TestStateOfTheWorldAckNack(t *testing.T) {
 		}
 	}
 
-	srv.pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v1", Nonce: "n1", Resources: []*anypb.Any{nameTable(reviews, ratings)}}
+	srv.Pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v1", Nonce: "n1", Resources: []*anypb.Any{nameTable(reviews, ratings)}}
 	if got := k.next(t); len(got) != 2 {
 		t.Errorf("published %v", got)
 	}
-	ack := srv.request().(*discovery.DiscoveryRequest)
+	ack := srv.Request().(*discovery.DiscoveryRequest)
 	if ack.VersionInfo != "v1" || ack.ResponseNonce != "n1" || ack.ErrorDetail != nil {
 		t.Errorf("ACK %v", ack)
 	}
@@ -82,9 +83,9 @@ func TestStateOfTheWorldAckNack(t *testing.T) {
 		{TypeUrl: TypeURL, VersionInfo: "v4", Nonce: "n4", Resources: []*anypb.Any{{TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster"}}},
 		{TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster", VersionInfo: "v5", Nonce: "n5"},
 	} {
-		srv.pushes <- push
+		srv.Pushes <- push
 		err := k.nextReject(t)
-		nack := srv.request().(*discovery.DiscoveryRequest)
+		nack := srv.Request().(*discovery.DiscoveryRequest)
 		if nack.ResponseNonce != push.Nonce || nack.VersionInfo != "v1" || nack.ErrorDetail == nil || nack.ErrorDetail.Code != int32(codes.InvalidArgument) {
 			t.Errorf("push %d: NACK %v", i, nack)
 		}
@@ -96,117 +97,115 @@ func TestStateOfTheWorldAckNack(t *testing.T) {
 		}
 	}
 
-	srv.pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v6", Nonce: "n6", Resources: []*anypb.Any{nameTable(reviews)}}
+	srv.Pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v6", Nonce: "n6", Resources: []*anypb.Any{nameTable(reviews)}}
 	if got := k.next(t); len(got) != 1 || got[0].Host != reviews.Host {
 		t.Errorf("published %v", got)
 	}
-	if ack := srv.request().(*discovery.DiscoveryRequest); ack.VersionInfo != "v6" || ack.ErrorDetail != nil {
+	if ack := srv.Request().(*discovery.DiscoveryRequest); ack.VersionInfo != "v6" || ack.ErrorDetail != nil {
 		t.Errorf("ACK after NACKs %v", ack)
 	}
-	if got := testutil.ToFloat64(pushesTotal.WithLabelValues(srv.addr, "rejected")); got != 4 {
+	if got := testutil.ToFloat64(pushesTotal.WithLabelValues(srv.Addr, "rejected")); got != 4 {
 		t.Errorf("rejected pushes metric %v, want 4", got)
 	}
-	if got := testutil.ToFloat64(entriesGauge.WithLabelValues(srv.addr)); got != 1 {
+	if got := testutil.ToFloat64(entriesGauge.WithLabelValues(srv.Addr)); got != 1 {
 		t.Errorf("entries metric %v, want 1", got)
 	}
 }
 
 func TestReconnectsAfterTheServerDies(t *testing.T) {
-	srv := newADSServer(t, nil)
-	src := newSource(t, Config{Address: srv.addr})
+	srv := ndstest.New(t, nil)
+	src := newSource(t, Config{Address: srv.Addr})
 	k := newSink()
 	runSource(t, src, k)
 
-	srv.request()
-	srv.pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v1", Nonce: "a", Resources: []*anypb.Any{nameTable(reviews)}}
+	srv.Request()
+	srv.Pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v1", Nonce: "a", Resources: []*anypb.Any{nameTable(reviews)}}
 	k.next(t)
-	srv.request() // ACK
-	if got := testutil.ToFloat64(connectedGauge.WithLabelValues(srv.addr)); got != 1 {
+	srv.Request() // ACK
+	if got := testutil.ToFloat64(connectedGauge.WithLabelValues(srv.Addr)); got != 1 {
 		t.Errorf("connected gauge %v while connected", got)
 	}
 
-	srv.stop()
+	srv.Stop()
 	deadline := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(connectedGauge.WithLabelValues(srv.addr)) != 0 && time.Now().Before(deadline) {
+	for testutil.ToFloat64(connectedGauge.WithLabelValues(srv.Addr)) != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := testutil.ToFloat64(connectedGauge.WithLabelValues(srv.addr)); got != 0 {
+	if got := testutil.ToFloat64(connectedGauge.WithLabelValues(srv.Addr)); got != 0 {
 		t.Errorf("connected gauge %v after the server died", got)
 	}
 	time.Sleep(200 * time.Millisecond) // several failed attempts
-	srv.restart()
+	srv.Restart()
 
-	again := srv.request().(*discovery.DiscoveryRequest)
+	again := srv.Request().(*discovery.DiscoveryRequest)
 	if again.VersionInfo != "v1" || again.Node == nil {
 		t.Errorf("first request after reconnecting %v: it should carry the node and the version in use", again)
 	}
-	srv.pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v2", Nonce: "b", Resources: []*anypb.Any{nameTable(reviews, ratings)}}
+	srv.Pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v2", Nonce: "b", Resources: []*anypb.Any{nameTable(reviews, ratings)}}
 	if got := k.next(t); len(got) != 2 {
 		t.Errorf("after reconnecting: %v", got)
 	}
 }
 
 func TestDelta(t *testing.T) {
-	srv := newADSServer(t, nil)
-	src := newSource(t, Config{Address: srv.addr, Delta: true})
+	srv := ndstest.New(t, nil)
+	src := newSource(t, Config{Address: srv.Addr, Delta: true})
 	k := newSink()
 	runSource(t, src, k)
 
-	first := srv.request().(*discovery.DeltaDiscoveryRequest)
+	first := srv.Request().(*discovery.DeltaDiscoveryRequest)
 	if first.TypeUrl != TypeURL || first.Node == nil || len(first.InitialResourceVersions) != 0 {
 		t.Fatalf("first delta request %v", first)
 	}
-	srv.pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "1", Resources: []*discovery.Resource{
+	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "1", Resources: []*discovery.Resource{
 		{Name: "a", Version: "1", Resource: nameTable(reviews)},
 		{Name: "b", Version: "1", Resource: nameTable(ratings)},
 	}}
 	if got := k.next(t); len(got) != 2 {
 		t.Errorf("after adding two resources: %v", got)
 	}
-	if ack := srv.request().(*discovery.DeltaDiscoveryRequest); ack.ResponseNonce != "1" || ack.ErrorDetail != nil {
+	if ack := srv.Request().(*discovery.DeltaDiscoveryRequest); ack.ResponseNonce != "1" || ack.ErrorDetail != nil {
 		t.Errorf("ACK %v", ack)
 	}
-	srv.pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "2", Resources: []*discovery.Resource{
+	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "2", Resources: []*discovery.Resource{
 		{Name: "a", Version: "2", Resource: &anypb.Any{TypeUrl: TypeURL, Value: []byte{0x0a, 0x03, 0x0a, 0x01}}},
 	}}
 	err := k.nextReject(t)
-	if nack := srv.request().(*discovery.DeltaDiscoveryRequest); nack.ResponseNonce != "2" || nack.ErrorDetail == nil || !strings.Contains(err.Error(), `resource "a"`) {
+	if nack := srv.Request().(*discovery.DeltaDiscoveryRequest); nack.ResponseNonce != "2" || nack.ErrorDetail == nil || !strings.Contains(err.Error(), `resource "a"`) {
 		t.Errorf("NACK %v for %v", nack, err)
 	}
-	srv.pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "3", RemovedResources: []string{"a"}}
+	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "3", RemovedResources: []string{"a"}}
 	if got := k.next(t); len(got) != 1 || got[0].Host != ratings.Host {
 		t.Errorf("after removing a (the NACKed push must not have touched it): %v", got)
 	}
-	srv.request()
+	srv.Request()
 
 	// A new stream tells the server what it has.
-	srv.stop()
-	srv.restart()
-	again := srv.request().(*discovery.DeltaDiscoveryRequest)
+	srv.Stop()
+	srv.Restart()
+	again := srv.Request().(*discovery.DeltaDiscoveryRequest)
 	if len(again.InitialResourceVersions) != 1 || again.InitialResourceVersions["b"] != "1" {
 		t.Errorf("initial resource versions after reconnecting: %v", again.InitialResourceVersions)
 	}
 }
 
 func TestTokenIsReadForEveryStream(t *testing.T) {
-	srv := newADSServer(t, nil)
+	srv := ndstest.New(t, nil)
 	tok := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tok, []byte("first-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	src := newSource(t, Config{Address: srv.addr, TokenFile: tok})
+	src := newSource(t, Config{Address: srv.Addr, TokenFile: tok})
 	runSource(t, src, newSink())
-	srv.request()
+	srv.Request()
 	if err := os.WriteFile(tok, []byte("rotated-token"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv.stop()
-	srv.restart()
-	srv.request()
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if len(srv.tokens) < 2 || srv.tokens[0] != "[Bearer first-token]" || srv.tokens[len(srv.tokens)-1] != "[Bearer rotated-token]" {
-		t.Errorf("tokens seen: %v", srv.tokens)
+	srv.Stop()
+	srv.Restart()
+	srv.Request()
+	if tokens := srv.Tokens(); len(tokens) < 2 || tokens[0] != "[Bearer first-token]" || tokens[len(tokens)-1] != "[Bearer rotated-token]" {
+		t.Errorf("tokens seen: %v", tokens)
 	}
 }
 
