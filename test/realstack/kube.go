@@ -1,0 +1,383 @@
+package realstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// opTimeout bounds each helper's API calls.
+const opTimeout = 30 * time.Second
+
+// ServiceEntryGVR is Istio's ServiceEntry resource.
+var ServiceEntryGVR = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "serviceentries"}
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// ServicePort is the single port every Service and ServiceEntry made here has: Istio leaves a headless
+// Service without ports out of the name table, and a ServiceEntry needs one to be routable.
+const (
+	ServicePortName   = "http"
+	ServicePort       = 80
+	ServiceTargetPort = 8080
+)
+
+// Endpoint is one address of a headless Service.
+type Endpoint struct {
+	IP       string // IPv4 or IPv6
+	Hostname string // optional: also resolvable as <Hostname>.<service>.<ns>.svc.cluster.local
+	NotReady bool   // listed but not ready: Istio leaves it out of the name table
+}
+
+func opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout)
+}
+
+// EnsureNamespace creates the namespace and its `default` ServiceAccount if they are missing (no
+// controller-manager runs, so nothing else would create the ServiceAccount). Namespaces cannot be
+// deleted for good here: without the namespace controller they stay Terminating.
+func (s *Stack) EnsureNamespace(ns string) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	_, err := s.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	return s.ensureServiceAccount(ctx, ns, "default")
+}
+
+func (s *Stack) ensureServiceAccount(ctx context.Context, ns, name string) error {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	_, err := s.Kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("serviceaccount %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// Services made here have no selector: their endpoints are written by SetEndpoints, as for any
+// selector-less Service.
+
+// CreateService creates a ClusterIP Service (port http/80) in ns (created if missing). Without
+// clusterIPs the API server allocates an IPv4 one from 10.96.0.0/16; give one IPv4 and one IPv6
+// (fd00:10:96::/112) address for a dual-stack Service.
+func (s *Stack) CreateService(ns, name string, clusterIPs ...string) (*corev1.Service, error) {
+	svc := newService(ns, name)
+	if len(clusterIPs) > 0 {
+		svc.Spec.ClusterIP = clusterIPs[0]
+		svc.Spec.ClusterIPs = clusterIPs
+		for _, ip := range clusterIPs {
+			a, err := netip.ParseAddr(ip)
+			if err != nil {
+				return nil, fmt.Errorf("service %s/%s: %w", ns, name, err)
+			}
+			f := corev1.IPv4Protocol
+			if a.Is6() {
+				f = corev1.IPv6Protocol
+			}
+			svc.Spec.IPFamilies = append(svc.Spec.IPFamilies, f)
+		}
+		if len(clusterIPs) > 1 {
+			p := corev1.IPFamilyPolicyRequireDualStack
+			svc.Spec.IPFamilyPolicy = &p
+		}
+	}
+	return s.createService(svc)
+}
+
+// CreateHeadlessService creates a headless Service (port http/80) and EndpointSlices holding
+// endpoints (see SetEndpoints).
+func (s *Stack) CreateHeadlessService(ns, name string, endpoints ...Endpoint) (*corev1.Service, error) {
+	svc := newService(ns, name)
+	svc.Spec.ClusterIP = corev1.ClusterIPNone
+	out, err := s.createService(svc)
+	if err != nil {
+		return nil, err
+	}
+	return out, s.SetEndpoints(ns, name, endpoints...)
+}
+
+func newService(ns, name string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{
+			Ports: []corev1.ServicePort{{
+				Name: ServicePortName, Port: ServicePort, Protocol: corev1.ProtocolTCP,
+				TargetPort: intstr.FromInt32(ServiceTargetPort),
+			}},
+		},
+	}
+}
+
+func (s *Stack) createService(svc *corev1.Service) (*corev1.Service, error) {
+	if err := s.EnsureNamespace(svc.Namespace); err != nil {
+		return nil, err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	out, err := s.Kube.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return out, nil
+}
+
+// SetEndpoints replaces the endpoints of Service ns/name, writing one EndpointSlice per address family
+// (<name>-ipv4, <name>-ipv6) in place of the endpoint-slice controller, which does not run here.
+func (s *Stack) SetEndpoints(ns, name string, endpoints ...Endpoint) error {
+	byFamily := map[discoveryv1.AddressType][]discoveryv1.Endpoint{}
+	for _, e := range endpoints {
+		a, err := netip.ParseAddr(e.IP)
+		if err != nil {
+			return fmt.Errorf("endpoints of %s/%s: %w", ns, name, err)
+		}
+		t := discoveryv1.AddressTypeIPv4
+		if a.Is6() {
+			t = discoveryv1.AddressTypeIPv6
+		}
+		ready := !e.NotReady
+		ep := discoveryv1.Endpoint{Addresses: []string{a.String()}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}
+		if e.Hostname != "" {
+			h := e.Hostname
+			ep.Hostname = &h
+		}
+		byFamily[t] = append(byFamily[t], ep)
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	slices := s.Kube.DiscoveryV1().EndpointSlices(ns)
+	for _, t := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
+		sliceName := fmt.Sprintf("%s-%s", name, map[discoveryv1.AddressType]string{discoveryv1.AddressTypeIPv4: "ipv4", discoveryv1.AddressTypeIPv6: "ipv6"}[t])
+		eps := byFamily[t]
+		if len(eps) == 0 {
+			if err := slices.Delete(ctx, sliceName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("endpointslice %s/%s: %w", ns, sliceName, err)
+			}
+			continue
+		}
+		portName, port, proto := ServicePortName, int32(ServiceTargetPort), corev1.ProtocolTCP
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: sliceName, Namespace: ns, Labels: map[string]string{
+				discoveryv1.LabelServiceName: name,
+				discoveryv1.LabelManagedBy:   "realstack",
+			}},
+			AddressType: t,
+			Endpoints:   eps,
+			Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &proto}},
+		}
+		// Update in place when it exists: delete+create would let Istio push an empty set in between.
+		old, err := slices.Get(ctx, sliceName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
+		case err == nil:
+			es.ResourceVersion = old.ResourceVersion
+			_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("endpointslice %s/%s: %w", ns, sliceName, err)
+		}
+	}
+	return nil
+}
+
+// DeleteService deletes Service ns/name and the EndpointSlices SetEndpoints wrote for it.
+func (s *Stack) DeleteService(ns, name string) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := s.Kube.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("service %s/%s: %w", ns, name, err)
+	}
+	err := s.Kube.DiscoveryV1().EndpointSlices(ns).DeleteCollection(ctx, metav1.DeleteOptions{},
+		metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+	if err != nil {
+		return fmt.Errorf("endpointslices of %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// CreateServiceEntry creates an Istio ServiceEntry (port http/80, MESH_EXTERNAL) in ns (created if
+// missing). resolution is NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS; "" means DNS. Without
+// addresses and with a resolution other than NONE, istiod auto-allocates one from 240.240.0.0/16
+// (written to the ServiceEntry's status).
+func (s *Stack) CreateServiceEntry(ns, name string, hosts, addresses []string, resolution string) error {
+	if resolution == "" {
+		resolution = "DNS"
+	}
+	spec := map[string]any{
+		"hosts":      toAny(hosts),
+		"resolution": resolution,
+		"location":   "MESH_EXTERNAL",
+		"ports":      []any{map[string]any{"number": int64(ServicePort), "name": ServicePortName, "protocol": "HTTP"}},
+	}
+	if len(addresses) > 0 {
+		spec["addresses"] = toAny(addresses)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.istio.io/v1",
+		"kind":       "ServiceEntry",
+		"metadata":   map[string]any{"name": name, "namespace": ns},
+		"spec":       spec,
+	}}
+	return s.CreateObject(ServiceEntryGVR, u)
+}
+
+// CreateObject creates any namespaced object through the dynamic client (other Istio resources, for
+// example), creating its namespace first.
+func (s *Stack) CreateObject(gvr schema.GroupVersionResource, u *unstructured.Unstructured) error {
+	if err := s.EnsureNamespace(u.GetNamespace()); err != nil {
+		return err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	if _, err := s.Dynamic.Resource(gvr).Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("%s %s/%s: %w", gvr.Resource, u.GetNamespace(), u.GetName(), err)
+	}
+	return nil
+}
+
+// DeleteServiceEntry deletes ServiceEntry ns/name.
+func (s *Stack) DeleteServiceEntry(ns, name string) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := s.Dynamic.Resource(ServiceEntryGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("serviceentry %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// IstioToken returns a Kubernetes JWT for ServiceAccount ns/serviceAccount (both created if missing)
+// with audience istio-ca, valid for an hour: istiod accepts it on IstiodSecureGRPC as gRPC metadata
+// "authorization: Bearer <token>", checked by a TokenReview. The xDS node must then claim the same
+// namespace (metadata NAMESPACE) and, if it sets SERVICE_ACCOUNT, the same ServiceAccount.
+func (s *Stack) IstioToken(ns, serviceAccount string) (string, error) {
+	if err := s.EnsureNamespace(ns); err != nil {
+		return "", err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := s.ensureServiceAccount(ctx, ns, serviceAccount); err != nil {
+		return "", err
+	}
+	exp := int64(3600)
+	tr, err := s.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, serviceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"istio-ca"}, ExpirationSeconds: &exp},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for %s/%s: %w", ns, serviceAccount, err)
+	}
+	return tr.Status.Token, nil
+}
+
+// IstiodRootCert returns the path of a PEM file holding the root certificate of istiod's self-signed
+// CA, which signs the certificate istiod serves on IstiodSecureGRPC (for IstiodServerName). istiod
+// keeps the CA in Secret istio-system/istio-ca-secret and publishes the root to every namespace as
+// ConfigMap istio-ca-root-cert; this waits for that ConfigMap and copies it to <Dir>/root-cert.pem.
+func (s *Stack) IstiodRootCert() (string, error) {
+	ctx, cancel := opContext()
+	defer cancel()
+	var last error
+	for {
+		cm, err := s.Kube.CoreV1().ConfigMaps(IstioNamespace).Get(ctx, "istio-ca-root-cert", metav1.GetOptions{})
+		if err == nil {
+			pem := cm.Data["root-cert.pem"]
+			if pem == "" {
+				err = errors.New("ConfigMap istio-ca-root-cert has no root-cert.pem")
+			} else {
+				path := filepath.Join(s.Dir, "root-cert.pem")
+				return path, os.WriteFile(path, []byte(pem), 0o644)
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("istiod root certificate: %w", last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// applyCRDs server-side-applies Istio's CRDs (client-side apply would overflow the last-applied
+// annotation on the big ones) and waits until they are all established.
+func (s *Stack) applyCRDs(ctx context.Context) error {
+	f, err := os.Open(s.paths.IstioCRDs)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 64<<10)
+	var names []string
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); err == io.EOF {
+			break
+		} else if err != nil {
+			return err
+		}
+		if len(obj) == 0 {
+			continue // empty document between separators
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		if u.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		if _, err := s.Dynamic.Resource(crdGVR).Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: "realstack", Force: true}); err != nil {
+			return fmt.Errorf("apply %s: %w", u.GetName(), err)
+		}
+		names = append(names, u.GetName())
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("no CRDs in %s", s.paths.IstioCRDs)
+	}
+	for _, name := range names {
+		for {
+			u, err := s.Dynamic.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if established(u) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("CRD %s not established", name)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func established(u *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Established" && m["status"] == "True" {
+			return true
+		}
+	}
+	return false
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
