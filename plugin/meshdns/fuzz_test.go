@@ -13,7 +13,11 @@ import (
 // FuzzServeDNS feeds arbitrary packets to the handler over the example table: whatever parses as a
 // DNS message must get a reply or go to the next plugin, never a panic.
 func FuzzServeDNS(f *testing.F) {
-	m := newTestMeshDNS(f, exampleTable, "", "namespace bookinfo\nfallthrough")
+	// One instance falls through, one answers NXDOMAIN itself, so both paths get arbitrary input.
+	plugins := []*MeshDNS{
+		newTestMeshDNS(f, exampleTable, "", "namespace bookinfo\nfallthrough"),
+		newTestMeshDNS(f, exampleTable, "", "namespace bookinfo"),
+	}
 	for _, q := range []struct {
 		name  string
 		qtype uint16
@@ -33,11 +37,13 @@ func FuzzServeDNS(f *testing.F) {
 		if err := req.Unpack(data); err != nil {
 			return
 		}
-		rec := dnstest.NewRecorder(&test.ResponseWriter{})
-		m.ServeDNS(context.Background(), rec, req)
-		if rec.Msg != nil {
-			if _, err := rec.Msg.Pack(); err != nil {
-				t.Fatalf("reply does not pack: %v\n%v", err, rec.Msg)
+		for _, m := range plugins {
+			rec := dnstest.NewRecorder(&test.ResponseWriter{})
+			m.ServeDNS(context.Background(), rec, req)
+			if rec.Msg != nil {
+				if _, err := rec.Msg.Pack(); err != nil {
+					t.Fatalf("reply does not pack: %v\n%v", err, rec.Msg)
+				}
 			}
 		}
 	})

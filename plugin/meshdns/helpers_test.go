@@ -42,6 +42,11 @@ func serve(t testing.TB, m *MeshDNS, req *dns.Msg) *dns.Msg {
 	if err != nil {
 		t.Fatalf("ServeDNS(%s): %v", req.Question[0].Name, err)
 	}
+	if rec.Msg != nil {
+		if _, err := rec.Msg.Pack(); err != nil {
+			t.Fatalf("the reply to %s does not pack: %v\n%v", req.Question[0].Name, err, rec.Msg)
+		}
+	}
 	if rec.Msg == nil {
 		// The next handler writes nothing for REFUSED; make the fall-through visible.
 		r := new(dns.Msg)

@@ -4,6 +4,7 @@ package meshdns
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metrics"
@@ -69,8 +70,7 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		m.counters.inc(server, outcomeNXDomain)
 		reply.Rcode = dns.RcodeNameError
 		reply.Ns = []dns.RR{t.SOA(zone)}
-		w.WriteMsg(reply)
-		return dns.RcodeSuccess, nil
+		return write(w, reply)
 	}
 
 	answer, hasData := t.Answer(match, q.Name, q.Qtype)
@@ -85,6 +85,13 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		}
 		reply.Ns = []dns.RR{t.SOA(zone)}
 	}
-	w.WriteMsg(reply)
+	return write(w, reply)
+}
+
+// write sends reply; a reply that cannot be sent is an error for the errors plugin to log.
+func write(w dns.ResponseWriter, reply *dns.Msg) (int, error) {
+	if err := w.WriteMsg(reply); err != nil {
+		return dns.RcodeServerFailure, fmt.Errorf("%s: writing the reply to %s: %w", pluginName, reply.Question[0].Name, err)
+	}
 	return dns.RcodeSuccess, nil
 }

@@ -126,6 +126,16 @@ func TestNoFallthroughGivesNXDOMAIN(t *testing.T) {
 	}
 }
 
+func TestRootZoneWithoutFallthrough(t *testing.T) {
+	m := newTestMeshDNS(t, exampleTable, "", "")
+	runCases(t, m, []test.Case{
+		{Qname: "not.in.the.table.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+			Ns: []dns.RR{test.SOA(". 30 IN SOA ns.dns. hostmaster. 1 7200 1800 86400 30")}},
+		{Qname: "99.99.99.99.in-addr.arpa.", Qtype: dns.TypePTR, Rcode: dns.RcodeNameError,
+			Ns: []dns.RR{test.SOA(". 30 IN SOA ns.dns. hostmaster. 1 7200 1800 86400 30")}},
+	})
+}
+
 func TestSearchDomainsConfigured(t *testing.T) {
 	m := newTestMeshDNS(t, exampleTable, "", "namespace bookinfo\nsearch corp.example bookinfo.svc.cluster.local\nfallthrough")
 	runCases(t, m, []test.Case{

@@ -45,10 +45,14 @@ func (t *Table) Answer(m Match, qname string, qtype uint16) ([]dns.RR, bool) {
 
 // SOA returns the SOA record that goes in the authority section of negative answers under zone.
 func (t *Table) SOA(zone string) *dns.SOA {
+	suffix := zone
+	if zone == "." {
+		suffix = "" // "ns.dns." rather than the invalid "ns.dns.."
+	}
 	return &dns.SOA{
 		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: t.ttl},
-		Ns:      "ns.dns." + zone,
-		Mbox:    "hostmaster." + zone,
+		Ns:      "ns.dns." + suffix,
+		Mbox:    "hostmaster." + suffix,
 		Serial:  t.serial,
 		Refresh: 7200,
 		Retry:   1800,

@@ -27,6 +27,9 @@ type Server struct {
 	Pushes chan any
 	// Requests gives *discovery.DiscoveryRequest or *discovery.DeltaDiscoveryRequest from the client.
 	Requests chan any
+	// OnOpen, when set, gives a push sent at once on every new stream, as istiod sends the current
+	// table; its requests are then dropped rather than queued on Requests.
+	OnOpen func() any
 
 	mu      sync.Mutex
 	tokens  []string // authorization of each stream, in order
@@ -114,6 +117,12 @@ func (s *Server) DeltaAggregatedResources(stream discovery.AggregatedDiscoverySe
 }
 
 func (s *Server) relay(ctx context.Context, recv func() (any, error), send func(any) error) error {
+	auto := s.OnOpen
+	if auto != nil {
+		if err := send(auto()); err != nil {
+			return err
+		}
+	}
 	errc := make(chan error, 1)
 	go func() {
 		for {
@@ -122,7 +131,9 @@ func (s *Server) relay(ctx context.Context, recv func() (any, error), send func(
 				errc <- err
 				return
 			}
-			s.Requests <- r
+			if auto == nil {
+				s.Requests <- r
+			}
 		}
 	}()
 	for {
