@@ -1,6 +1,7 @@
 package test
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,8 +10,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/nds/ndstest"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/miekg/dns"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // requireTool finds a command line tool, or skips the test; MESHDNS_REQUIRE_TOOLS=1 (set by CI, which
@@ -106,42 +115,71 @@ func readmeCommands(readme string) []readmeCommand {
 	return out
 }
 
-// TestPluginReadmeCorefiles starts every Corefile example of the plugin README, with its files
-// replaced by a real name table, and checks that it answers a mesh name.
+// TestPluginReadmeCorefiles starts every Corefile example of the plugin README, the real binary on
+// each, with its files replaced by real ones and its control plane by a TLS ADS server that checks the
+// token, and checks that it answers a mesh name.
 func TestPluginReadmeCorefiles(t *testing.T) {
 	readme, err := os.ReadFile("../plugin/meshdns/README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	blocks := regexp.MustCompile("(?s)~~~ corefile\n(.*?)~~~").FindAllStringSubmatch(string(readme), -1)
-	if len(blocks) == 0 {
-		t.Fatal("no corefile examples in the plugin README")
+	if len(blocks) < 5 {
+		t.Fatalf("%d corefile examples in the plugin README, want the file, sidecar, node and VM ones", len(blocks))
 	}
-	fileLine := regexp.MustCompile(`(?m)^(\s*file )(\S+)`)
+	const tableJSON = `{"table": {"reviews.bookinfo.svc.cluster.local": {"ips": ["10.96.10.12"], "registry": "Kubernetes"}}}`
+	entries, err := file.Parse("t.json", []byte(tableJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		fileLine  = regexp.MustCompile(`(?m)^(\s*(?:file|tls|token) )(\S+)`)
+		ndsLine   = regexp.MustCompile(`(?m)^(\s*nds )(\S+)`)
+		promLine  = regexp.MustCompile(`(?m)^(\s*prometheus )(\S+)`)
+		serverKey = regexp.MustCompile(`(?m)^\. \{`)
+	)
 	for i, b := range blocks {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			dir := t.TempDir()
-			paths := fileLine.FindAllStringSubmatch(b[1], -1)
-			if len(paths) == 0 {
-				t.Fatalf("example has no file line:\n%s", b[1])
+			pki := ndstest.NewPKI(t, "istiod.istio-system.svc")
+			srv := ndstest.New(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pki.Server}}))
+			srv.OnOpen = func() any {
+				return &discovery.DiscoveryResponse{TypeUrl: nds.TypeURL, VersionInfo: "1", Nonce: "1",
+					Resources: []*anypb.Any{{TypeUrl: nds.TypeURL, Value: nds.EncodeNameTable(entries)}}}
 			}
-			for _, p := range paths {
-				data := `{"table": {"reviews.bookinfo.svc.cluster.local": {"ips": ["10.96.10.12"], "registry": "Kubernetes"}}}`
-				if err := os.WriteFile(filepath.Join(dir, filepath.Base(p[2])), []byte(data), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			port := freePort(t)
 			corefile := fileLine.ReplaceAllStringFunc(b[1], func(l string) string {
 				m := fileLine.FindStringSubmatch(l)
-				return m[1] + filepath.Join(dir, filepath.Base(m[2]))
+				path := filepath.Join(dir, filepath.Base(m[2]))
+				var data []byte
+				switch strings.TrimSpace(m[1]) {
+				case "file":
+					data = []byte(tableJSON)
+				case "tls":
+					data, _ = os.ReadFile(pki.CAFile)
+				case "token":
+					data = []byte("readme-token\n")
+				}
+				if err := os.WriteFile(path, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return m[1] + path
 			})
-			corefile = strings.Replace(corefile, ". {", ".:"+port+" {", 1)
+			usesNDS := ndsLine.MatchString(corefile)
+			corefile = ndsLine.ReplaceAllString(corefile, "${1}"+srv.Addr)
+			corefile = promLine.ReplaceAllString(corefile, "${1}127.0.0.1:"+freePort(t))
+			port := freePort(t)
+			corefile = serverKey.ReplaceAllString(corefile, ".:"+port+" {")
 			addr := "127.0.0.1:" + port
 			startCoreDNS(t, dir, corefile, addr)
-			r := exchange(t, "udp", addr, "reviews.bookinfo.svc.cluster.local.", dns.TypeA, 0)
-			if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.96.10.12" {
-				t.Errorf("example %d does not answer a mesh name: %v\n%s", i, r, corefile)
+			eventually(t, 10*time.Second, "a mesh name answered", func() error {
+				r := exchange(t, "udp", addr, "reviews.bookinfo.svc.cluster.local.", dns.TypeA, 0)
+				if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.96.10.12" {
+					return fmt.Errorf("%v", r)
+				}
+				return nil
+			})
+			if tokens := srv.Tokens(); usesNDS && (len(tokens) == 0 || tokens[0] != "[Bearer readme-token]") {
+				t.Errorf("the control plane saw tokens %v", tokens)
 			}
 		})
 	}

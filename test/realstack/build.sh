@@ -121,6 +121,11 @@ todo=()
 { [ -x "$ISTIO_DIR/pilot-discovery" ] && [ -s "$ISTIO_DIR/crd-all.gen.yaml" ]; } || todo+=(istio)
 
 if [ ${#todo[@]} -gt 0 ]; then
+    # A bare Debian image has no CA bundle, and the module proxy is HTTPS.
+    if [ ! -s /etc/ssl/certs/ca-certificates.crt ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq ca-certificates >/dev/null
+    fi
     mkdir -p "$WORK/out"
     go version >&2
     log "preparing modules: ${todo[*]}"
