@@ -75,16 +75,31 @@ func Build(entries []Entry, opt Options) *Table {
 		}
 	}
 
+	// One allocation each for every name and every address byte, rather than one per name and address.
+	names := make([]name, len(entries))
+	nbytes := 0
+	for i := range entries {
+		for _, a := range entries[i].Addrs {
+			nbytes += a.Unmap().BitLen() / 8
+		}
+	}
+	ipBytes := make([]byte, 0, nbytes)
 	for i := range entries {
 		e := &entries[i]
 		host := canonicalHost(e.Host)
-		n := &name{host: host, zone: zoneOf(host, cd)}
+		n := &names[i]
+		n.host, n.zone = host, zoneOf(host, cd)
 		for _, a := range e.Addrs {
 			a = a.Unmap()
+			start := len(ipBytes)
 			if a.Is4() {
-				n.v4 = append(n.v4, net.IP(a.AsSlice()))
+				b := a.As4()
+				ipBytes = append(ipBytes, b[:]...)
+				n.v4 = append(n.v4, net.IP(ipBytes[start:len(ipBytes):len(ipBytes)]))
 			} else {
-				n.v6 = append(n.v6, net.IP(a.AsSlice()))
+				b := a.As16()
+				ipBytes = append(ipBytes, b[:]...)
+				n.v6 = append(n.v6, net.IP(ipBytes[start:len(ipBytes):len(ipBytes)]))
 			}
 		}
 		if base, ok := strings.CutPrefix(host, "*."); ok {
@@ -98,12 +113,13 @@ func Build(entries []Entry, opt Options) *Table {
 			put(t.names, canonicalHost(alt), claim{n: n, strength: 1, rank: e.rank()})
 		}
 		if short, ns, ok := shortForms(e, host, cd); ok {
-			put(t.names, short+"."+ns+".", claim{n: n, strength: 2, rank: e.rank()})
-			put(t.names, short+"."+ns+".svc.", claim{n: n, strength: 2, rank: e.rank()})
+			// Every short form is a prefix of the host: "name.", "name.ns.", "name.ns.svc.".
+			put(t.names, host[:len(short)+len(ns)+2], claim{n: n, strength: 2, rank: e.rank()})
+			put(t.names, host[:len(short)+len(ns)+6], claim{n: n, strength: 2, rank: e.rank()})
 			if t.bare[ns] == nil {
 				t.bare[ns] = make(map[string]claim)
 			}
-			put(t.bare[ns], short+".", claim{n: n, strength: 2, rank: e.rank()})
+			put(t.bare[ns], host[:len(short)+1], claim{n: n, strength: 2, rank: e.rank()})
 		}
 		for _, a := range e.Addrs {
 			a = a.Unmap()
@@ -119,8 +135,9 @@ func Build(entries []Entry, opt Options) *Table {
 	return t
 }
 
-// shortForms returns the Kubernetes short name and namespace of a host in the cluster domain: the
-// entry's own, or read off the host (name.ns.svc.DOMAIN) when the source gave none.
+// shortForms returns the Kubernetes short name and namespace of a host in the cluster domain
+// (name.ns.svc.DOMAIN), read off the host; an entry that gives others has none. A per-pod name
+// (pod.svc.ns.svc.DOMAIN) has the short name "pod.svc".
 func shortForms(e *Entry, host, clusterDomain string) (short, ns string, ok bool) {
 	if e.Registry != RegistryKubernetes {
 		return "", "", false
@@ -129,15 +146,13 @@ func shortForms(e *Entry, host, clusterDomain string) (short, ns string, ok bool
 	if !ok {
 		return "", "", false
 	}
-	short, ns = strings.ToLower(e.ShortName), strings.ToLower(e.Namespace)
-	if short == "" || ns == "" {
-		dot := strings.LastIndexByte(rest, '.')
-		if dot <= 0 {
-			return "", "", false
-		}
-		short, ns = rest[:dot], rest[dot+1:]
+	dot := strings.LastIndexByte(rest, '.')
+	if dot <= 0 {
+		return "", "", false
 	}
-	if rest != short+"."+ns {
+	short, ns = rest[:dot], rest[dot+1:] // substrings of host: no allocation
+	// The source's own short name and namespace must agree with the host, or there are no short forms.
+	if e.ShortName != "" && !strings.EqualFold(e.ShortName, short) || e.Namespace != "" && !strings.EqualFold(e.Namespace, ns) {
 		return "", "", false
 	}
 	return short, ns, true

@@ -8,37 +8,39 @@ import (
 
 // Merge folds the snapshots of several sources into one list with one entry per host. Where hosts
 // collide the better-ranked registry wins; entries of equal rank keep the first's metadata and take the
-// union of the addresses. The result does not depend on map iteration order: hosts come out sorted.
+// union of the addresses. Hosts come out in the order they first appear, so the result depends only on
+// the order of the snapshots, never on map iteration. Inputs are not modified; entries without a
+// collision are copied as they are, sharing their slices.
 func Merge(snapshots ...[]Entry) []Entry {
-	byHost := make(map[string]*Entry)
+	n := 0
+	for _, snap := range snapshots {
+		n += len(snap)
+	}
+	out := make([]Entry, 0, n)
+	index := make(map[string]int, n) // canonical host -> position in out
+	merged := make(map[int]bool)     // positions whose slices out owns, safe to append to
 	for _, snap := range snapshots {
 		for i := range snap {
 			e := &snap[i]
 			key := canonicalHost(e.Host)
-			cur, ok := byHost[key]
+			at, ok := index[key]
 			switch {
 			case !ok:
-				c := *e
-				c.Addrs = slices.Clone(e.Addrs)
-				byHost[key] = &c
-			case e.rank() < cur.rank():
-				c := *e
-				c.Addrs = slices.Clone(e.Addrs)
-				byHost[key] = &c
-			case e.rank() == cur.rank():
+				index[key] = len(out)
+				out = append(out, *e)
+			case e.rank() < out[at].rank():
+				out[at] = *e
+				delete(merged, at)
+			case e.rank() == out[at].rank():
+				cur := &out[at]
+				if !merged[at] {
+					cur.Addrs, cur.AltHosts = slices.Clone(cur.Addrs), slices.Clone(cur.AltHosts)
+					merged[at] = true
+				}
 				cur.Addrs = appendMissing(cur.Addrs, e.Addrs)
 				cur.AltHosts = appendMissingStrings(cur.AltHosts, e.AltHosts)
 			}
 		}
-	}
-	hosts := make([]string, 0, len(byHost))
-	for h := range byHost {
-		hosts = append(hosts, h)
-	}
-	slices.Sort(hosts)
-	out := make([]Entry, 0, len(hosts))
-	for _, h := range hosts {
-		out = append(out, *byHost[h])
 	}
 	return out
 }
@@ -63,9 +65,24 @@ func appendMissingStrings(dst, src []string) []string {
 
 // canonicalHost is the lower-case fully qualified form of a host: the key every index uses.
 func canonicalHost(h string) string {
+	if isCanonical(h) {
+		return h // most sources hand hosts over this way: no copy
+	}
 	h = strings.ToLower(h)
 	if !strings.HasSuffix(h, ".") {
 		h += "."
 	}
 	return h
+}
+
+func isCanonical(h string) bool {
+	if !strings.HasSuffix(h, ".") {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if 'A' <= h[i] && h[i] <= 'Z' {
+			return false
+		}
+	}
+	return true
 }

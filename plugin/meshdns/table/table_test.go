@@ -113,20 +113,26 @@ func TestMergePrecedence(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("merged into %d entries: %+v", len(got), got)
 	}
-	if got[0].Host != "b.example" || !slices.Equal(got[0].Addrs, addrs("240.0.0.5", "240.0.0.6")) {
-		t.Errorf("equal ranks should union addresses: %+v", got[0])
+	// Hosts come out in the order they first appear.
+	if got[1].Host != "b.example" || !slices.Equal(got[1].Addrs, addrs("240.0.0.5", "240.0.0.6")) {
+		t.Errorf("equal ranks should union addresses: %+v", got[1])
 	}
-	if got[1].Registry != RegistryKubernetes || !slices.Equal(got[1].Addrs, addrs("10.0.0.1", "10.0.0.2")) {
-		t.Errorf("the Kubernetes Service should win over the ServiceEntry, then union: %+v", got[1])
+	if got[0].Registry != RegistryKubernetes || !slices.Equal(got[0].Addrs, addrs("10.0.0.1", "10.0.0.2")) {
+		t.Errorf("the Kubernetes Service should win over the ServiceEntry, then union: %+v", got[0])
 	}
 }
 
 func TestMergeDoesNotModifyInput(t *testing.T) {
 	a := []Entry{external("x.example", "240.0.0.1")}
+	a[0].Addrs = append(make([]netip.Addr, 0, 4), a[0].Addrs...) // room to append in place
 	b := []Entry{external("x.example", "240.0.0.2")}
-	Merge(a, b)
-	if len(a[0].Addrs) != 1 {
-		t.Errorf("Merge appended to its input: %v", a[0].Addrs)
+	c := []Entry{external("x.example", "240.0.0.3")}
+	out := Merge(a, b, c)
+	if len(a[0].Addrs) != 1 || a[0].Addrs[:2][1].IsValid() {
+		t.Errorf("Merge wrote into its input: %v", a[0].Addrs[:2])
+	}
+	if !slices.Equal(out[0].Addrs, addrs("240.0.0.1", "240.0.0.2", "240.0.0.3")) {
+		t.Errorf("merged %v", out[0].Addrs)
 	}
 }
 

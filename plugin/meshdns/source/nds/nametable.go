@@ -46,6 +46,7 @@ const (
 func DecodeNameTable(b []byte) ([]table.Entry, error) {
 	var entries []table.Entry
 	seen := make(map[string]bool)
+	d := decoder{interned: make(map[string]string)}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -64,7 +65,7 @@ func DecodeNameTable(b []byte) ([]table.Entry, error) {
 			return nil, fmt.Errorf("NameTable entry %d: %v", len(entries)+1, protowire.ParseError(n))
 		}
 		b = b[n:]
-		e, err := decodeMapEntry(entry)
+		e, err := d.mapEntry(entry)
 		if err != nil {
 			return nil, err
 		}
@@ -77,7 +78,22 @@ func DecodeNameTable(b []byte) ([]table.Entry, error) {
 	return entries, nil
 }
 
-func decodeMapEntry(b []byte) (table.Entry, error) {
+// decoder shares the strings that repeat across a table (registries, namespaces) rather than
+// allocating them once per host.
+type decoder struct {
+	interned map[string]string
+}
+
+func (d *decoder) intern(b []byte) string {
+	if s, ok := d.interned[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	d.interned[s] = s
+	return s
+}
+
+func (d *decoder) mapEntry(b []byte) (table.Entry, error) {
 	var (
 		e    table.Entry
 		info []byte
@@ -111,13 +127,13 @@ func decodeMapEntry(b []byte) (table.Entry, error) {
 	if err := table.ValidateHost(e.Host); err != nil {
 		return e, fmt.Errorf("host %q: %v", e.Host, err)
 	}
-	if err := decodeNameInfo(info, &e); err != nil {
+	if err := d.nameInfo(info, &e); err != nil {
 		return e, fmt.Errorf("host %q: %v", e.Host, err)
 	}
 	return e, nil
 }
 
-func decodeNameInfo(b []byte, e *table.Entry) error {
+func (d *decoder) nameInfo(b []byte, e *table.Entry) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -136,21 +152,21 @@ func decodeNameInfo(b []byte, e *table.Entry) error {
 			return fmt.Errorf("field %d: %v", num, protowire.ParseError(n))
 		}
 		b = b[n:]
-		v := string(raw)
 		switch num {
 		case fieldIPs:
-			a, err := netip.ParseAddr(v)
+			a, err := parseAddr(raw)
 			if err != nil || a.Zone() != "" {
-				return fmt.Errorf("ips[%d]: %q is not an IP address", len(e.Addrs), v)
+				return fmt.Errorf("ips[%d]: %q is not an IP address", len(e.Addrs), raw)
 			}
 			e.Addrs = append(e.Addrs, a.Unmap())
 		case fieldRegistry:
-			e.Registry = v
+			e.Registry = d.intern(raw)
 		case fieldShortname:
-			e.ShortName = v
+			e.ShortName = string(raw)
 		case fieldNamespace:
-			e.Namespace = v
+			e.Namespace = d.intern(raw)
 		case fieldAltHosts:
+			v := string(raw)
 			if err := table.ValidateHost(v); err != nil {
 				return fmt.Errorf("alt_hosts[%d]: %v", len(e.AltHosts), err)
 			}
@@ -158,6 +174,16 @@ func decodeNameInfo(b []byte, e *table.Entry) error {
 		}
 	}
 	return nil
+}
+
+// parseAddr parses an address without keeping its text: netip.Addr.UnmarshalText takes the bytes.
+func parseAddr(raw []byte) (netip.Addr, error) {
+	var a netip.Addr
+	if len(raw) == 0 {
+		return a, fmt.Errorf("empty address")
+	}
+	err := a.UnmarshalText(raw)
+	return a, err
 }
 
 // EncodeNameTable serialises entries as a NameTable, as istiod would send them.
