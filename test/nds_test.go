@@ -104,4 +104,11 @@ func TestReloadsLeaveNothingBehind(t *testing.T) {
 	if version < 22 {
 		t.Errorf("the control plane saw %d streams over 21 reloads", version)
 	}
+
+	// With the control plane gone, a reload keeps the table it had.
+	srv.Stop()
+	reload()
+	if err := answered(); err != nil {
+		t.Errorf("after a reload without the control plane: %v", err)
+	}
 }

@@ -32,8 +32,20 @@ func newStore(opts table.Options) *store {
 	return &store{opts: opts}
 }
 
-// add registers a source with the snapshot it already loaded, or nil when it has none yet.
+// carried keeps each source's last applied snapshot across Corefile reloads. CoreDNS sets the new
+// instance up before it shuts the old one down; without this, a control plane's table would vanish at
+// every reload until its next push, and for good while the control plane is down. This is the only
+// state that outlives a plugin instance.
+var carried sync.Map // source.String() -> []table.Entry
+
+// add registers a source with the snapshot it already loaded, or nil when it has none yet, in which
+// case it starts from what the same source had before a reload, if anything.
 func (s *store) add(src source.Source, initial []table.Entry) {
+	if initial == nil {
+		if snap, ok := carried.Load(src.String()); ok {
+			initial = snap.([]table.Entry)
+		}
+	}
 	s.sources = append(s.sources, src)
 	s.snaps = append(s.snaps, initial)
 	s.have = append(s.have, initial != nil)
@@ -96,6 +108,7 @@ type sink struct {
 func (k *sink) Publish(entries []table.Entry) {
 	s := k.store
 	src := s.sources[k.index]
+	carried.Store(src.String(), entries)
 	s.mu.Lock()
 	s.snaps[k.index] = entries
 	s.have[k.index] = true
