@@ -40,7 +40,9 @@ func resolvesTo(t *testing.T, addr, name string, qtype uint16, want ...string) {
 	t.Helper()
 	slices.Sort(want)
 	start := time.Now()
-	defer func() { t.Logf("%s %s answered as wanted after %s", name, dns.TypeToString[qtype], time.Since(start).Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("%s %s answered as wanted after %s", name, dns.TypeToString[qtype], time.Since(start).Round(time.Millisecond))
+	}()
 	eventually(t, 15*time.Second, fmt.Sprintf("%s %s -> %v", name, dns.TypeToString[qtype], want), func() error {
 		if got := addrsOf(t, addr, name, qtype); !slices.Equal(got, want) {
 			return fmt.Errorf("got %v", got)
