@@ -72,8 +72,8 @@ func TestRealIstiod(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, tlsPort, mport := freePort(t), freePort(t), freePort(t)
-	addr, tlsAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort
+	port, tlsPort, deltaPort, mport := freePort(t), freePort(t), freePort(t), freePort(t)
+	addr, tlsAddr, deltaAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort, "127.0.0.1:"+deltaPort
 	corefile := fmt.Sprintf(`.:%s {
     bind 127.0.0.1
     meshdns {
@@ -96,7 +96,19 @@ func TestRealIstiod(t *testing.T) {
     }
     forward . %s
 }
-`, port, stack.IstiodGRPC, up.addr, mport, tlsPort, stack.IstiodSecureGRPC, rootCert, realstack.IstiodServerName, tokenFile, up.addr)
+.:%s {
+    bind 127.0.0.1
+    meshdns {
+        nds %s {
+            delta
+        }
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
+`, port, stack.IstiodGRPC, up.addr, mport, tlsPort, stack.IstiodSecureGRPC, rootCert, realstack.IstiodServerName, tokenFile, up.addr,
+		deltaPort, stack.IstiodGRPC, up.addr)
 	startCoreDNS(t, dir, corefile, addr)
 	e := &meshEnv{metrics: "127.0.0.1:" + mport}
 
@@ -115,8 +127,9 @@ func TestRealIstiod(t *testing.T) {
 	if r := exchange(t, "udp", addr, "reviews.default.svc.cluster.local.", dns.TypeAAAA, 0); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
 		t.Errorf("AAAA of an IPv4 Service: want NODATA with an SOA, got %v", r)
 	}
-	// Over TLS on the secure port, with the token.
+	// Over TLS on the secure port, with the token; and over incremental (delta) ADS.
 	resolvesTo(t, tlsAddr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.10.12")
+	resolvesTo(t, deltaAddr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.10.12")
 
 	// A Service in another namespace: its short forms, but not the bare name.
 	must2(t)(stack.CreateService("shop", "cart", "10.96.20.1"))
@@ -151,6 +164,8 @@ func TestRealIstiod(t *testing.T) {
 	resolvesTo(t, addr, "cart.shop.svc.cluster.local.", dns.TypeA, forwarded)
 	must(stack.DeleteServiceEntry("default", "payments"))
 	resolvesTo(t, addr, "api.payments.example.com.", dns.TypeA, forwarded)
+	resolvesTo(t, deltaAddr, "api.payments.example.com.", dns.TypeA, forwarded)
+	resolvesTo(t, deltaAddr, "db-1.db.default.svc.cluster.local.", dns.TypeA, "10.244.0.12")
 
 	// istiod dies: the last table goes on answering and the metric says so.
 	stack.StopIstiod()
@@ -168,6 +183,7 @@ func TestRealIstiod(t *testing.T) {
 	must(stack.StartIstiod())
 	resolvesTo(t, addr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
 	resolvesTo(t, tlsAddr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
+	resolvesTo(t, deltaAddr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
 	if got := e.metric(t, `coredns_meshdns_nds_connected{address="`+stack.IstiodGRPC+`"}`); got != 1 {
 		t.Errorf("nds_connected %v after istiod came back", got)
 	}
