@@ -199,15 +199,20 @@ start_run() {
 	die "meshdns did not answer a table name within 15s"
 }
 
-# stop_run: stops coredns, then ndspush, and prints ndspush's final counts.
+# stop_run: stops coredns, then ndspush, and sets COUNTS to ndspush's final counts. Call it in the
+# main shell, never in $(...): only the shell that started them can wait for them, and the next run
+# must not start before their ports are free.
 stop_run() {
 	local pid
-	for pid in "${RUN_PIDS[1]}" "${RUN_PIDS[0]}"; do
+	for pid in "${RUN_PIDS[@]:1:1}" "${RUN_PIDS[@]:0:1}"; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "push-latency.sh: WARNING: process $pid of the run exited before the end of the run" >&2
+		fi
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
 	RUN_PIDS=()
-	sed -n 's/^ndspush: total //p' "$TMP/ndspush.log"
+	COUNTS=$(sed -n 's/^ndspush: total //p' "$TMP/ndspush.log")
 }
 
 # run_dnsperf SECONDS RATE OUT [-v]: one dnsperf run over the hits file (RATE 0: unlimited), its
@@ -268,7 +273,7 @@ if [[ -z $RATE ]]; then
 	start_run 0
 	run_dnsperf "$WARMUP" 0 /dev/null
 	run_dnsperf "$SAT_SECONDS" 0 "$TMP/sat.out"
-	stop_run >/dev/null
+	stop_run
 	SAT=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$TMP/sat.out")
 	[[ -n $SAT ]] || die "cannot read the saturation QPS"
 	RATE=$((SAT * RATE_PCT / 100))
@@ -296,7 +301,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		run_dnsperf "$DURATION" "$RATE" "$TMP/run.out" -v
 		read_pushes
 		after=$APPLIED rejected_after=$REJECTED drops=$(($(rcvbuf_errors) - drops_before))
-		counts=$(stop_run)
+		stop_run
+		counts=$COUNTS
 		res=$(summarize "$TMP/run.out")
 		[[ $KEEP_TMP == 1 ]] && mv "$TMP/run.out" "$TMP/run-$mode-$r.out"
 		applied=$((after - before))

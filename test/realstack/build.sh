@@ -109,7 +109,7 @@ install_into() {
     mkdir -p "$dir"
     local f
     for f in "$@"; do
-        chmod a+r "$WORK/out/$f"
+        chmod u+w,a+r "$WORK/out/$f"
         mv -f "$WORK/out/$f" "$dir/$f.tmp"
         mv -f "$dir/$f.tmp" "$dir/$f"
     done

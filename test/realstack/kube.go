@@ -39,10 +39,16 @@ const (
 
 // Endpoint is one address of a headless Service.
 type Endpoint struct {
-	IP       string // IPv4 or IPv6
-	Hostname string // optional: also resolvable as <Hostname>.<service>.<ns>.svc.cluster.local
-	NotReady bool   // listed but not ready: Istio leaves it out of the name table
+	IP string // IPv4 or IPv6
+	// Hostname, if set, also names the endpoint <Hostname>.<service>.<ns>.svc.cluster.local. istiod
+	// takes that name from a Pod (spec.hostname/subdomain), not from the EndpointSlice, so SetEndpoints
+	// also creates Pod ns/<Hostname> with this IP and points the endpoint at it.
+	Hostname string
+	NotReady bool // listed but not ready: Istio leaves it out of the name table
 }
+
+// podServiceLabel marks the Pods SetEndpoints made for a Service.
+const podServiceLabel = "realstack.meshdns.io/service"
 
 func opContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout)
@@ -160,6 +166,9 @@ func (s *Stack) SetEndpoints(ns, name string, endpoints ...Endpoint) error {
 	}
 	ctx, cancel := opContext()
 	defer cancel()
+	if err := s.syncPods(ctx, ns, name, endpoints, byFamily); err != nil {
+		return err
+	}
 	slices := s.Kube.DiscoveryV1().EndpointSlices(ns)
 	for _, t := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
 		sliceName := fmt.Sprintf("%s-%s", name, map[discoveryv1.AddressType]string{discoveryv1.AddressTypeIPv4: "ipv4", discoveryv1.AddressTypeIPv6: "ipv6"}[t])
@@ -196,7 +205,75 @@ func (s *Stack) SetEndpoints(ns, name string, endpoints ...Endpoint) error {
 	return nil
 }
 
-// DeleteService deletes Service ns/name and the EndpointSlices SetEndpoints wrote for it.
+// syncPods makes one Pod per endpoint with a Hostname (created, or its status updated) and deletes the
+// Pods of hostnames no longer listed; it points the endpoints in byFamily at their Pods.
+func (s *Stack) syncPods(ctx context.Context, ns, svc string, endpoints []Endpoint, byFamily map[discoveryv1.AddressType][]discoveryv1.Endpoint) error {
+	pods := s.Kube.CoreV1().Pods(ns)
+	want := map[string]bool{}
+	for _, e := range endpoints {
+		if e.Hostname == "" {
+			continue
+		}
+		want[e.Hostname] = true
+		pod, err := pods.Get(ctx, e.Hostname, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			pod, err = pods.Create(ctx, &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: e.Hostname, Namespace: ns, Labels: map[string]string{podServiceLabel: svc}},
+				Spec: corev1.PodSpec{
+					Hostname:   e.Hostname,
+					Subdomain:  svc,
+					Containers: []corev1.Container{{Name: "app", Image: "realstack.invalid/none"}}, // never runs: no kubelet
+				},
+			}, metav1.CreateOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("pod %s/%s: %w", ns, e.Hostname, err)
+		}
+		// No kubelet either: write the status it would, so istiod sees a running pod with this IP.
+		ready := corev1.ConditionTrue
+		if e.NotReady {
+			ready = corev1.ConditionFalse
+		}
+		pod.Status = corev1.PodStatus{
+			Phase:      corev1.PodRunning,
+			PodIP:      e.IP,
+			PodIPs:     []corev1.PodIP{{IP: e.IP}},
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, LastTransitionTime: metav1.Now()}},
+		}
+		if pod, err = pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("pod status %s/%s: %w", ns, e.Hostname, err)
+		}
+		for _, eps := range byFamily {
+			for i := range eps {
+				if eps[i].Hostname != nil && *eps[i].Hostname == e.Hostname {
+					eps[i].TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod.Name, UID: pod.UID}
+				}
+			}
+		}
+	}
+	return s.deletePods(ctx, ns, svc, want)
+}
+
+// deletePods deletes the Pods made for Service ns/svc, except those named in keep.
+func (s *Stack) deletePods(ctx context.Context, ns, svc string, keep map[string]bool) error {
+	pods := s.Kube.CoreV1().Pods(ns)
+	list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: podServiceLabel + "=" + svc})
+	if err != nil {
+		return fmt.Errorf("pods of %s/%s: %w", ns, svc, err)
+	}
+	zero := int64(0) // no kubelet to confirm a graceful deletion
+	for _, p := range list.Items {
+		if keep[p.Name] {
+			continue
+		}
+		if err := pods.Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("pod %s/%s: %w", ns, p.Name, err)
+		}
+	}
+	return nil
+}
+
+// DeleteService deletes Service ns/name and the EndpointSlices and Pods SetEndpoints wrote for it.
 func (s *Stack) DeleteService(ns, name string) error {
 	ctx, cancel := opContext()
 	defer cancel()
@@ -208,7 +285,7 @@ func (s *Stack) DeleteService(ns, name string) error {
 	if err != nil {
 		return fmt.Errorf("endpointslices of %s/%s: %w", ns, name, err)
 	}
-	return nil
+	return s.deletePods(ctx, ns, name, nil)
 }
 
 // CreateServiceEntry creates an Istio ServiceEntry (port http/80, MESH_EXTERNAL) in ns (created if

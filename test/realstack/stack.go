@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,8 +30,9 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// IstiodServerName is the name in the certificate istiod serves on its secure gRPC port; TLS clients
-// dialling IstiodSecureGRPC (an IP) must verify against it.
+// IstiodServerName is a name in the certificate istiod serves on its secure gRPC port (signed by the
+// root IstiodRootCert returns). Out of cluster istiod also puts 127.0.0.1 in it, so verifying the
+// address IstiodSecureGRPC works too.
 const IstiodServerName = "istiod.istio-system.svc"
 
 // IstioNamespace is istiod's namespace (and the mesh root namespace).
@@ -113,27 +115,39 @@ func (s *Stack) start(ctx context.Context) error {
 	for i, n := range names {
 		s.ports[n] = ports[i]
 	}
-	if err := s.startEtcd(ctx); err != nil {
+	// Each phase's time goes to the test log: start-up is most of a real-stack test's cost.
+	var times []string
+	phase := func(name string, f func() error) error {
+		begin := time.Now()
+		err := f()
+		times = append(times, fmt.Sprintf("%s %v", name, time.Since(begin).Round(time.Millisecond)))
 		return err
 	}
-	if err := s.startAPIServer(ctx); err != nil {
+	defer func() { s.t.Logf("realstack: %s", strings.Join(times, ", ")) }()
+	if err := phase("etcd", func() error { return s.startEtcd(ctx) }); err != nil {
 		return err
 	}
-	if err := s.applyCRDs(ctx); err != nil {
-		return fmt.Errorf("istio CRDs: %w", err)
+	if err := phase("kube-apiserver", func() error { return s.startAPIServer(ctx) }); err != nil {
+		return err
 	}
-	for _, ns := range []string{"default", IstioNamespace} {
-		if err := s.EnsureNamespace(ns); err != nil {
-			return err
+	err = phase("CRDs+namespaces", func() error {
+		if err := s.applyCRDs(ctx); err != nil {
+			return fmt.Errorf("istio CRDs: %w", err)
 		}
-	}
-	if s.opts.WithoutIstiod {
+		for _, ns := range []string{"default", IstioNamespace} {
+			if err := s.EnsureNamespace(ns); err != nil {
+				return err
+			}
+		}
 		return nil
+	})
+	if err != nil || s.opts.WithoutIstiod {
+		return err
 	}
 	if err := s.prepareIstiod(); err != nil {
 		return err
 	}
-	return s.startIstiod(ctx)
+	return phase("istiod", func() error { return s.startIstiod(ctx) })
 }
 
 func (s *Stack) startEtcd(ctx context.Context) error {
@@ -280,12 +294,28 @@ func (s *Stack) startIstiod(ctx context.Context) error {
 	return waitFor(ctx, p, func() error { return httpOK(ctx, http.DefaultClient, "http://"+s.IstiodHTTP+"/ready", "") })
 }
 
-// StopIstiod kills istiod (SIGKILL: its clients see the connection drop, as in a crash) and waits
-// for it to exit. The ports stay reserved for StartIstiod.
+// StopIstiod kills istiod (SIGKILL: its clients see the connection reset, as in a crash) and waits
+// for it to exit. StartIstiod brings it back on the same ports.
 func (s *Stack) StopIstiod() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.istiod.kill()
+	s.istiod = nil
+}
+
+// TerminateIstiod stops istiod the polite way (SIGTERM, as in a rolling update: it closes its streams
+// before exiting), killing it if it is still there after 30 s.
+func (s *Stack) TerminateIstiod() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.istiod; p != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			p.kill()
+		}
+	}
 	s.istiod = nil
 }
 

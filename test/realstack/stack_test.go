@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -25,7 +26,8 @@ const nameTableType = "type.googleapis.com/istio.networking.nds.v1.NameTable"
 
 // TestStack starts the real stack once and runs the smoke checks against it in order.
 func TestStack(t *testing.T) {
-	st := Start(t, Options{})
+	// ISTIO_DUAL_STACK: without it istiod gives even a dual-stack proxy one family per Service.
+	st := Start(t, Options{IstiodEnv: []string{"ISTIO_DUAL_STACK=true"}})
 
 	if _, err := st.CreateService("default", "web", "10.96.100.10"); err != nil {
 		t.Fatal(err)
@@ -69,6 +71,35 @@ func TestStack(t *testing.T) {
 		}
 		ads.waitFor(t, 30*time.Second, func(nt nameTable) bool { _, ok := nt["late.default.svc.cluster.local"]; return !ok })
 		t.Logf("NDS push latency after deleting a Service: %v", time.Since(begin).Round(time.Millisecond))
+	})
+
+	t.Run("helpers", func(t *testing.T) {
+		ads := dialADS(t, st.IstiodGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if _, err := st.CreateService("ns2", "dual", "10.96.100.30", "fd00:10:96::30"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetEndpoints("default", "db", Endpoint{IP: "10.1.0.7", Hostname: "db-0"}, Endpoint{IP: "fd00::8"}, Endpoint{IP: "10.1.0.9", NotReady: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateServiceEntry("default", "fixed", []string{"fixed.example.com"}, []string{"192.0.2.1"}, "STATIC"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.DeleteServiceEntry("default", "ext"); err != nil {
+			t.Fatal(err)
+		}
+		ads.waitFor(t, 30*time.Second, func(nt nameTable) bool {
+			_, ext := nt["api.example.com"]
+			// An IPv4-only proxy gets only the IPv4 cluster IP; endpoints are not filtered.
+			return slices.Equal(nt["dual.ns2.svc.cluster.local"].ips, []string{"10.96.100.30"}) &&
+				slices.Equal(nt["db.default.svc.cluster.local"].ips, []string{"10.1.0.7", "fd00::8"}) &&
+				slices.Equal(nt["db-0.db.default.svc.cluster.local"].ips, []string{"10.1.0.7"}) &&
+				slices.Equal(nt["fixed.example.com"].ips, []string{"192.0.2.1"}) && !ext
+		})
+		// A proxy with addresses of both families gets both (given ISTIO_DUAL_STACK=true).
+		dual := dialADSMeta(t, st.IstiodGRPC, map[string]any{"INSTANCE_IPS": "10.0.0.1,fd00::1"}, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		dual.waitFor(t, 30*time.Second, func(nt nameTable) bool {
+			return slices.Equal(nt["dual.ns2.svc.cluster.local"].ips, []string{"10.96.100.30", "fd00:10:96::30"})
+		})
 	})
 
 	t.Run("secure", func(t *testing.T) {
@@ -147,6 +178,22 @@ func TestStack(t *testing.T) {
 				len(nt["web.default.svc.cluster.local"].ips) > 0
 		})
 		t.Logf("first NDS push after restart: %v after StartIstiod began", time.Since(begin).Round(time.Millisecond))
+
+		// The polite stop ends the stream too.
+		begin = time.Now()
+		st.TerminateIstiod()
+		t.Logf("TerminateIstiod took %v", time.Since(begin).Round(time.Millisecond))
+		for {
+			if _, err := again.recv(10 * time.Second); errors.Is(err, errNoPush) {
+				t.Fatalf("stream still open after istiod was terminated: %v", err)
+			} else if err != nil {
+				t.Logf("stream after SIGTERM: %v", err)
+				break
+			}
+		}
+		if err := st.StartIstiod(); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 
@@ -159,6 +206,12 @@ type adsStream struct {
 
 func dialADS(t *testing.T, addr string, opts ...grpc.DialOption) *adsStream {
 	t.Helper()
+	return dialADSMeta(t, addr, nil, opts...)
+}
+
+// dialADSMeta is dialADS with extra node metadata.
+func dialADSMeta(t *testing.T, addr string, extra map[string]any, opts ...grpc.DialOption) *adsStream {
+	t.Helper()
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -169,13 +222,15 @@ func dialADS(t *testing.T, addr string, opts ...grpc.DialOption) *adsStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta, err := structpb.NewStruct(map[string]any{
-		"DNS_CAPTURE":       "true",
-		"DNS_AUTO_ALLOCATE": "true",
+	m := map[string]any{
+		"DNS_CAPTURE":       "true", // without it ServiceEntries without addresses are left out
+		"DNS_AUTO_ALLOCATE": "true", // legacy: istiod auto-allocates anyway (PILOT_ENABLE_IP_AUTOALLOCATE)
 		"CLUSTER_ID":        "Kubernetes",
-		"NAMESPACE":         "default",
-		"ISTIO_VERSION":     "1.31.0",
-	})
+		"NAMESPACE":         "default", // must match the token's namespace on the secure port
+		"ISTIO_VERSION":     "1.31.0",  // only labels metrics; istiod accepts any value
+	}
+	maps.Copy(m, extra)
+	meta, err := structpb.NewStruct(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,11 +238,11 @@ func dialADS(t *testing.T, addr string, opts ...grpc.DialOption) *adsStream {
 		Node:    &core.Node{Id: "sidecar~10.0.0.1~test.default~default.svc.cluster.local", Metadata: meta},
 		TypeUrl: nameTableType,
 	}
-	if err := stream.Send(req); err != nil {
-		t.Fatal(err)
-	}
 	a := &adsStream{stream: stream, resps: make(chan *discovery.DiscoveryResponse, 16), errs: make(chan error, 1)}
 	go func() {
+		// A Send error is io.EOF when the server has already ended the stream (a refused token, say):
+		// the reason comes from Recv, below.
+		_ = stream.Send(req)
 		for {
 			resp, err := stream.Recv()
 			if err != nil {
