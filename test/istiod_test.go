@@ -55,7 +55,8 @@ func resolvesTo(t *testing.T, addr, name string, qtype uint16, want ...string) {
 // checks that Kubernetes and Istio objects become answers within seconds, stop being answers when
 // deleted, survive istiod's death, and arrive over TLS with a Kubernetes token as well.
 func TestRealIstiod(t *testing.T) {
-	stack := realstack.Start(t, realstack.Options{})
+	// A dual-stack istiod sends both families of a dual-stack Service to nodes that have both.
+	stack := realstack.Start(t, realstack.Options{IstiodEnv: []string{"ISTIO_DUAL_STACK=true"}})
 	up := startUpstream(t)
 	const forwarded = "192.0.2.53" // what the upstream answers for names meshdns passes on
 
@@ -72,8 +73,8 @@ func TestRealIstiod(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, tlsPort, deltaPort, mport := freePort(t), freePort(t), freePort(t), freePort(t)
-	addr, tlsAddr, deltaAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort, "127.0.0.1:"+deltaPort
+	port, tlsPort, deltaPort, dualPort, mport := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	addr, tlsAddr, deltaAddr, dualAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort, "127.0.0.1:"+deltaPort, "127.0.0.1:"+dualPort
 	corefile := fmt.Sprintf(`.:%s {
     bind 127.0.0.1
     meshdns {
@@ -107,8 +108,20 @@ func TestRealIstiod(t *testing.T) {
     }
     forward . %s
 }
+.:%s {
+    bind 127.0.0.1
+    meshdns {
+        nds %s {
+            node_id sidecar~10.0.0.1~dual.default~default.svc.cluster.local
+            metadata INSTANCE_IPS 10.0.0.1,fd00::1
+        }
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
 `, port, stack.IstiodGRPC, up.addr, mport, tlsPort, stack.IstiodSecureGRPC, rootCert, realstack.IstiodServerName, tokenFile, up.addr,
-		deltaPort, stack.IstiodGRPC, up.addr)
+		deltaPort, stack.IstiodGRPC, up.addr, dualPort, stack.IstiodGRPC, up.addr)
 	startCoreDNS(t, dir, corefile, addr)
 	e := &meshEnv{metrics: "127.0.0.1:" + mport}
 
@@ -130,6 +143,11 @@ func TestRealIstiod(t *testing.T) {
 	// Over TLS on the secure port, with the token; and over incremental (delta) ADS.
 	resolvesTo(t, tlsAddr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.10.12")
 	resolvesTo(t, deltaAddr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.10.12")
+
+	// A dual-stack Service, to a node with both families.
+	must2(t)(stack.CreateService("default", "frontend", "10.96.30.1", "fd00:10:96::301"))
+	resolvesTo(t, dualAddr, "frontend.default.svc.cluster.local.", dns.TypeA, "10.96.30.1")
+	resolvesTo(t, dualAddr, "frontend.default.svc.cluster.local.", dns.TypeAAAA, "fd00:10:96::301")
 
 	// A Service in another namespace: its short forms, but not the bare name.
 	must2(t)(stack.CreateService("shop", "cart", "10.96.20.1"))

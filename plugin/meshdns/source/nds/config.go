@@ -13,7 +13,7 @@ import (
 // node as a current proxy.
 const (
 	DefaultCluster      = "Kubernetes"
-	DefaultIstioVersion = "1.29.0"
+	DefaultIstioVersion = "1.31.0"
 )
 
 // Config is one "nds ADDRESS { ... }" block.
@@ -136,7 +136,11 @@ func (cfg *Config) nodeID() string {
 		host = "meshdns"
 	}
 	host, _, _ = strings.Cut(host, ".")
-	return fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.%s", localIP(), host, cfg.namespace(), cfg.namespace(), cfg.clusterDomain())
+	ip := "127.0.0.1"
+	if ips := localIPs(); len(ips) > 0 {
+		ip = ips[0]
+	}
+	return fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.%s", ip, host, cfg.namespace(), cfg.namespace(), cfg.clusterDomain())
 }
 
 func (cfg *Config) namespace() string {
@@ -154,7 +158,9 @@ func (cfg *Config) clusterDomain() string {
 }
 
 // metadata is what the node tells istiod: enough for it to send everything a DNS-capturing proxy
-// sees, including auto-allocated addresses of ServiceEntries, then the user's own keys.
+// sees (DNS_CAPTURE brings the auto-allocated addresses of ServiceEntries), the node's addresses
+// (with both families, a dual-stack istiod sends both families of dual-stack Services), then the
+// user's own keys. NAMESPACE must match the token's on istiod's TLS port.
 func (cfg *Config) metadata() map[string]string {
 	md := map[string]string{
 		"DNS_CAPTURE":       "true",
@@ -163,21 +169,27 @@ func (cfg *Config) metadata() map[string]string {
 		"NAMESPACE":         cfg.namespace(),
 		"ISTIO_VERSION":     DefaultIstioVersion,
 	}
+	if ips := localIPs(); len(ips) > 0 {
+		md["INSTANCE_IPS"] = strings.Join(ips, ",")
+	}
 	for k, v := range cfg.Metadata {
 		md[k] = v
 	}
 	return md
 }
 
-// localIP is the address the node id carries: the first global unicast address of this host.
-func localIP() string {
-	addrs, err := net.InterfaceAddrs()
-	if err == nil {
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
-				return n.IP.String()
+// localIPs are this host's global unicast addresses, IPv4 first, as a proxy reports them.
+func localIPs() []string {
+	var v4, v6 []string
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
+			if n.IP.To4() != nil {
+				v4 = append(v4, n.IP.String())
+			} else {
+				v6 = append(v6, n.IP.String())
 			}
 		}
 	}
-	return "127.0.0.1"
+	return append(v4, v6...)
 }
