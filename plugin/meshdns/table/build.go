@@ -3,11 +3,15 @@ package table
 import (
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 )
+
+// yieldEvery is how many entries Build indexes between yields to the scheduler.
+const yieldEvery = 256
 
 // Options are the settings a table is built with.
 type Options struct {
@@ -85,6 +89,11 @@ func Build(entries []Entry, opt Options) *Table {
 	}
 	ipBytes := make([]byte, 0, nbytes)
 	for i := range entries {
+		if i%yieldEvery == yieldEvery-1 {
+			// A resolver pinned to one core shares it between this build and the queries: let them in
+			// every few hundred entries rather than hold them for a whole 10 ms scheduler slice.
+			runtime.Gosched()
+		}
 		e := &entries[i]
 		host := canonicalHost(e.Host)
 		n := &names[i]

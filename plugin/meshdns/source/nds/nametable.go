@@ -5,6 +5,7 @@ package nds
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
@@ -63,6 +64,9 @@ func DecodeNameTable(b []byte) ([]table.Entry, error) {
 		entry, n := protowire.ConsumeBytes(b)
 		if n < 0 {
 			return nil, fmt.Errorf("NameTable entry %d: %v", len(entries)+1, protowire.ParseError(n))
+		}
+		if len(entries)%256 == 255 {
+			runtime.Gosched() // let queries in on a shared core, as table.Build does
 		}
 		b = b[n:]
 		e, err := d.mapEntry(entry)
