@@ -34,13 +34,41 @@ func newTestMeshDNS(t testing.TB, tableYAML, args, body string) *MeshDNS {
 	return m
 }
 
+// wireCapture is a terminal writer that keeps the bytes written to it, so that replies sent by the
+// fast path can be read back.
+type wireCapture struct {
+	test.ResponseWriter
+	wire []byte
+}
+
+func (w *wireCapture) Write(b []byte) (int, error) {
+	w.wire = append([]byte(nil), b...)
+	return len(b), nil
+}
+
+func init() { terminalWriters["*meshdns.wireCapture"] = true }
+
 // serve runs one question through m and returns the reply; a fall-through shows as REFUSED.
 func serve(t testing.TB, m *MeshDNS, req *dns.Msg) *dns.Msg {
 	t.Helper()
-	rec := dnstest.NewRecorder(&test.ResponseWriter{})
+	resp, _ := serveVia(t, m, req, &wireCapture{})
+	return resp
+}
+
+// serveVia is serve through a given terminal writer; fast tells whether the reply came as bytes.
+func serveVia(t testing.TB, m *MeshDNS, req *dns.Msg, terminal dns.ResponseWriter) (resp *dns.Msg, fast bool) {
+	t.Helper()
+	rec := dnstest.NewRecorder(terminal)
 	rcode, err := m.ServeDNS(context.Background(), rec, req)
 	if err != nil {
 		t.Fatalf("ServeDNS(%s): %v", req.Question[0].Name, err)
+	}
+	if c, ok := terminal.(*wireCapture); ok && c.wire != nil {
+		msg := new(dns.Msg)
+		if err := msg.Unpack(c.wire); err != nil {
+			t.Fatalf("the fast reply to %s does not unpack: %v", req.Question[0].Name, err)
+		}
+		return msg, true
 	}
 	if rec.Msg != nil {
 		if _, err := rec.Msg.Pack(); err != nil {
@@ -51,9 +79,9 @@ func serve(t testing.TB, m *MeshDNS, req *dns.Msg) *dns.Msg {
 		// The next handler writes nothing for REFUSED; make the fall-through visible.
 		r := new(dns.Msg)
 		r.SetRcode(req, rcode)
-		return r
+		return r, false
 	}
-	return rec.Msg
+	return rec.Msg, false
 }
 
 func runCases(t *testing.T, m *MeshDNS, cases []test.Case) {

@@ -73,6 +73,13 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		return write(w, reply)
 	}
 
+	if fast, err := m.writeFast(w, r, t, match); fast {
+		m.counters.inc(server, outcomeHit)
+		if err != nil {
+			return dns.RcodeServerFailure, fmt.Errorf("%s: writing the reply to %s: %w", pluginName, q.Name, err)
+		}
+		return dns.RcodeSuccess, nil
+	}
 	answer, hasData := t.Answer(match, q.Name, q.Qtype)
 	reply.Answer = answer
 	if hasData {

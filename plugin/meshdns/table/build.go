@@ -38,7 +38,10 @@ type name struct {
 	zone string // owner of the SOA in negative answers about this host
 	v4   []net.IP
 	v6   []net.IP
-	next atomic.Uint32 // rotates multi-address answers
+	// wire4 and wire6 are the same records prepacked, for replies written without a dns.Msg.
+	wire4 []byte
+	wire6 []byte
+	next  atomic.Uint32 // rotates multi-address answers
 }
 
 // claim is a name as one key reaches it, ranked so that the hosts competing for a key resolve the
@@ -111,6 +114,7 @@ func Build(entries []Entry, opt Options) *Table {
 				n.v6 = append(n.v6, net.IP(ipBytes[start:len(ipBytes):len(ipBytes)]))
 			}
 		}
+		t.packRecords(n)
 		if base, ok := strings.CutPrefix(host, "*."); ok {
 			if old, ok := t.wild[base]; !ok || host < old.host {
 				t.wild[base] = n

@@ -1,0 +1,112 @@
+package meshdns
+
+import (
+	"encoding/binary"
+	"reflect"
+	"sync"
+
+	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/request"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	"github.com/miekg/dns"
+)
+
+// The fast path writes the reply to a direct A or AAAA hit as bytes: the header, the question as
+// asked, the table's prepacked records, and the OPT record. It skips building a dns.Msg and the
+// two walks over it that the slow path pays for (the scrubber's size check and the packing, plus the
+// metrics recorder's own size check). It is taken only when every writer between the server and
+// this plugin is one that passes bytes through untouched and still records what it must.
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// terminalWriters are the server's own writers, recognised by type name: miekg/dns does not export
+// its UDP/TCP writer, and the test writer stands in for it in unit tests.
+var terminalWriters = map[string]bool{"*dns.response": true, "*test.ResponseWriter": true}
+
+// passesBytes reports whether w, and every writer it wraps, is safe to Write raw bytes to.
+func passesBytes(w dns.ResponseWriter) bool {
+	for {
+		switch x := w.(type) {
+		case *request.ScrubWriter:
+			w = x.ResponseWriter // it only scrubs in WriteMsg; the fast path checks the size itself
+		case *metrics.Recorder:
+			w = x.Recorder.ResponseWriter // counts bytes; the rcode it reports is NOERROR, as ours
+		case *dnstest.Recorder:
+			w = x.ResponseWriter
+		default:
+			return terminalWriters[reflect.TypeOf(w).String()]
+		}
+	}
+}
+
+// writeFast answers r from the prepacked records of match, or reports false (having written
+// nothing) when this reply needs the slow path.
+func (m *MeshDNS) writeFast(w dns.ResponseWriter, r *dns.Msg, t *table.Table, match table.Match) (bool, error) {
+	q := r.Question[0]
+	opt := r.IsEdns0()
+	if opt != nil && len(opt.Option) > 0 { // options (cookies, NSID) are for the slow path to echo
+		return false, nil
+	}
+	if !passesBytes(w) {
+		return false, nil
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	b := (*bp)[:12]
+	binary.BigEndian.PutUint16(b[0:], r.Id)
+	flags := uint16(1<<15 | uint16(r.Opcode&0xf)<<11 | 1<<10) // QR, opcode, AA
+	if r.RecursionDesired {
+		flags |= 1 << 8
+	}
+	if r.CheckingDisabled {
+		flags |= 1 << 4
+	}
+	binary.BigEndian.PutUint16(b[2:], flags)
+	binary.BigEndian.PutUint16(b[4:], 1) // QDCOUNT
+	binary.BigEndian.PutUint16(b[8:], 0) // NSCOUNT
+	b = appendName(b, q.Name)
+	if b == nil {
+		return false, nil
+	}
+	b = binary.BigEndian.AppendUint16(b, q.Qtype)
+	b = binary.BigEndian.AppendUint16(b, q.Qclass)
+	b, count := t.AppendWire(b, match, q.Qtype)
+	if count == 0 {
+		return false, nil
+	}
+	binary.BigEndian.PutUint16(b[6:], uint16(count)) // ANCOUNT
+	additional := uint16(0)
+	limit := dns.MinMsgSize
+	if opt != nil {
+		additional = 1
+		limit = max(int(opt.UDPSize()), dns.MinMsgSize)
+		b = append(b, 0)                                         // owner: root
+		b = binary.BigEndian.AppendUint16(b, dns.TypeOPT)        // type
+		b = binary.BigEndian.AppendUint16(b, opt.UDPSize())      // class: the client's size, as CoreDNS echoes it
+		b = binary.BigEndian.AppendUint32(b, opt.Hdr.Ttl&0x8000) // extended rcode 0, version 0, the DO bit
+		b = binary.BigEndian.AppendUint16(b, 0)                  // no options
+	}
+	binary.BigEndian.PutUint16(b[10:], additional) // ARCOUNT
+	if len(b) > limit && w.RemoteAddr().Network() == "udp" {
+		return false, nil // the slow path truncates and sets TC
+	}
+	*bp = b
+	if _, err := w.Write(b); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// appendName appends name in wire format, uncompressed, or returns nil if it does not pack.
+func appendName(b []byte, name string) []byte {
+	start := len(b)
+	b = append(b, make([]byte, 256)...)
+	off, err := dns.PackDomainName(name, b, start, nil, false)
+	if err != nil {
+		return nil
+	}
+	return b[:off]
+}

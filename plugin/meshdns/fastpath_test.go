@@ -1,0 +1,93 @@
+package meshdns
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+
+	"github.com/coredns/coredns/plugin/test"
+
+	"github.com/miekg/dns"
+)
+
+// slowOnly is a terminal writer the fast path does not know, so replies take the dns.Msg path.
+type slowOnly struct{ test.ResponseWriter }
+
+// TestFastPathMatchesSlowPath: for every question, the reply written as bytes says the same as the
+// reply built as a dns.Msg, and the fast path is taken exactly for direct A/AAAA hits without EDNS
+// options.
+func TestFastPathMatchesSlowPath(t *testing.T) {
+	m := newTestMeshDNS(t, exampleTable, "", "namespace bookinfo\nfallthrough")
+	tests := []struct {
+		name  string
+		qtype uint16
+		edns  int // 0: none, 1: plain EDNS0, 2: with a cookie option
+		fast  bool
+	}{
+		{"productpage.bookinfo.svc.cluster.local.", dns.TypeA, 0, true},
+		{"ProductPage.BookInfo.svc.cluster.local.", dns.TypeA, 1, true},
+		{"reviews.", dns.TypeA, 0, true},
+		{"frontend.web.svc.cluster.local.", dns.TypeAAAA, 1, true},
+		{"x.y.googleapis.example.", dns.TypeA, 0, true},
+		{"mysql.db.svc.cluster.local.", dns.TypeA, 1, true},
+		{"reviews.", dns.TypeA, 2, false},                                                     // options are echoed by the slow path
+		{"reviews.", dns.TypeAAAA, 0, false},                                                  // NODATA
+		{"reviews.canary.svc.cluster.local.bookinfo.svc.cluster.local.", dns.TypeA, 0, false}, // CNAME
+		{"10.10.96.10.in-addr.arpa.", dns.TypePTR, 0, false},
+		{"example.org.", dns.TypeA, 0, false},
+	}
+	for _, tc := range tests {
+		req := new(dns.Msg)
+		req.SetQuestion(tc.name, tc.qtype)
+		req.Id = 777
+		req.CheckingDisabled = true
+		switch tc.edns {
+		case 1:
+			req.SetEdns0(1232, true)
+		case 2:
+			req.SetEdns0(1232, false)
+			opt := req.IsEdns0()
+			opt.Option = append(opt.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"})
+		}
+		fastResp, fast := serveVia(t, m, req.Copy(), &wireCapture{})
+		if fast != tc.fast {
+			t.Errorf("%s %s: fast path %v, want %v", tc.name, dns.TypeToString[tc.qtype], fast, tc.fast)
+		}
+		slowResp, _ := serveVia(t, m, req.Copy(), &slowOnly{})
+		// The slow path leaves EDNS to the server's scrubber; add what it would.
+		if opt := req.IsEdns0(); opt != nil && fast {
+			o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+			o.SetUDPSize(opt.UDPSize())
+			if opt.Do() {
+				o.SetDo()
+			}
+			slowResp.Extra = append(slowResp.Extra, o)
+		}
+		// Rotation moves on with every answer: compare multi-address answers as sets.
+		sort.Sort(test.RRSet(fastResp.Answer))
+		sort.Sort(test.RRSet(slowResp.Answer))
+		if fastResp.String() != slowResp.String() {
+			t.Errorf("%s %s: the replies differ\nfast:\n%v\nslow:\n%v", tc.name, dns.TypeToString[tc.qtype], fastResp, slowResp)
+		}
+	}
+}
+
+func TestFastPathTooBigForUDPFallsBack(t *testing.T) {
+	ips := "["
+	for i := range 60 {
+		if i > 0 {
+			ips += ", "
+		}
+		ips += fmt.Sprintf("10.1.0.%d", i+1)
+	}
+	m := newTestMeshDNS(t, "table:\n  big.example: {ips: "+ips+"]}\n", "", "")
+	req := new(dns.Msg)
+	req.SetQuestion("big.example.", dns.TypeA)
+	if _, fast := serveVia(t, m, req, &wireCapture{}); fast {
+		t.Error("60 addresses (over 512 bytes) went out on the fast path over UDP")
+	}
+	req.SetEdns0(4096, false)
+	if resp, fast := serveVia(t, m, req, &wireCapture{}); !fast || len(resp.Answer) != 60 {
+		t.Errorf("with EDNS0 4096: fast %v, %d answers", fast, len(resp.Answer))
+	}
+}

@@ -1,0 +1,62 @@
+package table
+
+import (
+	"encoding/binary"
+
+	"github.com/miekg/dns"
+)
+
+// Sizes of an A and an AAAA record in a reply whose owner is the question's name, written as a
+// compression pointer to it (offset 12): pointer, type, class, TTL, length, address.
+const (
+	wireA    = 2 + 2 + 2 + 4 + 2 + 4
+	wireAAAA = 2 + 2 + 2 + 4 + 2 + 16
+)
+
+// packRecords prepacks the A and AAAA records of n for the table's TTL.
+func (t *Table) packRecords(n *name) {
+	for _, ip := range n.v4 {
+		n.wire4 = appendRecord(n.wire4, dns.TypeA, t.ttl, ip)
+	}
+	for _, ip := range n.v6 {
+		n.wire6 = appendRecord(n.wire6, dns.TypeAAAA, t.ttl, ip)
+	}
+}
+
+func appendRecord(b []byte, rrtype uint16, ttl uint32, ip []byte) []byte {
+	b = append(b, 0xc0, 0x0c) // owner: the question's name, as asked
+	b = binary.BigEndian.AppendUint16(b, rrtype)
+	b = binary.BigEndian.AppendUint16(b, dns.ClassINET)
+	b = binary.BigEndian.AppendUint32(b, ttl)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(ip)))
+	return append(b, ip...)
+}
+
+// AppendWire appends the answer records of a direct hit in wire format, rotated as Answer rotates
+// them, each owned by the question's name through a pointer to offset 12. It returns dst and the
+// number of records, 0 when the match has no such records or needs more than this form (a CNAME,
+// PTR records): then Answer builds the reply.
+func (t *Table) AppendWire(dst []byte, m Match, qtype uint16) ([]byte, int) {
+	if m.n == nil || m.target != "" {
+		return dst, 0
+	}
+	var recs []byte
+	size := 0
+	switch qtype {
+	case dns.TypeA:
+		recs, size = m.n.wire4, wireA
+	case dns.TypeAAAA:
+		recs, size = m.n.wire6, wireAAAA
+	}
+	count := len(recs) / max(size, 1)
+	if count == 0 {
+		return dst, 0
+	}
+	start := 0
+	if count > 1 {
+		start = int((m.n.next.Add(1) - 1) % uint32(count))
+	}
+	dst = append(dst, recs[start*size:]...)
+	dst = append(dst, recs[:start*size]...)
+	return dst, count
+}
