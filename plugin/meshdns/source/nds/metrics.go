@@ -16,7 +16,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: "meshdns",
 		Name:      "nds_connected",
-		Help:      "1 while an NDS stream to the control plane at address is up and has delivered a push, 0 otherwise.",
+		Help:      "NDS streams to the control plane at address that are up and have delivered a push: 1 while connected, 0 while not.",
 	}, []string{"address"})
 
 	pushesTotal = promauto.NewCounterVec(prometheus.CounterOpts{

@@ -83,7 +83,8 @@ type streamState struct {
 // until ctx ends. The last applied table keeps serving while it is disconnected.
 func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	addr := s.cfg.Address
-	defer connectedGauge.WithLabelValues(addr).Set(0)
+	st := &streamState{resources: map[string][]table.Entry{}, versions: map[string]string{}}
+	defer s.disconnected(st)
 	conn, err := grpc.NewClient(addr, s.opts...)
 	if err != nil {
 		sink.Reject(fmt.Errorf("connecting to %s: %w", addr, err))
@@ -91,7 +92,6 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	}
 	defer conn.Close()
 	client := discovery.NewAggregatedDiscoveryServiceClient(conn)
-	st := &streamState{resources: map[string][]table.Entry{}, versions: map[string]string{}}
 	failing := false
 	for {
 		var err error
@@ -106,8 +106,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		// Log changes of state, not every attempt: losing a connection, then the first failure.
 		if st.connected {
 			log.Warningf("%s: stream lost, serving the last table while reconnecting: %v", s, err)
-			st.connected = false
-			connectedGauge.WithLabelValues(addr).Set(0)
+			s.disconnected(st)
 			s.retry.reset()
 		} else if !failing {
 			log.Warningf("%s: cannot reach the control plane, retrying with backoff: %v", s, err)
@@ -122,11 +121,20 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 }
 
 // pushed records a push that reached the source, applied or not, and the connection it proves.
+// The gauge counts connected streams, so that the old and the new instance of a reload, briefly
+// both connected to the same address, do not overwrite each other's state.
 func (s *Source) pushed(st *streamState) {
 	if !st.connected {
 		st.connected = true
-		connectedGauge.WithLabelValues(s.cfg.Address).Set(1)
+		connectedGauge.WithLabelValues(s.cfg.Address).Inc()
 		log.Infof("%s: connected as %s", s, s.node.Id)
+	}
+}
+
+func (s *Source) disconnected(st *streamState) {
+	if st.connected {
+		st.connected = false
+		connectedGauge.WithLabelValues(s.cfg.Address).Dec()
 	}
 }
 
