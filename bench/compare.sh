@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
-# compare.sh: side-by-side dnsperf benchmark of the meshdns plugin against CoreDNS's stock hosts
-# plugin serving the very same names and addresses.
+# compare.sh: side-by-side dnsperf benchmark of the meshdns plugin against its peers (issue #4), all
+# serving the very same names and addresses (bench/gentable's output):
+#   meshdns    this repository's plugin, in bin/coredns
+#   hosts      CoreDNS's stock hosts plugin, same binary: the reference the ratios are taken to
+#   istio      Istio's own DNS proxy (istio.io/istio/pkg/dns/client, as istio-agent runs it), in the
+#              harness bench/istioproxy (a module of its own)
+#   unbound    unbound with local-data for every name, one thread, caches shrunk to one entry
+#   mapserver  a bare miekg/dns server answering from a Go map (bench/mapserver): the floor for Go
+# Names not in the table go to an upstream stub (coredns answering NXDOMAIN to everything, standing in
+# for the cluster's upstream resolver): coredns with forward, istio and mapserver with a dns.Client per
+# query, unbound with a forward-zone.
 #
-# Three coredns processes run at once: an upstream stub (answers NXDOMAIN to everything, standing in
-# for the cluster's upstream resolver), a meshdns server and a hosts server, both falling through to
-# the stub with forward. The server under test is pinned to one core and dnsperf (and the stub) to
-# another, so that the server's single core is the bottleneck. For each query mix the two servers are
-# measured alternately (ABBA order, to spread drift on a noisy machine) and the median QPS is reported.
+# Every server runs at once, each pinned to one core (SERVER_CPU) and dnsperf and the stub to another,
+# so that the measured server's single core is the bottleneck; only the measured one is busy. Each
+# server's answers are checked with dig before anything is timed. For each query mix the servers are
+# measured in turn, in reverse order every other round (ABBA, to spread drift on a noisy machine), and
+# the median QPS, its ratio to hosts and meshdns's ratio to each peer are reported. Mixes: hits (A of
+# table names), aaaa (NODATA), miss (forwarded, NXDOMAIN), mixed (70/15/15) and short (name.ns, a
+# Kubernetes short form: only meshdns and istio answer it, the others would forward it, so n/a).
+# With a peer in SERVERS the results go to bench/results/DATE-peers.txt, with a bar chart of the ratios
+# to hosts in DATE-peers.png (gnuplot; skipped with a warning without it).
 #
-# Usage: bench/compare.sh            (from anywhere; about 4.5 minutes)
-#        QUICK=1 bench/compare.sh    (CI smoke: 2s runs, 1 round)
-# Settings (environment): NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
+# Usage: bench/compare.sh                           (from anywhere; about 12 minutes, ROUNDS=3: 9)
+#        SERVERS="meshdns hosts" bench/compare.sh   (the original pair, results in DATE.txt)
+#        QUICK=1 bench/compare.sh                   (CI smoke: 2s runs, 1 round, nothing recorded)
+# Settings (environment): SERVERS NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
 #   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD; defaults below.
 #   PROFILE=1 also writes a CPU profile of meshdns (pprof -top) to bench/results/DATE-pprof-meshdns.txt.
-# Needs go, dnsperf and dig; taskset (util-linux) for pinning, which is skipped without it.
+# Needs go, dnsperf and dig, and unbound when measured; taskset (util-linux) for pinning, which is
+# skipped without it; gnuplot for the chart. It installs nothing: a missing tool stops it, naming the
+# Debian package.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,27 +38,30 @@ BIN=$ROOT/bin/coredns
 if [[ ${QUICK:-0} == 1 ]]; then # CI smoke defaults, still overridable
 	: "${DURATION:=2}" "${ROUNDS:=1}" "${RECORD:=0}"
 fi
+SERVERS=${SERVERS:-"meshdns hosts istio unbound mapserver"} # measured, in this order
 NAMES=${NAMES:-10000}             # services in the generated table
 ROUNDS=${ROUNDS:-4}               # measurements per server and mix
 DURATION=${DURATION:-8}           # seconds per dnsperf run
-MIXES=${MIXES:-"hits aaaa miss mixed"}
+MIXES=${MIXES:-"hits aaaa miss mixed short"}
 CLIENTS=${CLIENTS:-10}            # dnsperf -c: source ports, so the kernel spreads them
 OUTSTANDING=${OUTSTANDING:-200}   # dnsperf -q: enough in flight to keep one server core busy
 SERVER_CPU=${SERVER_CPU:-0}       # core of the server under test
 CLIENT_CPU=${CLIENT_CPU:-1}       # core of dnsperf
 STUB_CPU=${STUB_CPU:-$CLIENT_CPU} # core of the upstream stub, off the server's core
-BASE_PORT=${BASE_PORT:-15350}     # stub, meshdns and hosts listen on BASE_PORT, +1, +2
+BASE_PORT=${BASE_PORT:-15350}     # the stub on BASE_PORT, the servers on +1 to +5 (see PORT below)
 PROFILE=${PROFILE:-0}             # 1: also CPU-profile meshdns under the mixed load
 PROFILE_SECONDS=${PROFILE_SECONDS:-10}
 PPROF_ADDR=${PPROF_ADDR:-127.0.0.1:6060}
-BUILD=${BUILD:-0}                 # 1: rebuild bin/coredns even if it looks up to date
+BUILD=${BUILD:-0}                 # 1: rebuild bin/coredns (istioproxy, mapserver) even if up to date
 KEEP_TMP=${KEEP_TMP:-0}           # 1: keep the generated data and server logs
-RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE.txt (QUICK: 0)
+RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE[-peers].txt (QUICK: 0)
 
 ((ROUNDS >= 1 && DURATION >= 1)) || { echo "compare.sh: ROUNDS and DURATION must be at least 1" >&2; exit 1; }
 STUB_PORT=$BASE_PORT
-MESH_PORT=$((BASE_PORT + 1))
-HOSTS_PORT=$((BASE_PORT + 2))
+declare -A PORT=([meshdns]=$((BASE_PORT + 1)) [hosts]=$((BASE_PORT + 2)) [istio]=$((BASE_PORT + 3))
+	[unbound]=$((BASE_PORT + 4)) [mapserver]=$((BASE_PORT + 5)))
+MESH_PORT=${PORT[meshdns]}
+SHORT_FORMS=" meshdns istio " # the servers that answer Kubernetes short forms (the short mix)
 WARMUP=$((DURATION < 2 ? DURATION : 2))
 
 die() {
@@ -50,9 +69,44 @@ die() {
 	exit 1
 }
 
-for tool in go dnsperf dig; do
-	command -v "$tool" >/dev/null || die "$tool is not installed"
+# has WORD LIST...: whether WORD is one of LIST.
+has() {
+	local w=$1 x
+	shift
+	for x in "$@"; do
+		[[ $x == "$w" ]] && return 0
+	done
+	return 1
+}
+
+read -ra SERVER_LIST <<<"$SERVERS"
+((${#SERVER_LIST[@]})) || die "SERVERS is empty"
+for ((i = 0; i < ${#SERVER_LIST[@]}; i++)); do
+	s=${SERVER_LIST[i]}
+	[[ -n ${PORT[$s]:-} ]] || die "unknown server $s in SERVERS (known: ${!PORT[*]})"
+	has "$s" "${SERVER_LIST[@]:0:i}" && die "$s is twice in SERVERS"
 done
+# Results of runs with peers go to their own files, so that the meshdns/hosts history stays one series.
+SUFFIX=
+for s in "${SERVER_LIST[@]}"; do
+	[[ $s == meshdns || $s == hosts ]] || SUFFIX=-peers
+done
+
+# need TOOL PACKAGE: stops with the Debian package to install when TOOL is missing.
+need() {
+	command -v "$1" >/dev/null || die "$1 is not installed (Debian: apt-get install $2)"
+}
+need go golang-go
+need dnsperf dnsperf
+need dig bind9-dnsutils
+if has unbound "${SERVER_LIST[@]}"; then
+	need unbound unbound
+fi
+CHART=1
+if ! command -v gnuplot >/dev/null; then
+	echo "compare.sh: WARNING: gnuplot is not installed (Debian: apt-get install gnuplot-nox): no chart" >&2
+	CHART=0
+fi
 # Pinning needs taskset and two cores; without them the numbers are noisier but still comparable.
 PIN=0
 if command -v taskset >/dev/null && (($(nproc) >= 2)); then
@@ -93,11 +147,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Rebuild when asked, or when the binary is missing or older than the module's sources.
-if [[ ! -x $BIN || $BUILD == 1 ]] ||
-	[[ -n $(find "$ROOT/cmd" "$ROOT/plugin" "$ROOT/go.mod" "$ROOT/go.sum" "$ROOT/plugin.cfg" -newer "$BIN" -print -quit 2>/dev/null) ]]; then
+# stale BINARY SOURCES...: whether BINARY must be (re)built: asked to, missing, or older than a source.
+stale() {
+	local bin=$1
+	shift
+	[[ ! -x $bin || $BUILD == 1 ]] || [[ -n $(find "$@" -newer "$bin" -print -quit 2>/dev/null) ]]
+}
+# Everything is built before anything is measured. coredns also runs the stub, so it is always needed.
+if stale "$BIN" "$ROOT/cmd" "$ROOT/plugin" "$ROOT/go.mod" "$ROOT/go.sum" "$ROOT/plugin.cfg"; then
 	echo "building $BIN ..." >&2
 	(cd "$ROOT" && go build -o bin/coredns ./cmd/coredns)
+fi
+if has istio "${SERVER_LIST[@]}" && stale "$ROOT/bin/istioproxy" "$ROOT/bench/istioproxy"; then
+	echo "building $ROOT/bin/istioproxy (module bench/istioproxy) ..." >&2
+	(cd "$ROOT/bench/istioproxy" && go build -o "$ROOT/bin/istioproxy" .)
+fi
+if has mapserver "${SERVER_LIST[@]}" && stale "$ROOT/bin/mapserver" "$ROOT/bench/mapserver" "$ROOT/go.mod" "$ROOT/go.sum"; then
+	echo "building $ROOT/bin/mapserver ..." >&2
+	(cd "$ROOT" && go build -o bin/mapserver ./bench/mapserver)
 fi
 
 echo "generating $NAMES names into $TMP ..." >&2
@@ -128,7 +195,7 @@ EOF
 }
 meshdns_corefile "" >"$TMP/Corefile.meshdns"
 cat >"$TMP/Corefile.hosts" <<EOF
-.:$HOSTS_PORT {
+.:${PORT[hosts]} {
     bind 127.0.0.1
     hosts $TMP/hosts {
         reload 0
@@ -137,20 +204,73 @@ cat >"$TMP/Corefile.hosts" <<EOF
     forward . 127.0.0.1:$STUB_PORT
 }
 EOF
+# Istio's proxy takes its search list (which shapes its table: a CNAME per name with the first search
+# domain appended) from a resolv.conf; this one matches meshdns's default without a namespace. A
+# resolv.conf cannot name a port, so the stub's address is passed as -upstream as well.
+printf 'nameserver 127.0.0.1\nsearch svc.cluster.local cluster.local\n' >"$TMP/resolv.conf"
+# unbound: the hosts file as local-data in a transparent zone (names without data, and other types of
+# names with data, get NODATA; the rest is resolved), everything else forwarded to the stub. No DNSSEC
+# (iterator only), one thread, no chroot or privilege drop. Its caches cannot be turned off, only shrunk:
+# at size 0 each keeps the last entry, so forwarded misses are not answered from cache (the stub's
+# NXDOMAIN has no SOA, which unbound would keep for 5 seconds: the whole miss mix).
+{
+	cat <<EOF
+server:
+    interface: 127.0.0.1
+    port: ${PORT[unbound]}
+    do-ip6: no
+    num-threads: 1
+    chroot: ""
+    username: ""
+    directory: "$TMP"
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    module-config: "iterator"
+    do-not-query-localhost: no
+    qname-minimisation: no
+    msg-cache-size: 0
+    msg-cache-slabs: 1
+    rrset-cache-size: 0
+    rrset-cache-slabs: 1
+    local-zone: "cluster.local." transparent
+EOF
+	awk '!/^#/ && NF == 2 { printf "    local-data: \"%s. 30 IN A %s\"\n", $2, $1 }' "$TMP/hosts"
+	cat <<EOF
+forward-zone:
+    name: "."
+    forward-addr: 127.0.0.1@$STUB_PORT
+EOF
+} >"$TMP/unbound.conf"
 
 # answers PORT: whether a DNS server answers on 127.0.0.1:PORT.
 answers() {
 	dig @127.0.0.1 -p "$1" +time=1 +tries=1 +noall +comments probe.invalid A 2>/dev/null | grep -q 'status:'
 }
 
-# start NAME CPU PORT: runs coredns with $TMP/Corefile.NAME on CPU and waits until it answers.
+# server_cmd NAME: the command line of server NAME (or the stub).
+server_cmd() {
+	local port=${PORT[$1]:-$STUB_PORT}
+	case $1 in
+	stub | meshdns | hosts) echo "$BIN" -quiet -conf "$TMP/Corefile.$1" ;;
+	istio) echo "$ROOT/bin/istioproxy" -table "$TMP/nametable.yaml" -addr "127.0.0.1:$port" \
+		-resolv-conf "$TMP/resolv.conf" -upstream "127.0.0.1:$STUB_PORT" ;;
+	unbound) echo unbound -d -c "$TMP/unbound.conf" ;;
+	mapserver) echo "$ROOT/bin/mapserver" -table "$TMP/nametable.yaml" -addr "127.0.0.1:$port" \
+		-upstream "127.0.0.1:$STUB_PORT" ;;
+	esac
+}
+
+# start NAME CPU PORT: runs server NAME (server_cmd) on CPU and waits until it answers.
 start() {
-	local name=$1 cpu=$2 port=$3 i
+	local name=$1 cpu=$2 port=$3 i cmd
 	# coredns binds with SO_REUSEPORT: a stray server on the port would silently take part of the load.
 	if answers "$port"; then
 		die "something already answers on 127.0.0.1:$port; set BASE_PORT"
 	fi
-	(pinned "$cpu" "$BIN" -quiet -conf "$TMP/Corefile.$name" >"$TMP/$name.log" 2>&1) &
+	read -ra cmd < <(server_cmd "$name") # no spaces in these paths: TMP and ROOT are checked below
+	(pinned "$cpu" "${cmd[@]}" >"$TMP/$name.log" 2>&1) &
 	PIDS+=($!)
 	for ((i = 0; i < 100; i++)); do
 		answers "$port" && return 0
@@ -158,29 +278,40 @@ start() {
 		sleep 0.1
 	done
 	cat "$TMP/$name.log" >&2
-	die "coredns ($name) did not come up on port $port"
+	die "$name did not come up on port $port"
 }
+[[ $TMP$ROOT != *[[:space:]]* ]] || die "the paths $ROOT and $TMP must not hold spaces"
 
-# expect PORT NAME TYPE STATUS ANSWER: checks one reply's rcode and its answer section (dig +short).
+# expect PORT NAME TYPE STATUS ANSWER [DIG_OPTION]: checks one reply's rcode and its answer section
+# (dig +short).
 expect() {
-	local port=$1 qname=$2 qtype=$3 want_status=$4 want_answer=$5 out status answer
-	out=$(dig @127.0.0.1 -p "$port" +time=2 +tries=1 "$qname" "$qtype")
+	local port=$1 qname=$2 qtype=$3 want_status=$4 want_answer=$5 opt=${6:-+notcp} out status answer
+	out=$(dig @127.0.0.1 -p "$port" +time=2 +tries=1 "$opt" "$qname" "$qtype")
 	status=$(sed -n 's/.*status: \([A-Z]*\),.*/\1/p' <<<"$out")
-	answer=$(dig @127.0.0.1 -p "$port" +time=2 +tries=1 +short "$qname" "$qtype" | tr '\n' ' ')
+	answer=$(dig @127.0.0.1 -p "$port" +time=2 +tries=1 "$opt" +short "$qname" "$qtype" | tr '\n' ' ')
 	answer=${answer% }
 	if [[ $status != "$want_status" || $answer != "$want_answer" ]]; then
 		echo "$out" >&2
-		die "port $port: $qname $qtype: got $status [$answer], want $want_status [$want_answer]"
+		die "port $port: $qname $qtype $opt: got $status [$answer], want $want_status [$want_answer]"
 	fi
 }
 
-# check PORT: sample answers of a server, so that a broken setup fails before it is measured.
+# check NAME: sample answers of a server, so that a broken setup fails before it is measured.
 check() {
-	local port=$1 ip host
+	local name=$1 port=${PORT[$1]} ip host ip2 host2
 	read -r ip host < <(grep -v '^#' "$TMP/hosts" | sed -n 5p)
+	read -r ip2 host2 < <(grep -v '^#' "$TMP/hosts" | tail -n 1)
 	expect "$port" "$host" A NOERROR "$ip"
+	expect "$port" "$host2" A NOERROR "$ip2"
+	expect "$port" "$host2" A NOERROR "$ip2" +tcp
 	expect "$port" "$host" AAAA NOERROR ""         # NODATA: the name exists, with no AAAA
-	expect "$port" name1.example.org A NXDOMAIN "" # fell through to forward and the stub
+	expect "$port" name1.example.org A NXDOMAIN "" # went to the stub
+	if [[ $SHORT_FORMS == *" $name "* ]]; then
+		expect "$port" "${host%.svc.cluster.local}" A NOERROR "$ip" # name.ns
+	else
+		expect "$port" "${host%.svc.cluster.local}" A NXDOMAIN "" # no short forms: went to the stub
+	fi
+	echo "checked $name on port $port: A (UDP, TCP), NODATA, miss, short form" >&2
 }
 
 # run_dnsperf PORT MIX SECONDS OUT: one dnsperf run; writes "qps avg_latency_ms lost rcodes resp_bytes"
@@ -223,38 +354,61 @@ run_dnsperf() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 start stub "$STUB_CPU" "$STUB_PORT"
-start meshdns "$SERVER_CPU" "$MESH_PORT"
-MESH_PID=${PIDS[-1]}
-start hosts "$SERVER_CPU" "$HOSTS_PORT"
-check "$MESH_PORT"
-check "$HOSTS_PORT"
+for s in "${SERVER_LIST[@]}"; do
+	start "$s" "$SERVER_CPU" "${PORT[$s]}"
+	if [[ $s == meshdns ]]; then
+		MESH_PID=${PIDS[-1]}
+	fi
+done
+for s in "${SERVER_LIST[@]}"; do
+	check "$s"
+done
 
 # Results collect in $TMP and go to bench/results only once the run completes.
 RESULTS=$TMP/results.txt
 REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-HEADER="# $(date -u +%FT%TZ) rev $REV $(go env GOVERSION) $(nproc) cores; names=$NAMES rounds=$ROUNDS duration=${DURATION}s clients=$CLIENTS outstanding=$OUTSTANDING server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU stub_cpu=$STUB_CPU"
+VERSIONS=
+if has istio "${SERVER_LIST[@]}"; then
+	VERSIONS+=" istio $(cd "$ROOT/bench/istioproxy" && go list -m -f '{{.Version}}' istio.io/istio)"
+fi
+if has unbound "${SERVER_LIST[@]}"; then
+	VERSIONS+=" unbound $(unbound -V | sed -n 's/^Version //p')"
+fi
+HEADER="# $(date -u +%FT%TZ) rev $REV $(go env GOVERSION)$VERSIONS $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); servers=${SERVER_LIST[*]} names=$NAMES rounds=$ROUNDS duration=${DURATION}s clients=$CLIENTS outstanding=$OUTSTANDING server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU stub_cpu=$STUB_CPU"
 echo "$HEADER" | tee -a "$RESULTS" >&2
 
-# Both servers get a short unrecorded run first: Go's heap and the kernel's socket buffers settle.
-run_dnsperf "$MESH_PORT" mixed "$WARMUP" /dev/null
-run_dnsperf "$HOSTS_PORT" mixed "$WARMUP" /dev/null
+# Every server gets a short unrecorded run first: Go's heap and the kernel's socket buffers settle.
+for s in "${SERVER_LIST[@]}"; do
+	run_dnsperf "${PORT[$s]}" mixed "$WARMUP" /dev/null
+done
 
-declare -A PORT=([meshdns]=$MESH_PORT [hosts]=$HOSTS_PORT)
 # The rcodes each mix must produce (NODATA is NOERROR; misses get the stub's NXDOMAIN).
-declare -A WANT_CODES=([hits]=NOERROR [aaaa]=NOERROR [miss]=NXDOMAIN [mixed]=NOERROR,NXDOMAIN)
-TABLE=$(printf '%-6s %12s %12s %6s %13s %12s %12s' mix "meshdns QPS" "hosts QPS" ratio "round ratios" "mesh lat ms" "hosts lat ms")
+declare -A WANT_CODES=([hits]=NOERROR [aaaa]=NOERROR [miss]=NXDOMAIN [mixed]=NOERROR,NXDOMAIN [short]=NOERROR)
+declare -A QPS LAT # by "mix server": medians; unset where not measured
+declare -A BOUND   # by "mix server": runs where dnsperf, not the server, was the limit
 for mix in $MIXES; do
 	[[ -f $TMP/queries-$mix.txt ]] || die "unknown mix $mix"
-	: >"$TMP/runs.meshdns" && : >"$TMP/runs.hosts"
+	measured=()
+	for s in "${SERVER_LIST[@]}"; do
+		if [[ $mix != short || $SHORT_FORMS == *" $s "* ]]; then
+			measured+=("$s")
+		fi
+		: >"$TMP/runs.$s"
+	done
 	for ((r = 1; r <= ROUNDS; r++)); do
-		order="meshdns hosts"
-		((r % 2 == 0)) && order="hosts meshdns"
-		for server in $order; do
+		order=("${measured[@]}")
+		if ((r % 2 == 0)); then # reversed every other round
+			order=()
+			for ((i = ${#measured[@]} - 1; i >= 0; i--)); do
+				order+=("${measured[i]}")
+			done
+		fi
+		for server in "${order[@]}"; do
 			run_dnsperf "${PORT[$server]}" "$mix" "$DURATION" "$TMP/run.res"
 			res=$(<"$TMP/run.res")
 			echo "$res" >>"$TMP/runs.$server"
 			read -r qps lat lost codes size <<<"$res"
-			line=$(printf 'run %-6s %-7s round %d: %8s qps %7s ms lost %s, %s B/response, %s' \
+			line=$(printf 'run %-6s %-9s round %d: %8s qps %7s ms lost %s, %s B/response, %s' \
 				"$mix" "$server" "$r" "$qps" "$lat" "$lost" "$size" "$codes")
 			echo "$line" | tee -a "$RESULTS" >&2
 			# Everything is answered locally: any loss or unexpected rcode makes the numbers suspect.
@@ -263,30 +417,149 @@ for mix in $MIXES; do
 				echo "WARNING: $mix/$server round $r: lost $lost, codes $codes, want only ${WANT_CODES[$mix]}" |
 					tee -a "$RESULTS" >&2
 			fi
+			# Little's law: a saturated server has nearly all OUTSTANDING queries waiting in front of it.
+			# Far fewer means dnsperf (its core shared with the stub) could not send faster.
+			inflight=$(awk -v q="$qps" -v l="$lat" 'BEGIN { printf "%.0f", q * l / 1000 }')
+			if ((inflight * 4 < OUTSTANDING * 3)); then
+				echo "WARNING: $mix/$server round $r: $inflight of $OUTSTANDING queries in flight (QPS x latency): client-bound, QPS is a lower bound" |
+					tee -a "$RESULTS" >&2
+				BOUND[$mix $server]=$((${BOUND[$mix $server]:-0} + 1))
+			fi
 		done
 	done
-	mq=$(cut -d' ' -f1 "$TMP/runs.meshdns" | median)
-	hq=$(cut -d' ' -f1 "$TMP/runs.hosts" | median)
-	ml=$(cut -d' ' -f2 "$TMP/runs.meshdns" | median)
-	hl=$(cut -d' ' -f2 "$TMP/runs.hosts" | median)
-	# The ratio within each round (runs next to each other in time) shows how much noise there was.
-	rr=$(paste -d' ' "$TMP/runs.meshdns" "$TMP/runs.hosts" | awk '{ print $1 / $6 }' | sort -g |
-		awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
-	TABLE+=$'\n'$(awk -v m="$mix" -v mq="$mq" -v hq="$hq" -v rr="$rr" -v ml="$ml" -v hl="$hl" \
-		'BEGIN { printf "%-6s %12.0f %12.0f %6.2f %13s %12.3f %12.3f", m, mq, hq, mq / hq, rr, ml, hl }')
+	for s in "${measured[@]}"; do
+		QPS[$mix $s]=$(cut -d' ' -f1 "$TMP/runs.$s" | median)
+		LAT[$mix $s]=$(cut -d' ' -f2 "$TMP/runs.$s" | median)
+		cp "$TMP/runs.$s" "$TMP/runs.$mix.$s"
+	done
 done
-echo "$TABLE" | tee -a "$RESULTS"
+
+# ratio MIX A B: "median(A)/median(B) [lo-hi]", lo-hi the range of the per-round ratios (runs next to
+# each other in time, so the range shows how much noise there was); n/a unless both were measured.
+ratio() {
+	local mix=$1 a=$2 b=$3
+	if [[ -z ${QPS[$mix $a]:-} || -z ${QPS[$mix $b]:-} ]]; then
+		echo n/a
+		return
+	fi
+	paste -d' ' "$TMP/runs.$mix.$a" "$TMP/runs.$mix.$b" | awk -v a="${QPS[$mix $a]}" -v b="${QPS[$mix $b]}" '
+		{ r = $1 / $6; if (NR == 1 || r < lo) lo = r; if (NR == 1 || r > hi) hi = r }
+		END { printf "%.2f [%.2f-%.2f]", a / b, lo, hi }'
+}
+# table TITLE CELL COLUMNS...: a table with a row per mix and a column per server, CELL MIX SERVER
+# printing each cell.
+table() {
+	local title=$1 cell=$2 mix s
+	shift 2
+	echo "$title"
+	printf '%-6s' mix
+	printf ' %17s' "$@"
+	echo
+	for mix in $MIXES; do
+		printf '%-6s' "$mix"
+		for s; do
+			printf ' %17s' "$("$cell" "$mix" "$s")"
+		done
+		echo
+	done
+}
+qps_cell() { echo "${QPS[$1 $2]:-n/a}"; }
+lat_cell() { echo "${LAT[$1 $2]:-n/a}"; }
+to_hosts_cell() { ratio "$1" "$2" hosts; }
+mesh_over_cell() { ratio "$1" meshdns "$2"; }
+others() { # servers other than $1
+	local s
+	for s in "${SERVER_LIST[@]}"; do
+		if [[ $s != "$1" ]]; then
+			echo "$s"
+		fi
+	done
+}
+BOUND_LIST=$(printf '%s\n' "${!BOUND[@]}" | sort | while read -r m s; do
+	if [[ -n $m ]]; then
+		printf '%s/%s %d of %d, ' "$m" "$s" "${BOUND[$m $s]}" "$ROUNDS"
+	fi
+done)
+BOUND_LIST=${BOUND_LIST%, }
+mapfile -t NOT_HOSTS < <(others hosts)
+mapfile -t NOT_MESH < <(others meshdns)
+{
+	table "median QPS" qps_cell "${SERVER_LIST[@]}"
+	echo
+	table "median of the average latencies, ms" lat_cell "${SERVER_LIST[@]}"
+	if has hosts "${SERVER_LIST[@]}" && ((${#NOT_HOSTS[@]})); then
+		echo
+		table "QPS relative to hosts: median ratio [per-round range]" to_hosts_cell "${NOT_HOSTS[@]}"
+	fi
+	if has meshdns "${SERVER_LIST[@]}" && ((${#NOT_MESH[@]})); then
+		echo
+		table "meshdns QPS / peer QPS: median ratio [per-round range]" mesh_over_cell "${NOT_MESH[@]}"
+	fi
+	echo "(n/a: not measured; the short mix only for servers with Kubernetes short forms:${SHORT_FORMS% })"
+	if [[ -n $BOUND_LIST ]]; then
+		echo "client-bound runs (under 3/4 of OUTSTANDING in flight: dnsperf was the limit, the QPS a lower bound): $BOUND_LIST"
+	fi
+} | tee -a "$RESULTS"
+
+# The chart: for each mix that hosts was measured in, a bar per other server, its QPS over hosts's.
+PNG=
+if ((CHART)) && has hosts "${SERVER_LIST[@]}" && ((${#NOT_HOSTS[@]})); then
+	{
+		echo "mix ${NOT_HOSTS[*]}"
+		for mix in $MIXES; do
+			[[ -n ${QPS[$mix hosts]:-} ]] || continue
+			printf '%s' "$mix"
+			for s in "${NOT_HOSTS[@]}"; do
+				awk -v a="${QPS[$mix $s]:-}" -v b="${QPS[$mix hosts]}" \
+					'BEGIN { if (a == "") printf " NaN"; else printf " %.3f", a / b }'
+			done
+			echo
+		done
+	} >"$TMP/ratios.dat"
+	PNG=$TMP/chart.png
+	n=$((${#NOT_HOSTS[@]} + 1))
+	gnuplot >"$TMP/gnuplot.log" 2>&1 <<EOF || { cat "$TMP/gnuplot.log" >&2; echo "compare.sh: WARNING: gnuplot failed: no chart" >&2; PNG=; }
+set terminal pngcairo size 1000,560 noenhanced font ",10"
+set output "$PNG"
+set title "QPS relative to CoreDNS hosts, median of $ROUNDS rounds of ${DURATION}s; $NAMES names, server on 1 core\nrev $REV, $(date -u +%F)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.95
+set datafile missing "NaN"
+set key autotitle columnheader # the first line names the columns, for the labels too
+set ylabel "median QPS / hosts median QPS (dashed: hosts)"
+set yrange [0:*]
+set ytics 0.25
+set grid ytics
+set key outside right top
+set bmargin 4 # room for the client-bound note under the mix names
+$([[ -z $BOUND_LIST ]] || echo "set label \"client-bound, so lower bounds: $BOUND_LIST\" at screen 0.01, screen 0.02 font \",8\"")
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dashtype 2 linecolor "black"
+plot for [i=2:$n] "$TMP/ratios.dat" using i:xtic(1), \\
+	for [i=2:$n] "" using (\$0 + (i - 2 - ($n - 2) / 2.0) / $n.0):(column(i)):(sprintf("%.2f", column(i))) \\
+		with labels offset 0,0.6 font ",8" notitle
+EOF
+fi
+
 if [[ $RECORD == 1 ]]; then
 	mkdir -p "$ROOT/bench/results"
-	out=$ROOT/bench/results/$(date +%F).txt
+	out=$ROOT/bench/results/$(date +%F)$SUFFIX.txt
 	{
 		cat "$RESULTS"
 		echo
 	} >>"$out"
 	echo "results appended to $out" >&2
+	if [[ -n $PNG ]]; then
+		cp "$PNG" "$ROOT/bench/results/$(date +%F)$SUFFIX.png"
+		echo "chart written to $ROOT/bench/results/$(date +%F)$SUFFIX.png" >&2
+	fi
+elif [[ -n $PNG ]]; then
+	echo "chart drawn, not recorded (RECORD=0): $PNG, kept with KEEP_TMP=1" >&2
 fi
 
 if [[ $PROFILE == 1 ]]; then
+	has meshdns "${SERVER_LIST[@]}" || die "PROFILE=1 needs meshdns in SERVERS"
 	# A separate meshdns process with pprof, profiled under the mixed load. go tool pprof fetches the
 	# profile itself, so no curl is needed.
 	kill "$MESH_PID" && wait "$MESH_PID" 2>/dev/null || true

@@ -93,10 +93,13 @@ func run(n, namespaces, queries int, dir string, seed uint64) error {
 			return miss(r)
 		}
 	}
+	// Kubernetes short form name.ns: only servers that know the table's registry answer it (meshdns,
+	// Istio's proxy); a plain hosts server forwards it.
+	short := func(r *rand.Rand) string { s := svcs[r.IntN(n)]; return s.short + "." + s.ns + " A" }
 	mixes := []struct {
 		name string
 		gen  func(*rand.Rand) string
-	}{{"hits", hit}, {"aaaa", nodata}, {"miss", miss}, {"mixed", mixed}}
+	}{{"hits", hit}, {"aaaa", nodata}, {"miss", miss}, {"mixed", mixed}, {"short", short}}
 	for i, m := range mixes {
 		// One stream per file, so that adding a mix does not change the others.
 		r := rand.New(rand.NewPCG(seed, uint64(i)))
