@@ -202,8 +202,9 @@ func TestRealIstiod(t *testing.T) {
 	resolvesTo(t, addr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
 	resolvesTo(t, tlsAddr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
 	resolvesTo(t, deltaAddr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
-	if got := e.metric(t, `coredns_meshdns_nds_connected{address="`+stack.IstiodGRPC+`"}`); got != 1 {
-		t.Errorf("nds_connected %v after istiod came back", got)
+	// Three server blocks follow the plaintext port: the gauge counts their streams.
+	if got := e.metric(t, `coredns_meshdns_nds_connected{address="`+stack.IstiodGRPC+`"}`); got != 3 {
+		t.Errorf("nds_connected %v after istiod came back, want the 3 streams to it", got)
 	}
 	if got := e.metric(t, `coredns_meshdns_nds_pushes_total{address="`+stack.IstiodGRPC+`",result="rejected"}`); got != 0 {
 		t.Errorf("%v pushes from a real istiod were rejected", got)
