@@ -14,10 +14,11 @@ build:
 run: build
 	./$(BIN) -conf Corefile.example
 
-# Unit, integration and README tests. The integration tests build and start the real binary.
+# Unit, integration and README tests. The integration tests build and start the real binary; the
+# packages run one at a time (-p 1) so that their servers do not race for the same free ports.
 test:
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -p 1 ./...
 
 generate:
 	$(GO) generate ./cmd/coredns

@@ -142,12 +142,21 @@ type upstream struct {
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
 	u := &upstream{seen: map[string]int{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var (
+		pc  net.PacketConn
+		l   net.Listener
+		err error
+	)
+	for range 20 { // the UDP port's TCP twin may be taken by another process
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		u.addr = pc.LocalAddr().String()
+		if l, err = net.Listen("tcp", u.addr); err == nil {
+			break
+		}
+		pc.Close()
 	}
-	u.addr = pc.LocalAddr().String()
-	l, err := net.Listen("tcp", u.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
