@@ -84,13 +84,15 @@ func Build(entries []Entry, opt Options) *Table {
 
 	// One allocation each for every name and every address byte, rather than one per name and address.
 	names := make([]name, len(entries))
-	nbytes := 0
+	nbytes, nwire := 0, 0
 	for i := range entries {
 		for _, a := range entries[i].Addrs {
 			nbytes += a.Unmap().BitLen() / 8
+			nwire += wireA - 4 + a.Unmap().BitLen()/8
 		}
 	}
 	ipBytes := make([]byte, 0, nbytes)
+	wire := make([]byte, 0, nwire)
 	for i := range entries {
 		if i%yieldEvery == yieldEvery-1 {
 			// A resolver pinned to one core shares it between this build and the queries: let them in
@@ -114,7 +116,7 @@ func Build(entries []Entry, opt Options) *Table {
 				n.v6 = append(n.v6, net.IP(ipBytes[start:len(ipBytes):len(ipBytes)]))
 			}
 		}
-		t.packRecords(n)
+		wire = t.packRecords(n, wire)
 		if base, ok := strings.CutPrefix(host, "*."); ok {
 			if old, ok := t.wild[base]; !ok || host < old.host {
 				t.wild[base] = n

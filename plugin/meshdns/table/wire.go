@@ -13,14 +13,20 @@ const (
 	wireAAAA = 2 + 2 + 2 + 4 + 2 + 16
 )
 
-// packRecords prepacks the A and AAAA records of n for the table's TTL.
-func (t *Table) packRecords(n *name) {
+// packRecords prepacks the A and AAAA records of n for the table's TTL at the end of slab, which
+// has room for them, and returns the slab; n's records share its memory.
+func (t *Table) packRecords(n *name, slab []byte) []byte {
+	start := len(slab)
 	for _, ip := range n.v4 {
-		n.wire4 = appendRecord(n.wire4, dns.TypeA, t.ttl, ip)
+		slab = appendRecord(slab, dns.TypeA, t.ttl, ip)
 	}
+	n.wire4 = slab[start:len(slab):len(slab)]
+	start = len(slab)
 	for _, ip := range n.v6 {
-		n.wire6 = appendRecord(n.wire6, dns.TypeAAAA, t.ttl, ip)
+		slab = appendRecord(slab, dns.TypeAAAA, t.ttl, ip)
 	}
+	n.wire6 = slab[start:len(slab):len(slab)]
+	return slab
 }
 
 func appendRecord(b []byte, rrtype uint16, ttl uint32, ip []byte) []byte {
