@@ -42,16 +42,17 @@ func passesBytes(w dns.ResponseWriter) bool {
 	}
 }
 
-// writeFast answers r from the prepacked records of match, or reports false (having written
-// nothing) when this reply needs the slow path.
-func (m *MeshDNS) writeFast(w dns.ResponseWriter, r *dns.Msg, t *table.Table, match table.Match) (bool, error) {
+// writeFast answers r from the prepacked records of match: its addresses, or the SOA of its zone
+// when it has none of the asked type (only in the root zone, where that SOA is the name's own). It
+// reports what it answered, or none (having written nothing) when this reply needs the slow path.
+func (m *MeshDNS) writeFast(w dns.ResponseWriter, r *dns.Msg, t *table.Table, match table.Match, zone string) (outcome, error) {
 	q := r.Question[0]
 	opt := r.IsEdns0()
 	if opt != nil && len(opt.Option) > 0 { // options (cookies, NSID) are for the slow path to echo
-		return false, nil
+		return outcomeNone, nil
 	}
 	if !passesBytes(w) {
-		return false, nil
+		return outcomeNone, nil
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -66,16 +67,25 @@ func (m *MeshDNS) writeFast(w dns.ResponseWriter, r *dns.Msg, t *table.Table, ma
 	}
 	binary.BigEndian.PutUint16(b[2:], flags)
 	binary.BigEndian.PutUint16(b[4:], 1) // QDCOUNT
-	binary.BigEndian.PutUint16(b[8:], 0) // NSCOUNT
+	binary.BigEndian.PutUint16(b[8:], 0) // NSCOUNT, until a negative answer sets it
 	b = appendName(b, q.Name)
 	if b == nil {
-		return false, nil
+		return outcomeNone, nil
 	}
 	b = binary.BigEndian.AppendUint16(b, q.Qtype)
 	b = binary.BigEndian.AppendUint16(b, q.Qclass)
 	b, count := t.AppendWire(b, match, q.Qtype)
+	result := outcomeHit
 	if count == 0 {
-		return false, nil
+		var nodata bool
+		if zone == "." {
+			b, nodata = t.AppendNoData(b, match, q.Qtype)
+		}
+		if !nodata {
+			return outcomeNone, nil
+		}
+		result = outcomeNoData
+		binary.BigEndian.PutUint16(b[8:], 1) // NSCOUNT
 	}
 	binary.BigEndian.PutUint16(b[6:], uint16(count)) // ANCOUNT
 	additional := uint16(0)
@@ -91,13 +101,11 @@ func (m *MeshDNS) writeFast(w dns.ResponseWriter, r *dns.Msg, t *table.Table, ma
 	}
 	binary.BigEndian.PutUint16(b[10:], additional) // ARCOUNT
 	if len(b) > limit && w.RemoteAddr().Network() == "udp" {
-		return false, nil // the slow path truncates and sets TC
+		return outcomeNone, nil // the slow path truncates and sets TC
 	}
 	*bp = b
-	if _, err := w.Write(b); err != nil {
-		return true, err
-	}
-	return true, nil
+	_, err := w.Write(b)
+	return result, err
 }
 
 // appendName appends name in wire format, uncompressed, or returns nil if it does not pack.

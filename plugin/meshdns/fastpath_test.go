@@ -31,7 +31,8 @@ func TestFastPathMatchesSlowPath(t *testing.T) {
 		{"x.y.googleapis.example.", dns.TypeA, 0, true},
 		{"mysql.db.svc.cluster.local.", dns.TypeA, 1, true},
 		{"reviews.", dns.TypeA, 2, false},                                                     // options are echoed by the slow path
-		{"reviews.", dns.TypeAAAA, 0, false},                                                  // NODATA
+		{"reviews.", dns.TypeAAAA, 0, true},                                                   // NODATA, with the SOA
+		{"api.payments.example.com.", dns.TypeMX, 1, true},                                    // NODATA, the host's own SOA
 		{"reviews.canary.svc.cluster.local.bookinfo.svc.cluster.local.", dns.TypeA, 0, false}, // CNAME
 		{"10.10.96.10.in-addr.arpa.", dns.TypePTR, 0, false},
 		{"example.org.", dns.TypeA, 0, false},

@@ -73,8 +73,8 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		return write(w, reply)
 	}
 
-	if fast, err := m.writeFast(w, r, t, match); fast {
-		m.counters.inc(server, outcomeHit)
+	if fast, err := m.writeFast(w, r, t, match, zone); fast != outcomeNone {
+		m.counters.inc(server, fast)
 		if err != nil {
 			return dns.RcodeServerFailure, fmt.Errorf("%s: writing the reply to %s: %w", pluginName, q.Name, err)
 		}

@@ -49,6 +49,7 @@ const (
 	outcomeFallthrough
 	outcomeNotReady
 	numOutcomes
+	outcomeNone = numOutcomes // not an outcome: the fast path did not answer
 )
 
 var outcomeNames = [numOutcomes]string{"hit", "nodata", "nxdomain", "fallthrough", "notready"}

@@ -41,6 +41,7 @@ type name struct {
 	// wire4 and wire6 are the same records prepacked, for replies written without a dns.Msg.
 	wire4 []byte
 	wire6 []byte
+	soa   []byte        // the prepacked SOA of zone, shared by every name in it
 	next  atomic.Uint32 // rotates multi-address answers
 }
 
@@ -93,6 +94,7 @@ func Build(entries []Entry, opt Options) *Table {
 	}
 	ipBytes := make([]byte, 0, nbytes)
 	wire := make([]byte, 0, nwire)
+	soas := make(map[string][]byte)
 	for i := range entries {
 		if i%yieldEvery == yieldEvery-1 {
 			// A resolver pinned to one core shares it between this build and the queries: let them in
@@ -117,6 +119,10 @@ func Build(entries []Entry, opt Options) *Table {
 			}
 		}
 		wire = t.packRecords(n, wire)
+		if n.soa = soas[n.zone]; n.soa == nil {
+			n.soa = t.packSOA(n.zone)
+			soas[n.zone] = n.soa
+		}
 		if base, ok := strings.CutPrefix(host, "*."); ok {
 			if old, ok := t.wild[base]; !ok || host < old.host {
 				t.wild[base] = n

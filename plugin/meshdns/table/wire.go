@@ -66,3 +66,27 @@ func (t *Table) AppendWire(dst []byte, m Match, qtype uint16) ([]byte, int) {
 	dst = append(dst, recs[:start*size]...)
 	return dst, count
 }
+
+// packSOA prepacks the SOA record of negative answers under zone: owner, server and mailbox names
+// written out in full, the same record SOA builds.
+func (t *Table) packSOA(zone string) []byte {
+	buf := make([]byte, 3*(len(zone)+2)+64) // three names, the header and five numbers
+	off, err := dns.PackRR(t.SOA(zone), buf, 0, nil, false)
+	if err != nil {
+		return nil // a zone that does not pack takes the dns.Msg path, which reports it
+	}
+	return buf[:off:off]
+}
+
+// AppendNoData appends the SOA of a negative answer about a direct match that has no record of
+// type qtype, and reports whether it did: false for data, a CNAME or a reverse name, which
+// AppendWire or Answer handle.
+func (t *Table) AppendNoData(dst []byte, m Match, qtype uint16) ([]byte, bool) {
+	if m.n == nil || m.target != "" || m.n.soa == nil {
+		return dst, false
+	}
+	if qtype == dns.TypeA && len(m.n.v4) > 0 || qtype == dns.TypeAAAA && len(m.n.v6) > 0 {
+		return dst, false
+	}
+	return append(dst, m.n.soa...), true
+}
