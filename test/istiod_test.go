@@ -203,9 +203,12 @@ func TestRealIstiod(t *testing.T) {
 	resolvesTo(t, tlsAddr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
 	resolvesTo(t, deltaAddr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
 	// Three server blocks follow the plaintext port: the gauge counts their streams.
-	if got := e.metric(t, `coredns_meshdns_nds_connected{address="`+stack.IstiodGRPC+`"}`); got != 3 {
-		t.Errorf("nds_connected %v after istiod came back, want the 3 streams to it", got)
-	}
+	eventually(t, 15*time.Second, "connected in the metrics", func() error {
+		if got := e.metric(t, `coredns_meshdns_nds_connected{address="`+stack.IstiodGRPC+`"}`); got != 3 {
+			return fmt.Errorf("nds_connected %v after istiod came back, want the 3 streams to it", got)
+		}
+		return nil
+	})
 	if got := e.metric(t, `coredns_meshdns_nds_pushes_total{address="`+stack.IstiodGRPC+`",result="rejected"}`); got != 0 {
 		t.Errorf("%v pushes from a real istiod were rejected", got)
 	}
