@@ -100,7 +100,7 @@ func (m *MeshDNS) writeFast(w dns.ResponseWriter, r *dns.Msg, t *table.Table, ma
 		b = binary.BigEndian.AppendUint16(b, 0)                  // no options
 	}
 	binary.BigEndian.PutUint16(b[10:], additional) // ARCOUNT
-	if len(b) > limit && w.RemoteAddr().Network() == "udp" {
+	if len(b) > dns.MaxMsgSize || len(b) > limit && w.RemoteAddr().Network() == "udp" {
 		return outcomeNone, nil // the slow path truncates and sets TC
 	}
 	*bp = b
