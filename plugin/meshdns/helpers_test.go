@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/coredns/caddy"
-	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/test"
 
 	"github.com/miekg/dns"
@@ -58,7 +58,7 @@ func serve(t testing.TB, m *MeshDNS, req *dns.Msg) *dns.Msg {
 // serveVia is serve through a given terminal writer; fast tells whether the reply came as bytes.
 func serveVia(t testing.TB, m *MeshDNS, req *dns.Msg, terminal dns.ResponseWriter) (resp *dns.Msg, fast bool) {
 	t.Helper()
-	rec := dnstest.NewRecorder(terminal)
+	rec := metrics.NewRecorder(terminal) // as the prometheus plugin wraps it
 	rcode, err := m.ServeDNS(context.Background(), rec, req)
 	if err != nil {
 		t.Fatalf("ServeDNS(%s): %v", req.Question[0].Name, err)
