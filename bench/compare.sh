@@ -107,23 +107,9 @@ if ! command -v gnuplot >/dev/null; then
 	echo "compare.sh: WARNING: gnuplot is not installed (Debian: apt-get install gnuplot-nox): no chart" >&2
 	CHART=0
 fi
-# Pinning needs taskset and two cores; without them the numbers are noisier but still comparable.
-PIN=0
-if command -v taskset >/dev/null && (($(nproc) >= 2)); then
-	PIN=1
-else
-	echo "compare.sh: no taskset or fewer than 2 cores: not pinning" >&2
-fi
-# pinned CPU CMD...: execs CMD on CPU. Call it only in a subshell, "(pinned ...) &" or "$(pinned ...)":
-# the exec makes $! the pid of CMD itself, so that cleanup can kill it.
-pinned() {
-	local cpu=$1
-	shift
-	if ((PIN)); then
-		exec taskset -c "$cpu" "$@"
-	fi
-	exec "$@"
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+setup_pinning compare.sh
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/meshdns-bench.XXXXXX")
 PIDS=()

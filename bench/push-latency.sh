@@ -62,22 +62,9 @@ die() {
 for tool in go dnsperf dig; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
 done
-PIN=0
-if command -v taskset >/dev/null && (($(nproc) >= 2)); then
-	PIN=1
-else
-	echo "push-latency.sh: no taskset or fewer than 2 cores: not pinning" >&2
-fi
-# pinned CPU CMD...: execs CMD on CPU. Call it only in a subshell, "(pinned ...) &": the exec makes $!
-# the pid of CMD itself, so that cleanup can kill it.
-pinned() {
-	local cpu=$1
-	shift
-	if ((PIN)); then
-		exec taskset -c "$cpu" "$@"
-	fi
-	exec "$@"
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+setup_pinning push-latency.sh
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/meshdns-push.XXXXXX")
 PIDS=() # long-lived: the stub
