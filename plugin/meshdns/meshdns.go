@@ -59,46 +59,55 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	}
 
 	match := t.Lookup(q.Name, m.view)
-	reply := new(dns.Msg)
-	reply.SetReply(r)
-	reply.Authoritative = true
 	if !match.Found() {
 		if m.Fall.Through(q.Name) {
 			m.counters.inc(server, outcomeFallthrough)
 			return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 		}
 		m.counters.inc(server, outcomeNXDomain)
-		reply.Rcode = dns.RcodeNameError
-		reply.Ns = []dns.RR{t.SOA(zone)}
-		return write(w, reply)
+		return write(w, newReply(r, dns.RcodeNameError, nil, t.SOA(zone)))
 	}
 
 	if fast, err := m.writeFast(w, r, t, match, zone); fast != outcomeNone {
 		m.counters.inc(server, fast)
-		if err != nil {
-			return dns.RcodeServerFailure, fmt.Errorf("%s: writing the reply to %s: %w", pluginName, q.Name, err)
-		}
-		return dns.RcodeSuccess, nil
+		return sent(q.Name, err)
 	}
 	answer, hasData := t.Answer(match, q.Name, q.Qtype)
-	reply.Answer = answer
 	if hasData {
 		m.counters.inc(server, outcomeHit)
-	} else {
-		// A known name never goes upstream: without data of the asked type it is NODATA, not NXDOMAIN.
-		m.counters.inc(server, outcomeNoData)
-		if zone == "." {
-			zone = match.Zone()
-		}
-		reply.Ns = []dns.RR{t.SOA(zone)}
+		return write(w, newReply(r, dns.RcodeSuccess, answer, nil))
 	}
-	return write(w, reply)
+	// A known name never goes upstream: without data of the asked type it is NODATA, not NXDOMAIN.
+	m.counters.inc(server, outcomeNoData)
+	if zone == "." {
+		zone = match.Zone()
+	}
+	return write(w, newReply(r, dns.RcodeSuccess, answer, t.SOA(zone)))
 }
 
-// write sends reply; a reply that cannot be sent is an error for the errors plugin to log.
+// newReply is the authoritative reply to r with rcode, answer and, for negative answers, an SOA.
+func newReply(r *dns.Msg, rcode int, answer []dns.RR, soa *dns.SOA) *dns.Msg {
+	reply := new(dns.Msg)
+	reply.SetReply(r)
+	reply.Authoritative = true
+	reply.Rcode = rcode
+	reply.Answer = answer
+	if soa != nil {
+		reply.Ns = []dns.RR{soa}
+	}
+	return reply
+}
+
+// write sends reply through the dns.Msg path.
 func write(w dns.ResponseWriter, reply *dns.Msg) (int, error) {
-	if err := w.WriteMsg(reply); err != nil {
-		return dns.RcodeServerFailure, fmt.Errorf("%s: writing the reply to %s: %w", pluginName, reply.Question[0].Name, err)
+	return sent(reply.Question[0].Name, w.WriteMsg(reply))
+}
+
+// sent turns the outcome of writing the reply to name into ServeDNS's result: a reply that cannot be
+// sent is an error for the errors plugin to log.
+func sent(name string, err error) (int, error) {
+	if err != nil {
+		return dns.RcodeServerFailure, fmt.Errorf("%s: writing the reply to %s: %w", pluginName, name, err)
 	}
 	return dns.RcodeSuccess, nil
 }
