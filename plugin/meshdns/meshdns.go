@@ -10,7 +10,10 @@ import (
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/coredns/coredns/plugin/pkg/upstream"
+	"github.com/coredns/coredns/request"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	"github.com/miekg/dns"
@@ -20,13 +23,18 @@ const pluginName = "meshdns"
 
 var log = clog.NewWithPlugin(pluginName)
 
+// self resolves names through this server's own plugin chain; it holds no state.
+var self = upstream.New()
+
 // MeshDNS is the plugin handler.
 type MeshDNS struct {
 	Next  plugin.Handler
 	Zones []string
 	Fall  fall.F
 
-	view     *table.View
+	view     *table.View      // the configured namespace's, for clients no source knows
+	views    *views           // per client namespace
+	clients  []source.Clients // sources that know client addresses
 	store    *store
 	counters answerCounters
 }
@@ -58,7 +66,8 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		return dns.RcodeServerFailure, nil
 	}
 
-	match := t.Lookup(q.Name, m.view)
+	view := m.viewOf(w)
+	match := t.Lookup(q.Name, view)
 	if !match.Found() {
 		if m.Fall.Through(q.Name) {
 			m.counters.inc(server, outcomeFallthrough)
@@ -73,6 +82,9 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		return sent(q.Name, err)
 	}
 	answer, hasData := t.Answer(match, q.Name, q.Qtype)
+	if alias := match.Alias(); alias != "" && q.Qtype != dns.TypeCNAME {
+		answer = append(answer, m.chase(ctx, w, r, t, view, alias)...)
+	}
 	if hasData {
 		m.counters.inc(server, outcomeHit)
 		return write(w, newReply(r, dns.RcodeSuccess, answer, nil))
@@ -83,6 +95,33 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		zone = match.Zone()
 	}
 	return write(w, newReply(r, dns.RcodeSuccess, answer, t.SOA(zone)))
+}
+
+// maxChase bounds a chain of aliases inside the table (ExternalName Services naming each other).
+const maxChase = 8
+
+// chase resolves the target of an alias for r's question type: from the table while the chain stays
+// in it, then through the server itself (the plugins after us, normally forward), as CoreDNS's
+// kubernetes plugin resolves ExternalName targets. It returns the records to append after the CNAME.
+func (m *MeshDNS) chase(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, t *table.Table, view *table.View, target string) []dns.RR {
+	qtype := r.Question[0].Qtype
+	var out []dns.RR
+	for range maxChase {
+		match := t.Lookup(target, view)
+		if !match.Found() {
+			reply, err := self.Lookup(ctx, request.Request{W: w, Req: r}, target, qtype)
+			if err != nil || reply == nil {
+				return out
+			}
+			return append(out, reply.Answer...)
+		}
+		answer, _ := t.Answer(match, target, qtype)
+		out = append(out, answer...)
+		if target = match.Alias(); target == "" {
+			return out
+		}
+	}
+	return out
 }
 
 // newReply is the authoritative reply to r with rcode, answer and, for negative answers, an SOA.

@@ -13,6 +13,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubernetes"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
@@ -35,6 +36,9 @@ func setup(c *caddy.Controller) error {
 	cfg := dnsserver.GetConfig(c)
 	c.OnStartup(func() error {
 		m.store.start(serverLabel(cfg))
+		if d := m.store.startupTimeout(); d > 0 && !m.store.waitReady(d) {
+			log.Warningf("starting without a complete name table: not every source synced within %v", d)
+		}
 		return nil
 	})
 	c.OnShutdown(func() error {
@@ -59,6 +63,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		ttl           = uint32(defaultTTL)
 		files         []fileSource
 		ndsConfigs    []*nds.Config
+		kubeConfigs   []*kubernetes.Config
 		seen          = map[string]bool{}
 	)
 	i, line := 0, 0
@@ -71,12 +76,12 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		m.Zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
 		for c.NextBlock() {
 			prop := c.Val()
-			if prop != "file" && prop != "nds" && seen[prop] {
+			if prop != "file" && prop != "nds" && prop != "kubernetes" && seen[prop] {
 				return nil, c.Errf("property '%s' given twice", prop)
 			}
 			seen[prop] = true
 			var args []string
-			if prop != "nds" { // nds reads its own arguments and block
+			if prop != "nds" && prop != "kubernetes" { // these read their own arguments and block
 				args = c.RemainingArgs()
 			}
 			switch prop {
@@ -92,6 +97,12 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 					return nil, err
 				}
 				ndsConfigs = append(ndsConfigs, cfg)
+			case "kubernetes":
+				cfg, err := kubernetes.Parse(c)
+				if err != nil {
+					return nil, err
+				}
+				kubeConfigs = append(kubeConfigs, cfg)
 			case "namespace":
 				if len(args) != 1 {
 					return nil, c.Errf("namespace: want one namespace, got %d arguments", len(args))
@@ -134,11 +145,12 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 			}
 		}
 	}
-	if len(files) == 0 && len(ndsConfigs) == 0 {
-		return nil, fmt.Errorf("%s:%d - Error during parsing: no name table source: give at least one 'file PATH' or 'nds ADDRESS'", c.File(), line)
+	if len(files) == 0 && len(ndsConfigs) == 0 && len(kubeConfigs) == 0 {
+		return nil, fmt.Errorf("%s:%d - Error during parsing: no name table source: give at least one 'file PATH', 'nds ADDRESS' or 'kubernetes'", c.File(), line)
 	}
 
 	m.view = table.NewView(namespace, search, clusterDomain)
+	m.views = newViews(search, clusterDomain)
 	m.store = newStore(table.Options{ClusterDomain: clusterDomain, TTL: ttl})
 	for _, f := range files {
 		m.store.add(f.src, f.initial)
@@ -150,6 +162,17 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 			return nil, fmt.Errorf("%s:%d - Error during parsing: nds %s: %v", c.File(), line, cfg.Address, err)
 		}
 		m.store.add(src, nil)
+	}
+	for _, cfg := range kubeConfigs {
+		cfg.ClusterDomain = clusterDomain
+		src, err := kubernetes.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d - Error during parsing: %s: %v", c.File(), line, cfg, err)
+		}
+		m.store.add(src, nil)
+		if cfg.Clients {
+			m.clients = append(m.clients, src)
+		}
 	}
 	return m, nil
 }

@@ -48,6 +48,8 @@ func TestSetup(t *testing.T) {
 		{"ttl not a number", "meshdns {\nfile " + good + "\nttl soon\n}", `Testfile:3 - Error during parsing: ttl: "soon" is not a number of seconds from 0 to 86400`},
 		{"ttl negative", "meshdns {\nfile " + good + "\nttl -1\n}", `ttl: "-1" is not a number of seconds`},
 		{"ttl too big", "meshdns {\nfile " + good + "\nttl 86401\n}", `ttl: "86401" is not a number of seconds`},
+		{"kubernetes outside a cluster", "meshdns {\nkubernetes\n}", "Testfile:1 - Error during parsing: kubernetes in-cluster: no kubeconfig given and not in a cluster"},
+		{"kubernetes bad option", "meshdns {\nkubernetes {\nclients a b\n}\n}", "Testfile:3 - Error during parsing: kubernetes: clients: want [NODE], got 2 arguments"},
 		{"twice in a block", "meshdns {\nfile " + good + "\n}\nmeshdns {\nfile " + good + "\n}", "can only be used once per Server Block"},
 	}
 	for _, tc := range tests {

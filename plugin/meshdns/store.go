@@ -18,18 +18,19 @@ type store struct {
 	sources []source.Source
 	server  string // metric label, known once the server is set up
 
-	mu    sync.Mutex // serialises rebuilds
-	snaps [][]table.Entry
-	have  []bool
-	cur   atomic.Pointer[table.Table]
-	ready atomic.Bool
+	mu      sync.Mutex // serialises rebuilds
+	snaps   [][]table.Entry
+	have    []bool
+	cur     atomic.Pointer[table.Table]
+	ready   atomic.Bool
+	readyCh chan struct{} // closed when ready first turns true
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 }
 
 func newStore(opts table.Options) *store {
-	return &store{opts: opts}
+	return &store{opts: opts, readyCh: make(chan struct{})}
 }
 
 // carried keeps each source's last applied snapshot across Corefile reloads. CoreDNS sets the new
@@ -94,9 +95,32 @@ func (s *store) rebuild() {
 	}
 	t := table.Build(slices.Concat(snaps...), s.opts)
 	s.cur.Store(t)
-	s.ready.Store(ready)
+	if ready && !s.ready.Swap(true) {
+		close(s.readyCh)
+	}
 	entriesGauge.WithLabelValues(s.server).Set(float64(t.Len()))
 	lastUpdate.WithLabelValues(s.server).Set(float64(time.Now().Unix()))
+}
+
+// startupTimeout is the longest time any of the sources wants the server's start to wait for it.
+func (s *store) startupTimeout() time.Duration {
+	var d time.Duration
+	for _, src := range s.sources {
+		if w, ok := src.(source.Waited); ok {
+			d = max(d, w.StartupTimeout())
+		}
+	}
+	return d
+}
+
+// waitReady waits up to d for every source's first table, and reports whether they all came.
+func (s *store) waitReady(d time.Duration) bool {
+	select {
+	case <-s.readyCh:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // sink is the store as one source sees it.

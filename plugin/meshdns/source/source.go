@@ -4,6 +4,8 @@ package source
 
 import (
 	"context"
+	"net/netip"
+	"time"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 )
@@ -24,4 +26,16 @@ type Source interface {
 	String() string
 	// Run publishes to sink until ctx ends.
 	Run(ctx context.Context, sink Sink)
+}
+
+// Clients is implemented by sources that know which namespace a client address belongs to (the pods
+// of a Kubernetes node), so that each client gets its own namespace's short names.
+type Clients interface {
+	NamespaceOf(addr netip.Addr) (namespace string, ok bool)
+}
+
+// Waited is implemented by sources whose first table the server's start waits for, up to
+// StartupTimeout, rather than start answering without it.
+type Waited interface {
+	StartupTimeout() time.Duration
 }

@@ -21,6 +21,9 @@ func (t *Table) Answer(m Match, qname string, qtype uint16) ([]dns.RR, bool) {
 		}
 	}
 	switch {
+	case m.n != nil && m.n.alias != "":
+		// Every type is answered by the CNAME; the caller resolves its target (Match.Alias).
+		return append(out, &dns.CNAME{Hdr: t.header(owner, dns.TypeCNAME), Target: m.n.alias}), true
 	case m.n != nil && qtype == dns.TypeA && len(m.n.v4) > 0:
 		recs := make([]dns.A, len(m.n.v4))
 		for i, ip := range rotate(m.n, m.n.v4) {

@@ -34,10 +34,11 @@ type Table struct {
 
 // name is one host with its answers prepared: the addresses as the byte slices DNS records carry.
 type name struct {
-	host string // canonical lower-case FQDN; "*.example.com." for wildcards
-	zone string // owner of the SOA in negative answers about this host
-	v4   []net.IP
-	v6   []net.IP
+	host  string // canonical lower-case FQDN; "*.example.com." for wildcards
+	zone  string // owner of the SOA in negative answers about this host
+	alias string // CNAME target, canonical; when set the name has no addresses
+	v4    []net.IP
+	v6    []net.IP
 	// wire4 and wire6 are the same records prepacked, for replies written without a dns.Msg.
 	wire4 []byte
 	wire6 []byte
@@ -105,7 +106,11 @@ func Build(entries []Entry, opt Options) *Table {
 		host := canonicalHost(e.Host)
 		n := &names[i]
 		n.host, n.zone = host, zoneOf(host, cd)
-		for _, a := range e.Addrs {
+		addrs := e.Addrs
+		if e.Alias != "" {
+			n.alias, addrs = canonicalHost(e.Alias), nil // an alias has no addresses of its own
+		}
+		for _, a := range addrs {
 			a = a.Unmap()
 			start := len(ipBytes)
 			if a.Is4() {
@@ -142,14 +147,13 @@ func Build(entries []Entry, opt Options) *Table {
 			}
 			put(t.bare[ns], host[:len(short)+1], claim{n: n, strength: 2, rank: e.rank()})
 		}
-		for _, a := range e.Addrs {
+		for _, a := range addrs {
 			a = a.Unmap()
 			if !slices.Contains(t.reverse[a], host) {
 				t.reverse[a] = append(t.reverse[a], host)
 			}
 		}
 	}
-
 	for _, hosts := range t.reverse {
 		slices.Sort(hosts)
 	}

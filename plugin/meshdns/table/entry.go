@@ -27,6 +27,9 @@ type Entry struct {
 	AltHosts []string
 	// Cluster is the cluster the entry was learned from, when the source knows it.
 	Cluster string
+	// Alias, when set, makes Host another name for it (a Kubernetes ExternalName Service): every
+	// question about Host is answered with a CNAME to Alias, and Addrs are not used.
+	Alias string
 }
 
 // rank orders entries that name the same host: a Kubernetes Service beats a ServiceEntry.

@@ -24,6 +24,15 @@ func (m Match) Host() string {
 	return m.n.host
 }
 
+// Alias returns the target of the CNAME that answers the matched name, or "" when it has its own
+// addresses. The target is not in the reply Answer builds: the caller resolves it.
+func (m Match) Alias() string {
+	if m.n == nil {
+		return ""
+	}
+	return m.n.alias
+}
+
 // Zone returns the apex whose SOA goes in a negative answer about the matched name.
 func (m Match) Zone() string {
 	if m.n != nil {

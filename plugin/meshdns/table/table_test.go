@@ -172,6 +172,40 @@ func TestAnswers(t *testing.T) {
 	}
 }
 
+func TestAliases(t *testing.T) {
+	alias := k8s("ext.ns.svc.cluster.local", "ext", "ns", "10.9.9.9") // addresses of an alias are ignored
+	alias.Alias = "API.Example.com"
+	tbl := Build([]Entry{alias}, opts)
+	v := NewView("ns", nil, "cluster.local")
+	for _, qname := range []string{"ext.ns.svc.cluster.local.", "ext.", "ext.ns."} {
+		m := tbl.Lookup(qname, v)
+		if m.Alias() != "api.example.com." {
+			t.Fatalf("%s: alias %q", qname, m.Alias())
+		}
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT, dns.TypeCNAME} {
+			rrs, ok := tbl.Answer(m, qname, qt)
+			if !ok || len(rrs) != 1 || rrs[0].Header().Name != qname || rrs[0].(*dns.CNAME).Target != "api.example.com." {
+				t.Errorf("%s %s: %v %v", qname, dns.TypeToString[qt], rrs, ok)
+			}
+		}
+		if _, n := tbl.AppendWire(nil, m, dns.TypeA); n != 0 {
+			t.Errorf("%s: an alias has no prepacked records", qname)
+		}
+		if _, ok := tbl.AppendNoData(nil, m, dns.TypeAAAA); ok {
+			t.Errorf("%s: an alias is never NODATA", qname)
+		}
+	}
+	// Through a search domain: the search CNAME, then the alias's.
+	qname := "ext.ns.svc.cluster.local.ns.svc.cluster.local."
+	rrs, ok := tbl.Answer(tbl.Lookup(qname, v), qname, dns.TypeA)
+	if !ok || len(rrs) != 2 || rrs[1].Header().Name != "ext.ns.svc.cluster.local." {
+		t.Errorf("search-suffixed alias: %v %v", rrs, ok)
+	}
+	if m := tbl.Lookup("9.9.9.10.in-addr.arpa.", v); m.Found() {
+		t.Errorf("an alias's ignored address has a PTR")
+	}
+}
+
 func TestViews(t *testing.T) {
 	v := NewView("prod", nil, "Cluster.Local.")
 	if got := v.Search(); !slices.Equal(got, []string{"prod.svc.cluster.local", "svc.cluster.local", "cluster.local"}) {

@@ -43,7 +43,7 @@ func appendRecord(b []byte, rrtype uint16, ttl uint32, ip []byte) []byte {
 // number of records, 0 when the match has no such records or needs more than this form (a CNAME,
 // PTR records): then Answer builds the reply.
 func (t *Table) AppendWire(dst []byte, m Match, qtype uint16) ([]byte, int) {
-	if m.n == nil || m.target != "" {
+	if m.n == nil || m.target != "" || m.n.alias != "" {
 		return dst, 0
 	}
 	var recs []byte
@@ -82,7 +82,7 @@ func (t *Table) packSOA(zone string) []byte {
 // type qtype, and reports whether it did: false for data, a CNAME or a reverse name, which
 // AppendWire or Answer handle.
 func (t *Table) AppendNoData(dst []byte, m Match, qtype uint16) ([]byte, bool) {
-	if m.n == nil || m.target != "" || m.n.soa == nil {
+	if m.n == nil || m.target != "" || m.n.alias != "" || m.n.soa == nil {
 		return dst, false
 	}
 	if qtype == dns.TypeA && len(m.n.v4) > 0 || qtype == dns.TypeAAAA && len(m.n.v6) > 0 {

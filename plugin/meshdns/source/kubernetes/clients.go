@@ -1,0 +1,49 @@
+package kubernetes
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// clientIndex maps the address of a pod to its namespace, so that a query's source address tells the
+// resolver which namespace's short names and search domains apply. It is rebuilt whole from the pod
+// informer after each burst of changes and read without a lock by every query.
+type clientIndex struct {
+	byAddr atomic.Pointer[map[netip.Addr]string]
+}
+
+// NamespaceOf returns the namespace of the pod with address a.
+func (c *clientIndex) NamespaceOf(a netip.Addr) (string, bool) {
+	m := c.byAddr.Load()
+	if m == nil {
+		return "", false
+	}
+	ns, ok := (*m)[a.Unmap()]
+	return ns, ok
+}
+
+// rebuild indexes pods by every address they have, both families. Host-network pods are left out:
+// they share the node's address with every other such pod, whatever their namespaces, and so do
+// pods that are done, whose addresses may already belong to new pods.
+func (c *clientIndex) rebuild(pods []any) int {
+	m := make(map[netip.Addr]string, len(pods))
+	for _, obj := range pods {
+		p, ok := obj.(*corev1.Pod)
+		if !ok || p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		ips := p.Status.PodIPs
+		if len(ips) == 0 && p.Status.PodIP != "" {
+			ips = []corev1.PodIP{{IP: p.Status.PodIP}}
+		}
+		for _, ip := range ips {
+			if a, err := netip.ParseAddr(ip.IP); err == nil {
+				m[a.Unmap()] = p.Namespace
+			}
+		}
+	}
+	c.byAddr.Store(&m)
+	return len(m)
+}

@@ -1,0 +1,165 @@
+package kubernetes
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy"
+
+	"github.com/miekg/dns"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// DefaultStartupTimeout is how long CoreDNS's start waits for the first sync, as the kubernetes plugin
+// does: after it the server starts anyway, not ready, answering as before a sync.
+const DefaultStartupTimeout = 5 * time.Second
+
+// Config is one "kubernetes { ... }" block of the meshdns directive.
+type Config struct {
+	Kubeconfig     string   // empty: the in-cluster configuration
+	Context        string   // kubeconfig context; empty: its current context
+	Namespaces     []string // empty: every namespace
+	ServiceEntries bool     // also watch networking.istio.io ServiceEntries
+	Clients        bool     // learn client namespaces from pod addresses
+	ClientsNode    string   // with Clients: only the pods of this node
+	Cluster        string   // the cluster id put on entries
+	StartupTimeout time.Duration
+
+	// From the meshdns block.
+	ClusterDomain string
+}
+
+// Parse reads the rest of a "kubernetes [{ ... }]" line, the controller standing on "kubernetes".
+func Parse(c *caddy.Controller) (*Config, error) {
+	cfg := &Config{StartupTimeout: DefaultStartupTimeout}
+	if args := c.RemainingArgs(); len(args) > 0 {
+		return nil, c.Errf("kubernetes: unexpected %q: options go in a block, as in kubernetes { kubeconfig PATH }", strings.Join(args, " "))
+	}
+	if !c.NextArg() {
+		return cfg, nil
+	}
+	if c.Val() != "{" {
+		return nil, c.Errf("kubernetes: unexpected %q", c.Val())
+	}
+	seen := map[string]bool{}
+	for c.Next() {
+		prop := c.Val()
+		if prop == "}" {
+			return cfg, nil
+		}
+		if seen[prop] {
+			return nil, c.Errf("kubernetes: property '%s' given twice", prop)
+		}
+		seen[prop] = true
+		args := c.RemainingArgs()
+		want := func(min, max int, what string) error {
+			if len(args) < min || len(args) > max {
+				return c.Errf("kubernetes: %s: want %s, got %d arguments", prop, what, len(args))
+			}
+			return nil
+		}
+		var err error
+		switch prop {
+		case "kubeconfig":
+			if err = want(1, 2, "PATH [CONTEXT]"); err == nil {
+				cfg.Kubeconfig = args[0]
+				if len(args) == 2 {
+					cfg.Context = args[1]
+				}
+				if _, statErr := os.Stat(cfg.Kubeconfig); statErr != nil {
+					err = c.Errf("kubernetes: kubeconfig: %v", statErr)
+				}
+			}
+		case "namespaces":
+			if err = want(1, 1<<16, "at least one namespace"); err == nil {
+				for _, ns := range args {
+					if !isDNSLabel(ns) {
+						return nil, c.Errf("kubernetes: namespaces: %q is not a namespace name", ns)
+					}
+				}
+				cfg.Namespaces = args
+			}
+		case "serviceentries":
+			if err = want(0, 0, "no arguments"); err == nil {
+				cfg.ServiceEntries = true
+			}
+		case "clients":
+			if err = want(0, 1, "[NODE]"); err == nil {
+				cfg.Clients = true
+				if len(args) == 1 {
+					cfg.ClientsNode = args[0]
+				}
+			}
+		case "cluster":
+			if err = want(1, 1, "one cluster id"); err == nil {
+				cfg.Cluster = args[0]
+			}
+		case "startup_timeout":
+			if err = want(1, 1, "a duration such as 5s"); err == nil {
+				d, perr := time.ParseDuration(args[0])
+				if perr != nil || d < 0 {
+					err = c.Errf("kubernetes: startup_timeout: %q is not a duration such as 5s", args[0])
+				}
+				cfg.StartupTimeout = d
+			}
+		default:
+			err = c.Errf("kubernetes: unknown property '%s'", prop)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, c.Errf("kubernetes: block not closed with '}'")
+}
+
+// restConfig is the client configuration: the kubeconfig file and context given, or in-cluster.
+func (cfg *Config) restConfig() (*rest.Config, error) {
+	var (
+		rc  *rest.Config
+		err error
+	)
+	if cfg.Kubeconfig == "" {
+		rc, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no kubeconfig given and not in a cluster: %w", err)
+		}
+	} else {
+		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: cfg.Kubeconfig}
+		overrides := &clientcmd.ConfigOverrides{CurrentContext: cfg.Context}
+		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
+		}
+	}
+	rc.UserAgent = "meshdns"
+	// Informers list once and then watch: a higher rate only matters for the first lists.
+	rc.QPS, rc.Burst = 50, 100
+	return rc, nil
+}
+
+// String names the source in logs and keys its carried table across reloads.
+func (cfg *Config) String() string {
+	where := "in-cluster"
+	if cfg.Kubeconfig != "" {
+		where = cfg.Kubeconfig
+		if cfg.Context != "" {
+			where += "@" + cfg.Context
+		}
+	}
+	s := "kubernetes " + where
+	if len(cfg.Namespaces) > 0 {
+		s += " namespaces " + strings.Join(cfg.Namespaces, ",")
+	}
+	if cfg.ServiceEntries {
+		s += " +serviceentries"
+	}
+	return s
+}
+
+func isDNSLabel(s string) bool {
+	_, ok := dns.IsDomainName(s)
+	return ok && s != "" && len(s) <= 63 && !strings.ContainsAny(s, ".*\\_") && strings.ToLower(s) == s
+}

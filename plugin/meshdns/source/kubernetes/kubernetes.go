@@ -1,0 +1,439 @@
+// Package kubernetes is the name-table source that watches Kubernetes itself: Services,
+// EndpointSlices and, optionally, Istio ServiceEntries, building the table istiod would build from the
+// same objects, and the pods of a node, to tell which namespace a client's address belongs to.
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+)
+
+var log = clog.NewWithPlugin("meshdns")
+
+const (
+	// coalesce is how long changes gather before the table is rebuilt: a burst (a rollout, a
+	// namespace deleted) becomes one rebuild, and a single change is answered within it.
+	coalesce = 50 * time.Millisecond
+	// probeEvery is how often the API server is checked, for the connected metric and the log.
+	probeEvery = 5 * time.Second
+	// serviceIndex indexes EndpointSlices by the "ns/name" of their Service.
+	serviceIndex = "service"
+)
+
+// Source watches one Kubernetes cluster.
+type Source struct {
+	cfg     *Config
+	rest    *rest.Config
+	clients *clientIndex // nil unless cfg.Clients
+
+	mu        sync.Mutex
+	dirtySvc  map[string]bool // "ns/name" of Services whose names must be recomputed
+	dirtySE   map[string]bool // "ns/name" of ServiceEntries likewise
+	dirtyPods bool
+	kick      chan struct{}
+
+	// Owned by the Run goroutine.
+	byKey map[string][]table.Entry // "s/ns/name" or "e/ns/name" -> its entries
+	keys  []string                 // the keys of byKey, sorted: the order of the snapshot
+}
+
+// New checks the configuration (the kubeconfig must load, or the process must be in a cluster) and
+// returns the source, not yet connected.
+func New(cfg *Config) (*Source, error) {
+	rc, err := cfg.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{cfg: cfg, rest: rc, kick: make(chan struct{}, 1)}
+	if cfg.Clients {
+		s.clients = &clientIndex{}
+	}
+	return s, nil
+}
+
+// Kind implements source.Source.
+func (s *Source) Kind() string { return "kubernetes" }
+
+// String implements source.Source.
+func (s *Source) String() string { return s.cfg.String() }
+
+// NamespaceOf implements source.Clients: the namespace of the pod with address a, when this source
+// learns clients.
+func (s *Source) NamespaceOf(a netip.Addr) (string, bool) {
+	if s.clients == nil {
+		return "", false
+	}
+	return s.clients.NamespaceOf(a)
+}
+
+// StartupTimeout is how long the server's start waits for this source's first table.
+func (s *Source) StartupTimeout() time.Duration { return s.cfg.StartupTimeout }
+
+// informers are the watches of one namespace, or of all of them.
+type nsInformers struct {
+	services, slices, serviceEntries cache.SharedIndexInformer
+}
+
+// Run implements source.Source: it watches until ctx ends, publishing the first table once every
+// informer has synced and then, after each burst of changes, a table with the changed objects redone.
+func (s *Source) Run(ctx context.Context, sink source.Sink) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	kube, err := kubernetes.NewForConfig(s.rest)
+	if err != nil {
+		sink.Reject(fmt.Errorf("kubernetes client: %w", err))
+		return
+	}
+	var dyn dynamic.Interface
+	if s.cfg.ServiceEntries && s.servesServiceEntries(kube) {
+		if dyn, err = dynamic.NewForConfig(s.rest); err != nil {
+			sink.Reject(fmt.Errorf("kubernetes dynamic client: %w", err))
+			return
+		}
+	}
+
+	s.dirtySvc, s.dirtySE = map[string]bool{}, map[string]bool{}
+	s.byKey = map[string][]table.Entry{}
+	byNS := map[string]*nsInformers{}
+	var synced []cache.InformerSynced
+	var started []interface{ Start(<-chan struct{}) }
+	namespaces := s.cfg.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, ns := range namespaces {
+		w := &nsInformers{}
+		f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(ns))
+		w.services = f.Core().V1().Services().Informer()
+		w.slices = f.Discovery().V1().EndpointSlices().Informer()
+		must(w.services.SetTransform(trimService))
+		must(w.slices.SetTransform(trimEndpointSlice))
+		must(w.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService}))
+		s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
+		s.handle(w.slices, "endpointslices", func(obj any) {
+			if key := sliceServiceKey(obj); key != "" {
+				s.markService(key)
+			}
+		})
+		synced = append(synced, w.services.HasSynced, w.slices.HasSynced)
+		started = append(started, f)
+		if dyn != nil {
+			df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
+			w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
+			must(w.serviceEntries.SetTransform(trimServiceEntry))
+			s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) })
+			synced = append(synced, w.serviceEntries.HasSynced)
+			started = append(started, df)
+		}
+		byNS[ns] = w
+	}
+	var pods cache.SharedIndexInformer
+	if s.clients != nil {
+		f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			if s.cfg.ClientsNode != "" {
+				o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", s.cfg.ClientsNode).String()
+			}
+		}))
+		pods = f.Core().V1().Pods().Informer()
+		must(pods.SetTransform(trimPod))
+		s.handle(pods, "pods", func(any) { s.markPods() })
+		synced = append(synced, pods.HasSynced)
+		started = append(started, f)
+	}
+	for _, f := range started {
+		f.Start(ctx.Done())
+	}
+	go s.probe(ctx, kube)
+
+	begin := time.Now()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return // stopped before the first sync
+	}
+	// Everything is new: index it all at once, whatever the events said.
+	informersOf := func(ns string) *nsInformers {
+		if w, ok := byNS[ns]; ok {
+			return w
+		}
+		return byNS[metav1.NamespaceAll]
+	}
+	s.mu.Lock()
+	for _, w := range byNS {
+		for _, k := range w.services.GetIndexer().ListKeys() {
+			s.dirtySvc[k] = true
+		}
+		if w.serviceEntries != nil {
+			for _, k := range w.serviceEntries.GetIndexer().ListKeys() {
+				s.dirtySE[k] = true
+			}
+		}
+	}
+	s.dirtyPods = true
+	s.mu.Unlock()
+	s.flush(sink, informersOf, pods)
+	log.Infof("%s: synced in %v", s, time.Since(begin).Round(time.Millisecond))
+
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(coalesce):
+		}
+		s.flush(sink, informersOf, pods)
+	}
+}
+
+// servesServiceEntries reports whether the cluster has Istio's ServiceEntry resource. Without it the
+// informer would never sync and the source never be ready, so it is left out, and said so. An API
+// server that cannot be asked yet is assumed to serve it: the informer waits for it.
+func (s *Source) servesServiceEntries(kube kubernetes.Interface) bool {
+	gv := serviceEntryGVR.GroupVersion().String()
+	list, err := kube.Discovery().ServerResourcesForGroupVersion(gv)
+	if apierrors.IsNotFound(err) {
+		log.Warningf("%s: the cluster does not serve %s (Istio's CRDs are not installed): ServiceEntries are not watched", s, gv)
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	for _, r := range list.APIResources {
+		if r.Name == serviceEntryGVR.Resource {
+			return true
+		}
+	}
+	log.Warningf("%s: the cluster serves %s without %s: ServiceEntries are not watched", s, gv, serviceEntryGVR.Resource)
+	return false
+}
+
+// handle sends every add, update and delete of inf to mark, counting them under resource.
+func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark func(any)) {
+	events := eventsTotal.WithLabelValues(s.cfg.Cluster, resource)
+	on := func(obj any) {
+		events.Inc()
+		mark(obj)
+	}
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: on,
+		UpdateFunc: func(old, cur any) {
+			// An EndpointSlice may move to another Service: both must be redone.
+			if k := sliceServiceKey(old); k != "" && k != sliceServiceKey(cur) {
+				s.markService(k)
+			}
+			on(cur)
+		},
+		DeleteFunc: on,
+	})
+	must(err)
+	must(inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
+		log.Warningf("%s: watching %s: %v", s, resource, err)
+	}))
+}
+
+func (s *Source) markService(key string) {
+	s.mu.Lock()
+	s.dirtySvc[key] = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Source) markServiceEntry(key string) {
+	s.mu.Lock()
+	s.dirtySE[key] = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Source) markPods() {
+	s.mu.Lock()
+	s.dirtyPods = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Source) signal() {
+	select {
+	case s.kick <- struct{}{}:
+	default: // a flush is already due
+	}
+}
+
+// flush redoes the entries of the objects changed since the last flush and publishes the result.
+func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformers, pods cache.SharedIndexInformer) {
+	s.mu.Lock()
+	svcKeys, seKeys, podsChanged := s.dirtySvc, s.dirtySE, s.dirtyPods
+	s.dirtySvc, s.dirtySE, s.dirtyPods = map[string]bool{}, map[string]bool{}, false
+	s.mu.Unlock()
+
+	cd := strings.Trim(s.cfg.ClusterDomain, ".")
+	for key := range svcKeys {
+		ns, _, _ := strings.Cut(key, "/")
+		w := informersOf(ns)
+		obj, exists, _ := w.services.GetIndexer().GetByKey(key)
+		svc, ok := obj.(*corev1.Service)
+		if !exists || !ok {
+			s.set("s/"+key, nil)
+			continue
+		}
+		var eps []*discoveryv1.EndpointSlice
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			objs, _ := w.slices.GetIndexer().ByIndex(serviceIndex, key)
+			for _, o := range objs {
+				if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+					eps = append(eps, es)
+				}
+			}
+		}
+		entries, err := serviceEntries(svc, eps, cd, s.cfg.Cluster)
+		if err != nil {
+			invalidTotal.WithLabelValues(s.cfg.Cluster, "services").Inc()
+			log.Warningf("%s: %v; left out", s, err)
+		}
+		s.set("s/"+key, entries)
+	}
+	for key := range seKeys {
+		ns, _, _ := strings.Cut(key, "/")
+		obj, exists, _ := informersOf(ns).serviceEntries.GetIndexer().GetByKey(key)
+		se, ok := obj.(*serviceEntry)
+		if !exists || !ok {
+			s.set("e/"+key, nil)
+			continue
+		}
+		entries, errs := serviceEntryEntries(se, s.cfg.Cluster)
+		for _, err := range errs {
+			invalidTotal.WithLabelValues(s.cfg.Cluster, "serviceentries").Inc()
+			log.Warningf("%s: %v; left out", s, err)
+		}
+		s.set("e/"+key, entries)
+	}
+	if podsChanged && pods != nil {
+		clientsGauge.WithLabelValues(s.cfg.Cluster).Set(float64(s.clients.rebuild(pods.GetStore().List())))
+	}
+	if len(svcKeys) > 0 || len(seKeys) > 0 || len(s.keys) == 0 {
+		sink.Publish(s.snapshot())
+	}
+}
+
+// set records the entries of one object, keeping keys sorted.
+func (s *Source) set(key string, entries []table.Entry) {
+	i, found := slices.BinarySearch(s.keys, key)
+	switch {
+	case len(entries) == 0 && found:
+		s.keys = slices.Delete(s.keys, i, i+1)
+		delete(s.byKey, key)
+	case len(entries) > 0:
+		if !found {
+			s.keys = slices.Insert(s.keys, i, key)
+		}
+		s.byKey[key] = entries
+	}
+}
+
+// snapshot lists every entry, objects in key order: the same objects always make the same table.
+func (s *Source) snapshot() []table.Entry {
+	n := 0
+	for _, k := range s.keys {
+		n += len(s.byKey[k])
+	}
+	out := make([]table.Entry, 0, n)
+	for _, k := range s.keys {
+		out = append(out, s.byKey[k]...)
+	}
+	return out
+}
+
+// probe checks the API server every probeEvery, for the connected metric and a log line at each
+// change: the informers retry on their own, and the table keeps its last data meanwhile.
+func (s *Source) probe(ctx context.Context, kube kubernetes.Interface) {
+	gauge := connectedGauge.WithLabelValues(s.cfg.Cluster)
+	defer gauge.Set(0)
+	state := -1
+	for {
+		pctx, cancel := context.WithTimeout(ctx, probeEvery)
+		_, err := kube.Discovery().RESTClient().Get().AbsPath("/version").Do(pctx).Raw()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		now := 1
+		if err != nil {
+			now = 0
+		}
+		if now != state {
+			if now == 1 && state == 0 {
+				log.Infof("%s: API server reachable again", s)
+			} else if now == 0 {
+				log.Errorf("%s: API server unreachable, serving the last data: %v", s, err)
+			}
+			state = now
+			gauge.Set(float64(now))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(probeEvery):
+		}
+	}
+}
+
+// keyOf is the "ns/name" key of an object or of the tombstone of a deleted one.
+func keyOf(obj any) string {
+	k, _ := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	return k
+}
+
+// sliceServiceKey is the "ns/name" of the Service an EndpointSlice (or its tombstone) belongs to.
+func sliceServiceKey(obj any) string {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return ""
+	}
+	name := es.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return ""
+	}
+	return es.Namespace + "/" + name
+}
+
+func sliceService(obj any) ([]string, error) {
+	if k := sliceServiceKey(obj); k != "" {
+		return []string{k}, nil
+	}
+	return nil, nil
+}
+
+// must panics on errors that only a programming mistake causes (handlers added to a running
+// informer), never on anything from the cluster.
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}

@@ -1,0 +1,119 @@
+package kubernetes
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// serviceEntries returns the names of a Service, as istiod's name table gives them: the ClusterIPs
+// (every family) of a Service with a virtual IP; for a headless Service the ready endpoints of its
+// EndpointSlices (all of them with publishNotReadyAddresses) and one name per endpoint hostname; for an
+// ExternalName Service a CNAME to its external name.
+func serviceEntries(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, clusterDomain, cluster string) ([]table.Entry, error) {
+	host := svc.Name + "." + svc.Namespace + ".svc." + clusterDomain
+	e := table.Entry{
+		Host:      host,
+		Registry:  table.RegistryKubernetes,
+		ShortName: svc.Name,
+		Namespace: svc.Namespace,
+		Cluster:   cluster,
+	}
+	switch {
+	case svc.Spec.Type == corev1.ServiceTypeExternalName:
+		if err := table.ValidateHost(svc.Spec.ExternalName); err != nil || svc.Spec.ExternalName[0] == '*' {
+			return nil, fmt.Errorf("service %s/%s: externalName %q is not a host name", svc.Namespace, svc.Name, svc.Spec.ExternalName)
+		}
+		e.Alias = svc.Spec.ExternalName
+		return []table.Entry{e}, nil
+	case svc.Spec.ClusterIP == corev1.ClusterIPNone:
+		return headlessEntries(e, svc, eps), nil
+	}
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	for _, s := range ips {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("service %s/%s: clusterIP %q: %v", svc.Namespace, svc.Name, s, err)
+		}
+		e.Addrs = append(e.Addrs, a)
+	}
+	if len(e.Addrs) == 0 {
+		return nil, nil // not allocated yet: nothing to answer
+	}
+	return []table.Entry{e}, nil
+}
+
+// headlessEntries fills the headless Service's entry svc with its endpoints and adds the per-pod
+// names <hostname>.<service>.<ns>.svc.<domain>. Slices of one Service may repeat an endpoint (one
+// slice per family, or while the controller moves endpoints): addresses are merged.
+func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.EndpointSlice) []table.Entry {
+	out := []table.Entry{svc}
+	pods := map[string]int{} // hostname -> index in out
+	// Slices in name order, endpoints in slice order: the answer order does not depend on the informer.
+	slices.SortFunc(eps, func(a, b *discoveryv1.EndpointSlice) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	for _, s := range eps {
+		if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
+			continue // FQDN slices carry names, not addresses
+		}
+		for _, ep := range s.Endpoints {
+			if !obj.Spec.PublishNotReadyAddresses && !ready(ep) {
+				continue
+			}
+			var addrs []netip.Addr
+			for _, s := range ep.Addresses {
+				if a, err := netip.ParseAddr(s); err == nil {
+					addrs = append(addrs, a)
+				}
+			}
+			out[0].Addrs = appendNew(out[0].Addrs, addrs)
+			if ep.Hostname == nil || !isDNSLabel(*ep.Hostname) {
+				continue
+			}
+			i, ok := pods[*ep.Hostname]
+			if !ok {
+				i = len(out)
+				pods[*ep.Hostname] = i
+				short := *ep.Hostname + "." + obj.Name
+				out = append(out, table.Entry{
+					Host:      *ep.Hostname + "." + svc.Host, // hostname.name.ns.svc.domain
+					Registry:  table.RegistryKubernetes,
+					ShortName: short,
+					Namespace: obj.Namespace,
+					Cluster:   svc.Cluster,
+				})
+			}
+			out[i].Addrs = appendNew(out[i].Addrs, addrs)
+		}
+	}
+	return out
+}
+
+// ready reads an endpoint's Ready condition; the API defines a missing one as ready.
+func ready(ep discoveryv1.Endpoint) bool {
+	return ep.Conditions.Ready == nil || *ep.Conditions.Ready
+}
+
+func appendNew(dst, src []netip.Addr) []netip.Addr {
+	for _, a := range src {
+		if !slices.Contains(dst, a) {
+			dst = append(dst, a)
+		}
+	}
+	return dst
+}

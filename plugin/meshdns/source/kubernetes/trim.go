@@ -1,0 +1,81 @@
+package kubernetes
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
+)
+
+// The informers keep only what names are built from: a node-local resolver watches every Service,
+// EndpointSlice and Pod of a large cluster, and their annotations, managed fields, pod specs and
+// statuses would be most of its memory. Each transform returns a new, small object.
+
+func meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion}
+}
+
+func trimService(obj any) (any, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil // a tombstone: DeletedFinalStateUnknown
+	}
+	return &corev1.Service{
+		ObjectMeta: meta(&svc.ObjectMeta),
+		Spec: corev1.ServiceSpec{
+			Type:                     svc.Spec.Type,
+			ClusterIP:                svc.Spec.ClusterIP,
+			ClusterIPs:               svc.Spec.ClusterIPs,
+			ExternalName:             svc.Spec.ExternalName,
+			PublishNotReadyAddresses: svc.Spec.PublishNotReadyAddresses,
+		},
+	}, nil
+}
+
+func trimEndpointSlice(obj any) (any, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return obj, nil
+	}
+	out := &discoveryv1.EndpointSlice{ObjectMeta: meta(&s.ObjectMeta), AddressType: s.AddressType}
+	if name, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
+		out.Labels = map[string]string{discoveryv1.LabelServiceName: name}
+	}
+	out.Endpoints = make([]discoveryv1.Endpoint, len(s.Endpoints))
+	for i, ep := range s.Endpoints {
+		out.Endpoints[i] = discoveryv1.Endpoint{
+			Addresses:  ep.Addresses,
+			Conditions: discoveryv1.EndpointConditions{Ready: ep.Conditions.Ready},
+			Hostname:   ep.Hostname,
+		}
+	}
+	return out, nil
+}
+
+func trimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{
+		ObjectMeta: meta(&p.ObjectMeta),
+		Spec:       corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
+		Status:     corev1.PodStatus{Phase: p.Status.Phase, PodIPs: p.Status.PodIPs, PodIP: p.Status.PodIP},
+	}, nil
+}
+
+func trimServiceEntry(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	return newServiceEntry(u), nil
+}
+
+var (
+	_ cache.TransformFunc = trimService
+	_ cache.TransformFunc = trimEndpointSlice
+	_ cache.TransformFunc = trimPod
+	_ cache.TransformFunc = trimServiceEntry
+)
