@@ -458,3 +458,58 @@ func toAny(ss []string) []any {
 	}
 	return out
 }
+
+// CreateExternalNameService creates a Service of type ExternalName pointing at target.
+func (s *Stack) CreateExternalNameService(ns, name, target string) (*corev1.Service, error) {
+	svc := newService(ns, name)
+	svc.Spec.Type, svc.Spec.ExternalName = corev1.ServiceTypeExternalName, target
+	return s.createService(svc)
+}
+
+// CreatePod creates Pod ns/name on node (no scheduler runs: spec.nodeName is set directly) and writes
+// the running, ready status a kubelet would, with ips as its addresses (every family). hostNetwork
+// marks it as sharing the node's network.
+func (s *Stack) CreatePod(ns, name, node string, hostNetwork bool, ips ...string) error {
+	if err := s.EnsureNamespace(ns); err != nil {
+		return err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	pods := s.Kube.CoreV1().Pods(ns)
+	pod, err := pods.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{
+			NodeName:    node,
+			HostNetwork: hostNetwork,
+			Containers:  []corev1.Container{{Name: "app", Image: "realstack.invalid/none"}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", ns, name, err)
+	}
+	pod.Status = corev1.PodStatus{
+		Phase:      corev1.PodRunning,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}},
+	}
+	for i, ip := range ips {
+		if i == 0 {
+			pod.Status.PodIP = ip
+		}
+		pod.Status.PodIPs = append(pod.Status.PodIPs, corev1.PodIP{IP: ip})
+	}
+	if _, err := pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("pod status %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// DeletePod deletes Pod ns/name at once.
+func (s *Stack) DeletePod(ns, name string) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	zero := int64(0)
+	if err := s.Kube.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		return fmt.Errorf("pod %s/%s: %w", ns, name, err)
+	}
+	return nil
+}

@@ -187,28 +187,8 @@ func (s *Stack) startAPIServer(ctx context.Context) error {
 			return err
 		}
 	}
-	port := s.ports["apiserver"]
-	s.APIServer = fmt.Sprintf("https://127.0.0.1:%d", port)
-	p, err := s.spawn("kube-apiserver", s.paths.KubeAPIServer, s.Dir, minimalEnv(s.Dir),
-		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", s.ports["etcd"]),
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(port),
-		"--cert-dir="+certDir, // self-signed serving cert (CA bundled in apiserver.crt), SANs include 127.0.0.1
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+filepath.Join(certDir, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(certDir, "sa.key"),
-		"--token-auth-file="+filepath.Join(certDir, "tokens.csv"),
-		"--authorization-mode=RBAC",
-		// Dual stack, so that tests can give Services IPv6 cluster IPs too.
-		"--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
-		// The default reconciler refuses a loopback advertise address and exits.
-		"--endpoint-reconciler-type=none")
-	if err != nil {
-		return err
-	}
-	s.kapi = p
-	insecureClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	if err := waitFor(ctx, p, func() error { return httpOK(ctx, insecureClient, s.APIServer+"/readyz", s.AdminToken) }); err != nil {
+	s.APIServer = fmt.Sprintf("https://127.0.0.1:%d", s.ports["apiserver"])
+	if err := s.spawnAPIServer(ctx); err != nil {
 		return err
 	}
 	ca, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
@@ -248,6 +228,54 @@ contexts:
 current-context: realstack
 `, s.APIServer, base64.StdEncoding.EncodeToString(ca), s.AdminToken)
 	return os.WriteFile(s.Kubeconfig, []byte(kubeconfig), 0o600)
+}
+
+// spawnAPIServer runs kube-apiserver on the stack's port with the files startAPIServer wrote (its
+// serving certificate is made on the first start and reused after) and waits until it is ready.
+func (s *Stack) spawnAPIServer(ctx context.Context) error {
+	certDir := filepath.Join(s.Dir, "apiserver")
+	port := s.ports["apiserver"]
+	p, err := s.spawn("kube-apiserver", s.paths.KubeAPIServer, s.Dir, minimalEnv(s.Dir),
+		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", s.ports["etcd"]),
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(port),
+		"--cert-dir="+certDir, // self-signed serving cert (CA bundled in apiserver.crt), SANs include 127.0.0.1
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+filepath.Join(certDir, "sa.pub"),
+		"--service-account-signing-key-file="+filepath.Join(certDir, "sa.key"),
+		"--token-auth-file="+filepath.Join(certDir, "tokens.csv"),
+		"--authorization-mode=RBAC",
+		// Dual stack, so that tests can give Services IPv6 cluster IPs too.
+		"--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
+		// The default reconciler refuses a loopback advertise address and exits.
+		"--endpoint-reconciler-type=none")
+	if err != nil {
+		return err
+	}
+	s.kapi = p
+	insecureClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	return waitFor(ctx, p, func() error { return httpOK(ctx, insecureClient, s.APIServer+"/readyz", s.AdminToken) })
+}
+
+// StopAPIServer kills kube-apiserver, as in a crash or a partition: its clients' connections reset.
+// StartAPIServer brings it back on the same port, with the same certificate and tokens.
+func (s *Stack) StopAPIServer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kapi.kill()
+	s.kapi = nil
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer and waits until it is ready.
+func (s *Stack) StartAPIServer() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kapi != nil && !s.kapi.exited() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return s.spawnAPIServer(ctx)
 }
 
 func (s *Stack) prepareIstiod() error {
