@@ -20,9 +20,6 @@ type serviceEntry struct {
 	metav1.ObjectMeta
 	Hosts      []string
 	Addresses  []string
-	Resolution string
-	Endpoints  []string // spec.endpoints[].address
-	Ports      int
 	Allocated  []allocatedAddress // status.addresses: what istiod allocated, per host
 }
 
@@ -46,19 +43,6 @@ func newServiceEntry(u *unstructured.Unstructured) *serviceEntry {
 	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
 	se.Hosts, _, _ = unstructured.NestedStringSlice(spec, "hosts")
 	se.Addresses, _, _ = unstructured.NestedStringSlice(spec, "addresses")
-	se.Resolution, _, _ = unstructured.NestedString(spec, "resolution")
-	if ports, ok, _ := unstructured.NestedSlice(spec, "ports"); ok {
-		se.Ports = len(ports)
-	}
-	if eps, ok, _ := unstructured.NestedSlice(spec, "endpoints"); ok {
-		for _, ep := range eps {
-			if m, ok := ep.(map[string]any); ok {
-				if a, ok := m["address"].(string); ok {
-					se.Endpoints = append(se.Endpoints, a)
-				}
-			}
-		}
-	}
 	if addrs, ok, _ := unstructured.NestedSlice(u.Object, "status", "addresses"); ok {
 		for _, a := range addrs {
 			if m, ok := a.(map[string]any); ok {
@@ -73,8 +57,9 @@ func newServiceEntry(u *unstructured.Unstructured) *serviceEntry {
 
 // serviceEntryEntries returns the names of a ServiceEntry as istiod's name table gives them: each
 // host with the addresses in spec (IPs; CIDRs name no host), or when there are none the addresses
-// istiod allocated for the host (status), or for resolution NONE the addresses of its endpoints.
-// A host with none of these has no name. Hosts that are not valid names are reported and skipped.
+// istiod allocated for the host (status). A host with neither has no name (istiod would give a
+// resolution NONE entry selecting workloads their addresses: WorkloadEntries are not watched).
+// Hosts that are not valid names are reported and skipped.
 func serviceEntryEntries(se *serviceEntry, cluster string) ([]table.Entry, []error) {
 	var (
 		out  []table.Entry
@@ -89,10 +74,8 @@ func serviceEntryEntries(se *serviceEntry, cluster string) ([]table.Entry, []err
 		switch {
 		case len(se.Addresses) > 0:
 			addrs = parseIPs(se.Addresses)
-		case len(se.allocatedFor(h)) > 0:
+		default:
 			addrs = parseIPs(se.allocatedFor(h))
-		case se.Resolution == "NONE" && se.Ports > 0:
-			addrs = parseIPs(se.Endpoints)
 		}
 		if len(addrs) == 0 {
 			continue

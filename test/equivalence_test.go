@@ -1,0 +1,150 @@
+package test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshdns/meshdns/test/realstack"
+
+	"github.com/miekg/dns"
+)
+
+// answerOf renders a reply as its rcode and sorted answer records, for comparing two resolvers.
+func answerOf(t *testing.T, addr, name string, qtype uint16) string {
+	t.Helper()
+	r := exchange(t, "tcp", addr, name, qtype, 0) // TCP: the whole answer, whatever its size
+	var rrs []string
+	for _, rr := range r.Answer {
+		rrs = append(rrs, strings.ReplaceAll(rr.String(), "\t", " "))
+	}
+	slices.Sort(rrs)
+	return dns.RcodeToString[r.Rcode] + " " + strings.Join(rrs, "; ")
+}
+
+// TestKubernetesSourceMatchesIstiod gives the same objects to a real istiod, followed over NDS, and to
+// the kubernetes source, and asks both for every name form of every object: the answers must be the
+// same, but for the differences listed in intended. Names neither knows go to the same upstream.
+func TestKubernetesSourceMatchesIstiod(t *testing.T) {
+	stack := realstack.Start(t, realstack.Options{IstiodEnv: []string{"ISTIO_DUAL_STACK=true"}})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must2(t)(stack.CreateService("default", "reviews", "10.96.10.12"))
+	must2(t)(stack.CreateService("default", "frontend", "10.96.30.1", "fd00:10:96::301"))
+	must2(t)(stack.CreateService("shop", "cart", "10.96.20.1"))
+	must2(t)(stack.CreateHeadlessService("default", "db",
+		realstack.Endpoint{IP: "10.244.0.11", Hostname: "db-0"},
+		realstack.Endpoint{IP: "10.244.0.12", Hostname: "db-1"},
+		realstack.Endpoint{IP: "10.244.0.13", Hostname: "db-2", NotReady: true},
+		realstack.Endpoint{IP: "10.244.0.14"}))
+	must2(t)(stack.CreateHeadlessService("shop", "empty"))
+	must2(t)(stack.CreateExternalNameService("default", "ext", "api.example.com"))
+	must(stack.CreateServiceEntry("default", "payments", []string{"api.payments.example.com", "pay.example.com"}, []string{"240.0.0.7", "240.0.0.8"}, "STATIC"))
+	must(stack.CreateServiceEntry("default", "payments-more", []string{"api.payments.example.com"}, []string{"240.0.0.17"}, "STATIC"))
+	must(stack.CreateServiceEntry("default", "wild", []string{"*.wild.example.com"}, []string{"240.0.0.9"}, "NONE"))
+	must(stack.CreateServiceEntry("default", "shadow", []string{"reviews.default.svc.cluster.local"}, []string{"240.0.0.99"}, "STATIC"))
+	must(stack.CreateServiceEntry("default", "cidr", []string{"net.example.com"}, []string{"10.10.0.0/16"}, "NONE"))
+	must(stack.CreateServiceEntry("default", "auto", []string{"auto.example.org"}, nil, "DNS"))
+
+	up := startUpstream(t)
+	dir := t.TempDir()
+	ndsPort, kubePort := freePort(t), freePort(t)
+	ndsAddr, kubeAddr := "127.0.0.1:"+ndsPort, "127.0.0.1:"+kubePort
+	corefile := fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        nds %s {
+            node_id sidecar~10.0.0.1~client.default~default.svc.cluster.local
+            metadata INSTANCE_IPS 10.0.0.1,fd00::1
+        }
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
+.:%s {
+    bind 127.0.0.1
+    meshdns {
+        kubernetes {
+            kubeconfig %s
+            serviceentries
+        }
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
+`, ndsPort, stack.IstiodGRPC, up.addr, kubePort, stack.Kubeconfig, up.addr)
+	startCoreDNS(t, dir, corefile, ndsAddr)
+
+	// Intended differences, each with the reason, by the first label of the name in every form.
+	intended := map[string]string{
+		// istiod leaves ExternalName Services out of its name table; Kubernetes DNS (and we) answer a
+		// CNAME to the external name, and resolve it.
+		"ext": "an ExternalName Service is a CNAME",
+		// istiod leaves a headless Service without ready endpoints out; it is still a name that
+		// exists, so we answer NODATA rather than NXDOMAIN (and never forward it).
+		"empty": "a headless Service without endpoints is NODATA",
+	}
+	intendedFor := func(name string) (string, bool) {
+		label, _, _ := strings.Cut(name, ".")
+		why, ok := intended[label]
+		return why, ok
+	}
+	var names []string
+	for _, svc := range []string{"reviews.default", "frontend.default", "cart.shop", "db.default", "empty.shop", "ext.default", "db-0.db.default", "db-1.db.default", "db-2.db.default"} {
+		short, ns, _ := strings.Cut(svc, ".")
+		if i := strings.LastIndex(svc, "."); i > 0 {
+			short, ns = svc[:i], svc[i+1:]
+		}
+		host := svc + ".svc.cluster.local."
+		names = append(names, host, short+".", short+"."+ns+".", short+"."+ns+".svc.", host+"default.svc.cluster.local.", short+"."+ns+".svc.cluster.local.")
+	}
+	names = append(names, "api.payments.example.com.", "pay.example.com.", "x.wild.example.com.", "a.b.wild.example.com.",
+		"wild.example.com.", "net.example.com.", "auto.example.org.", "api.payments.example.com.svc.cluster.local.",
+		"12.10.96.10.in-addr.arpa.", "7.0.0.240.in-addr.arpa.", "nothing.default.svc.cluster.local.")
+	slices.Sort(names)
+	names = slices.Compact(names)
+
+	var diffs []string
+	eventually(t, 30*time.Second, "the same answers from istiod's NDS and from the kubernetes source", func() error {
+		diffs = diffs[:0]
+		for _, name := range names {
+			for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypePTR} {
+				if qtype == dns.TypePTR && !strings.HasSuffix(name, ".arpa.") || qtype != dns.TypePTR && strings.HasSuffix(name, ".arpa.") {
+					continue
+				}
+				nds, kube := answerOf(t, ndsAddr, name, qtype), answerOf(t, kubeAddr, name, qtype)
+				if _, ok := intendedFor(name); nds == kube || ok {
+					continue
+				}
+				diffs = append(diffs, fmt.Sprintf("%s %s:\n  istiod: %s\n  kubernetes: %s", name, dns.TypeToString[qtype], nds, kube))
+			}
+		}
+		if len(diffs) > 0 {
+			return fmt.Errorf("%d differences:\n%s", len(diffs), strings.Join(diffs, "\n"))
+		}
+		return nil
+	})
+	t.Logf("%d names: the same answers from both, but for the intended differences %v", len(names), intended)
+	// The intended differences are real ones.
+	for _, name := range []string{"ext.default.svc.cluster.local.", "empty.shop.svc.cluster.local."} {
+		nds, kube := answerOf(t, ndsAddr, name, dns.TypeA), answerOf(t, kubeAddr, name, dns.TypeA)
+		t.Logf("%s A: istiod %q, kubernetes %q", name, nds, kube)
+		if nds == kube {
+			t.Errorf("%s: listed as an intended difference, yet the same from both", name)
+		}
+	}
+	for _, netw := range []string{"udp", "tcp"} {
+		r := exchange(t, netw, kubeAddr, "ext.default.svc.cluster.local.", dns.TypeA, 0)
+		if len(r.Answer) != 2 || r.Answer[1].Header().Rrtype != dns.TypeA {
+			t.Errorf("ExternalName over %s: want the CNAME and the A record forward found, got %v", netw, r.Answer)
+		}
+	}
+}
