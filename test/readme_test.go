@@ -15,6 +15,7 @@ import (
 	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds/ndstest"
+	"github.com/meshdns/meshdns/test/realstack"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/miekg/dns"
@@ -138,9 +139,22 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 		promLine  = regexp.MustCompile(`(?m)^(\s*prometheus )(\S+)`)
 		serverKey = regexp.MustCompile(`(?m)^\. \{`)
 	)
+	kubeconfigLine := regexp.MustCompile(`(?m)^(\s*kubeconfig )(\S+)`)
+	var stack *realstack.Stack // started for the first example that watches Kubernetes, for them all
+	parent := t
 	for i, b := range blocks {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			dir := t.TempDir()
+			if kubeconfigLine.MatchString(b[1]) {
+				if stack == nil {
+					stack = realstack.Start(parent, realstack.Options{WithoutIstiod: true})
+					if _, err := stack.CreateService("bookinfo", "reviews", "10.96.10.12"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				b[1] = kubeconfigLine.ReplaceAllString(b[1], "${1}"+stack.Kubeconfig)
+				t.Setenv("NODE_NAME", "node-1")
+			}
 			pki := ndstest.NewPKI(t, "istiod.istio-system.svc")
 			srv := ndstest.New(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pki.Server}}))
 			srv.OnOpen = func() any {

@@ -91,7 +91,7 @@ func (s *syncBuffer) String() string {
 
 // startCoreDNS writes corefile into dir and runs the binary on it from dir, then waits until addr
 // answers DNS. The process is stopped when the test ends.
-func startCoreDNS(t *testing.T, dir, corefile, addr string) *server {
+func startCoreDNS(t testing.TB, dir, corefile, addr string) *server {
 	t.Helper()
 	path := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(path, []byte(corefile), 0o644); err != nil {

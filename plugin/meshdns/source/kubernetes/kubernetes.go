@@ -33,8 +33,9 @@ import (
 var log = clog.NewWithPlugin("meshdns")
 
 const (
-	// coalesce is how long changes gather before the table is rebuilt: a burst (a rollout, a
-	// namespace deleted) becomes one rebuild, and a single change is answered within it.
+	// coalesce is the shortest time between two rebuilds of the table: a burst of changes (a
+	// rollout, a namespace deleted) becomes one rebuild per interval, while a lone change is applied
+	// at once.
 	coalesce = 50 * time.Millisecond
 	// probeEvery is how often the API server is checked, for the connected metric and the log.
 	probeEvery = 5 * time.Second
@@ -194,17 +195,23 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	s.flush(sink, informersOf, pods)
 	log.Infof("%s: synced in %v", s, time.Since(begin).Round(time.Millisecond))
 
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(coalesce):
+		// A change after a quiet spell is applied at once; in a burst, at most one rebuild per
+		// coalesce interval, with everything that changed meanwhile.
+		if wait := time.Until(last.Add(coalesce)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
+		last = time.Now()
 		s.flush(sink, informersOf, pods)
 	}
 }

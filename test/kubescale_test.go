@@ -1,0 +1,287 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshdns/meshdns/test/realstack"
+
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BenchmarkKubernetesScale loads a real kube-apiserver with 10k Services (a fifth of them headless,
+// with 50k endpoints between them) and 20k Pods over 200 nodes, then starts meshdns's kubernetes
+// source and CoreDNS's own kubernetes plugin (the peer, in the same binary) against it, and measures
+// for each: time to ready, resident memory, and the time and CPU from one Service created to its
+// answer. MESHDNS_SCALE scales the object counts (0.1 in CI). Run with -benchtime 1x.
+func BenchmarkKubernetesScale(b *testing.B) {
+	scale := 1.0
+	if s := os.Getenv("MESHDNS_SCALE"); s != "" {
+		var err error
+		if scale, err = strconv.ParseFloat(s, 64); err != nil || scale <= 0 {
+			b.Fatalf("MESHDNS_SCALE=%q: want a positive number", s)
+		}
+	}
+	n := func(full int) int { return max(1, int(float64(full)*scale)) }
+	services, headless, endpointsEach, pods, nodes := n(10000), n(2000), 25, n(20000), 200
+	stack := realstack.Start(b, realstack.Options{WithoutIstiod: true})
+
+	begin := time.Now()
+	namespaces := max(1, services/100)
+	if err := parallel(16, namespaces, func(i int) error { return stack.EnsureNamespace(fmt.Sprintf("ns-%d", i)) }); err != nil {
+		b.Fatal(err)
+	}
+	err := parallel(16, services, func(i int) error {
+		ns, name := fmt.Sprintf("ns-%d", i%namespaces), fmt.Sprintf("svc-%d", i)
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+		if i < headless {
+			svc.Spec.ClusterIP = corev1.ClusterIPNone
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := stack.Kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if i >= headless {
+			return nil
+		}
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+		}
+		for j := range endpointsEach {
+			ready := j%10 != 0
+			host := fmt.Sprintf("%s-%d", name, j)
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", 100+i/256%100, i%256, j+1)},
+				Hostname:   &host,
+				Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+			})
+		}
+		_, err := stack.Kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = parallel(16, pods, func(i int) error {
+		ns := fmt.Sprintf("ns-%d", i%namespaces)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		p, err := stack.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("pod-%d", i)},
+			Spec: corev1.PodSpec{NodeName: fmt.Sprintf("node-%d", i%nodes),
+				Containers: []corev1.Container{{Name: "app", Image: "realstack.invalid/none"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		ip := fmt.Sprintf("10.%d.%d.%d", 200+i/65536, i/256%256, i%256)
+		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
+		_, err = stack.Kube.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("loaded %d Services (%d headless, %d endpoints), %d Pods on %d nodes in %v",
+		services, headless, headless*endpointsEach, pods, nodes, time.Since(begin).Round(time.Second))
+
+	type result struct {
+		name                   string
+		ready                  time.Duration
+		rssMiB                 float64
+		change                 []time.Duration
+		cpuPerChange           time.Duration
+		srv                    *server
+		addr, rdy, probeSuffix string
+	}
+	results := []*result{
+		{name: "meshdns kubernetes source", probeSuffix: fmt.Sprintf(`    meshdns cluster.local {
+        kubernetes {
+            kubeconfig %s
+            clients node-0
+            startup_timeout 0s
+        }
+    }`, stack.Kubeconfig)},
+		{name: "CoreDNS kubernetes plugin", probeSuffix: fmt.Sprintf(`    kubernetes cluster.local {
+        kubeconfig %s
+    }`, stack.Kubeconfig)},
+	}
+	for _, r := range results {
+		port, rport := freePort(b), freePort(b)
+		r.addr, r.rdy = "127.0.0.1:"+port, "127.0.0.1:"+rport
+		corefile := fmt.Sprintf(".:%s {\n    bind 127.0.0.1\n%s\n    ready %s\n}\n", port, r.probeSuffix, r.rdy)
+		start := time.Now()
+		r.srv = startCoreDNS(b, b.TempDir(), corefile, r.addr)
+		waitHTTP(b, "http://"+r.rdy+"/ready", 5*time.Minute)
+		r.ready = time.Since(start)
+		time.Sleep(2 * time.Second) // let the first table's garbage go
+		r.rssMiB = float64(procStatus(b, r.srv.cmd.Process.Pid, "VmRSS")) / 1024
+	}
+
+	// One Service at a time, both resolvers polled every millisecond until each answers it.
+	const changes = 10
+	cpu0 := make([]time.Duration, len(results))
+	for i, r := range results {
+		cpu0[i] = procCPU(b, r.srv.cmd.Process.Pid)
+	}
+	for c := range changes {
+		name := fmt.Sprintf("probe-%d", c)
+		created := time.Now()
+		svc, err := stack.CreateService("ns-0", name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fqdn := name + ".ns-0.svc.cluster.local."
+		pending := slices.Clone(results)
+		for len(pending) > 0 {
+			if time.Since(created) > 30*time.Second {
+				b.Fatalf("%s not answered within 30s by %s", fqdn, pending[0].name)
+			}
+			for i := 0; i < len(pending); i++ {
+				r := pending[i]
+				got := addrsOfTB(b, r.addr, fqdn)
+				if len(got) == 1 && got[0] == svc.Spec.ClusterIP {
+					r.change = append(r.change, time.Since(created))
+					pending = slices.Delete(pending, i, i+1)
+					i--
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for i, r := range results {
+		r.cpuPerChange = (procCPU(b, r.srv.cmd.Process.Pid) - cpu0[i]) / changes
+	}
+
+	var out strings.Builder
+	fmt.Fprintf(&out, "%d Services (%d headless, %d endpoints), %d Pods on %d nodes\n", services, headless, headless*endpointsEach, pods, nodes)
+	fmt.Fprintf(&out, "%-28s %12s %10s %18s %14s\n", "", "ready", "RSS MiB", "change->answer p50", "CPU/change")
+	for _, r := range results {
+		slices.Sort(r.change)
+		fmt.Fprintf(&out, "%-28s %12v %10.1f %18v %14v\n", r.name, r.ready.Round(time.Millisecond), r.rssMiB,
+			r.change[len(r.change)/2].Round(time.Millisecond), r.cpuPerChange.Round(time.Millisecond))
+	}
+	m, p := results[0], results[1]
+	fmt.Fprintf(&out, "meshdns/peer ratios: ready %.2f, RSS %.2f, change->answer %.2f\n",
+		m.ready.Seconds()/p.ready.Seconds(), m.rssMiB/p.rssMiB,
+		m.change[len(m.change)/2].Seconds()/p.change[len(p.change)/2].Seconds())
+	b.Log("\n" + out.String())
+	if dir := os.Getenv("MESHDNS_RESULTS"); dir != "" {
+		path := filepath.Join(dir, time.Now().Format("2006-01-02")+"-kubescale.txt")
+		if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
+			b.Error(err)
+		}
+	}
+	b.ReportMetric(m.ready.Seconds(), "meshdns-ready-s")
+	b.ReportMetric(m.rssMiB, "meshdns-rss-MiB")
+	b.ReportMetric(float64(m.change[len(m.change)/2].Milliseconds()), "meshdns-change-ms")
+	b.ReportMetric(p.ready.Seconds(), "peer-ready-s")
+	b.ReportMetric(p.rssMiB, "peer-rss-MiB")
+	b.ReportMetric(float64(p.change[len(p.change)/2].Milliseconds()), "peer-change-ms")
+}
+
+// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
+func parallel(workers, n int, fn func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+func addrsOfTB(tb testing.TB, addr, name string) []string {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	c := &dns.Client{Timeout: time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return out
+}
+
+func waitHTTP(tb testing.TB, url string, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.Fatalf("%s not OK within %v", url, timeout)
+}
+
+// procStatus reads a kB field of /proc/PID/status.
+func procStatus(tb testing.TB, pid int, field string) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			v, _ := strconv.Atoi(strings.Fields(rest)[0])
+			return v
+		}
+	}
+	tb.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// procCPU is the user+system CPU time of a process so far (clock ticks of 10 ms).
+func procCPU(tb testing.TB, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.Atoi(fields[11])
+	stime, _ := strconv.Atoi(fields[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
