@@ -18,9 +18,9 @@ var serviceEntryGVR = schema.GroupVersionResource{Group: "networking.istio.io", 
 // serviceEntry is the part of an Istio ServiceEntry that names hosts, which is all the informer keeps.
 type serviceEntry struct {
 	metav1.ObjectMeta
-	Hosts      []string
-	Addresses  []string
-	Allocated  []allocatedAddress // status.addresses: what istiod allocated, per host
+	Hosts     []string
+	Addresses []string
+	Allocated []allocatedAddress // status.addresses: what istiod allocated, per host
 }
 
 type allocatedAddress struct{ Host, Value string }
