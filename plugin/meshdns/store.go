@@ -11,15 +11,20 @@ import (
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 )
 
-// store turns the snapshots of the sources into the table being served. Sources publish into it; the
+// store turns what the sources deliver into the table being served. Sources publish into it; the
 // handler only loads the current table, so a query never waits on a source.
 type store struct {
 	opts    table.Options
 	sources []source.Source
 	server  string // metric label, known once the server is set up
 
-	mu      sync.Mutex // serialises rebuilds
-	snaps   [][]table.Entry
+	mu sync.Mutex // serialises updates
+	// Each source's entries: the last snapshot, or, for a source that sends changes, its entries by
+	// canonical host (the snapshot is then nil).
+	snaps  [][]table.Entry
+	byHost []map[string][]table.Entry
+	// index groups a snapshot by host, made when a change to another source needs it.
+	index   []map[string][]table.Entry
 	have    []bool
 	cur     atomic.Pointer[table.Table]
 	ready   atomic.Bool
@@ -33,23 +38,50 @@ func newStore(opts table.Options) *store {
 	return &store{opts: opts, readyCh: make(chan struct{})}
 }
 
-// carried keeps each source's last applied snapshot across Corefile reloads. CoreDNS sets the new
-// instance up before it shuts the old one down; without this, a control plane's table would vanish at
-// every reload until its next push, and for good while the control plane is down. This is the only
-// state that outlives a plugin instance.
-var carried sync.Map // source.String() -> []table.Entry
+// carried keeps, for each source, where its last entries are across Corefile reloads. CoreDNS sets
+// the new instance up before it shuts the old one down; without this, a control plane's table would
+// vanish at every reload until its next push, and for good while the control plane is down. This is
+// the only state that outlives a plugin instance.
+var carried sync.Map // source.String() -> carriedRef
+
+// carriedRef is a source's entries in the store that last had them.
+type carriedRef struct {
+	store *store
+	index int
+}
 
 // add registers a source with the snapshot it already loaded, or nil when it has none yet, in which
 // case it starts from what the same source had before a reload, if anything.
 func (s *store) add(src source.Source, initial []table.Entry) {
 	if initial == nil {
-		if snap, ok := carried.Load(src.String()); ok {
-			initial = snap.([]table.Entry)
+		if ref, ok := carried.Load(src.String()); ok {
+			initial = ref.(carriedRef).entries()
 		}
 	}
 	s.sources = append(s.sources, src)
 	s.snaps = append(s.snaps, initial)
+	s.byHost = append(s.byHost, nil)
+	s.index = append(s.index, nil)
 	s.have = append(s.have, initial != nil)
+}
+
+// entries returns a copy of the entries the referenced store holds for its source.
+func (r carriedRef) entries() []table.Entry {
+	r.store.mu.Lock()
+	defer r.store.mu.Unlock()
+	return slices.Clone(r.store.entriesOf(r.index))
+}
+
+// entriesOf lists source i's entries. The caller holds mu.
+func (s *store) entriesOf(i int) []table.Entry {
+	if s.byHost[i] == nil {
+		return s.snaps[i]
+	}
+	var out []table.Entry
+	for _, es := range s.byHost[i] {
+		out = append(out, es...)
+	}
+	return out
 }
 
 // table returns the table being served, nil before any source has published.
@@ -80,26 +112,92 @@ func (s *store) stop() {
 	s.done.Wait()
 }
 
-// rebuild merges every snapshot into a new table and swaps it in. The caller holds mu.
+// rebuild merges every source's entries into a new table and swaps it in. The caller holds mu.
 func (s *store) rebuild() {
 	var snaps [][]table.Entry
 	ready := true
 	for i, have := range s.have {
 		if have {
-			snaps = append(snaps, s.snaps[i])
+			snaps = append(snaps, s.entriesOf(i))
 		}
 		ready = ready && have
 	}
 	if len(snaps) == 0 {
 		return
 	}
-	t := table.Build(slices.Concat(snaps...), s.opts)
-	s.cur.Store(t)
+	s.swap(table.Build(slices.Concat(snaps...), s.opts))
 	if ready && !s.ready.Swap(true) {
 		close(s.readyCh)
 	}
+}
+
+// swap serves t. The caller holds mu.
+func (s *store) swap(t *table.Table) {
+	s.cur.Store(t)
 	entriesGauge.WithLabelValues(s.server).Set(float64(t.Len()))
 	lastUpdate.WithLabelValues(s.server).Set(float64(time.Now().Unix()))
+}
+
+// maxPending is how many changed hosts a table takes as an overlay (table.Update) before the next
+// change builds it whole: a tenth of the table, and at least a few hundred.
+func maxPending(n int) int { return max(512, n/10) }
+
+// change applies source i's entries for some hosts: each host's entries from every source are merged
+// again and the table updated. The caller holds mu.
+func (s *store) change(i int, hosts map[string][]table.Entry) {
+	if s.byHost[i] == nil {
+		s.byHost[i] = groupByHost(s.snaps[i])
+		s.snaps[i] = nil
+	}
+	for h, es := range hosts {
+		ch := table.CanonicalHost(h)
+		if len(es) == 0 {
+			delete(s.byHost[i], ch)
+		} else {
+			s.byHost[i][ch] = es
+		}
+	}
+	cur := s.cur.Load()
+	if cur == nil || !s.have[i] || cur.Pending()+len(hosts) > maxPending(cur.Len()) {
+		s.rebuild()
+		return
+	}
+	changes := make(map[string]*table.Entry, len(hosts))
+	for h := range hosts {
+		ch := table.CanonicalHost(h)
+		var all []table.Entry
+		for j := range s.sources {
+			if s.have[j] {
+				all = append(all, s.hostEntries(j, ch)...)
+			}
+		}
+		if merged := table.Merge(all); len(merged) > 0 {
+			changes[ch] = &merged[0]
+		} else {
+			changes[ch] = nil
+		}
+	}
+	s.swap(cur.Update(changes))
+}
+
+// hostEntries returns source j's entries for canonical host h. The caller holds mu.
+func (s *store) hostEntries(j int, h string) []table.Entry {
+	if s.byHost[j] != nil {
+		return s.byHost[j][h]
+	}
+	if s.index[j] == nil {
+		s.index[j] = groupByHost(s.snaps[j])
+	}
+	return s.index[j][h]
+}
+
+func groupByHost(entries []table.Entry) map[string][]table.Entry {
+	m := make(map[string][]table.Entry, len(entries))
+	for _, e := range entries {
+		h := table.CanonicalHost(e.Host)
+		m[h] = append(m[h], e)
+	}
+	return m
 }
 
 // startupTimeout is the longest time any of the sources wants the server's start to wait for it.
@@ -132,15 +230,27 @@ type sink struct {
 func (k *sink) Publish(entries []table.Entry) {
 	s := k.store
 	src := s.sources[k.index]
-	carried.Store(src.String(), entries)
 	s.mu.Lock()
-	s.snaps[k.index] = entries
+	s.snaps[k.index], s.byHost[k.index], s.index[k.index] = entries, nil, nil
 	s.have[k.index] = true
 	s.rebuild()
 	n := s.table().Len()
 	s.mu.Unlock()
+	carried.Store(src.String(), carriedRef{store: s, index: k.index})
 	tableUpdates.WithLabelValues(s.server, src.Kind(), "applied").Inc()
 	log.Infof("%s: name table updated, %d entries from this source, %d served", src, len(entries), n)
+}
+
+func (k *sink) Change(hosts map[string][]table.Entry) {
+	s := k.store
+	src := s.sources[k.index]
+	s.mu.Lock()
+	s.change(k.index, hosts)
+	n := s.table().Len()
+	s.mu.Unlock()
+	carried.Store(src.String(), carriedRef{store: s, index: k.index})
+	tableUpdates.WithLabelValues(s.server, src.Kind(), "applied").Inc()
+	log.Debugf("%s: name table updated, %d hosts changed, %d served", src, len(hosts), n)
 }
 
 func (k *sink) Reject(err error) {

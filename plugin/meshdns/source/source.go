@@ -39,3 +39,13 @@ type Clients interface {
 type Waited interface {
 	StartupTimeout() time.Duration
 }
+
+// ChangeSink is a Sink that also takes changes to some hosts, so that a source whose objects change
+// one at a time (Kubernetes) need not send everything again. A source publishes a first snapshot,
+// then changes.
+type ChangeSink interface {
+	Sink
+	// Change replaces the source's entries for each host given (canonical or not); an empty list
+	// means the source no longer has the host.
+	Change(hosts map[string][]table.Entry)
+}

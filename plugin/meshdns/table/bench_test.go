@@ -81,3 +81,20 @@ func BenchmarkBuild(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUpdate is the cost of one changed host on a large table, against BenchmarkBuild.
+func BenchmarkUpdate(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		entries := benchEntries(n)
+		tbl := Build(entries, opts)
+		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				e := entries[i%len(entries)]
+				e.Addrs = addrs("10.99.0.1")
+				tbl.Update(map[string]*Entry{e.Host: &e})
+				i++
+			}
+		})
+	}
+}

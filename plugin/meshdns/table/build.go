@@ -30,6 +30,16 @@ type Table struct {
 	ttl     uint32
 	serial  uint32
 	entries int
+	opt     Options
+
+	// rivals lists, for each host that shares a key (a short form, an alt host) with other hosts, the
+	// entries of those hosts: when the host changes, Update rebuilds them with it (update.go).
+	rivals map[string][]Entry
+	// over and current make a table built by Update: the hosts in current are answered from over,
+	// whatever this table's own indexes say about them.
+	over    *Table
+	current map[string]*Entry // every host changed since the base was built: its entry, nil if gone
+	baseLen int               // entries of the base
 }
 
 // name is one host with its answers prepared: the addresses as the byte slices DNS records carry.
@@ -50,6 +60,7 @@ type name struct {
 // same way every time. The index keeps the claims themselves rather than copy out the names.
 type claim struct {
 	n        *name
+	idx      int32 // the entry's position in Build's merged list
 	strength uint8 // 0 canonical, 1 alt host, 2 short form
 	rank     uint8 // Entry.rank
 }
@@ -77,9 +88,16 @@ func Build(entries []Entry, opt Options) *Table {
 		ttl:     opt.TTL,
 		serial:  uint32(time.Now().Unix()),
 		entries: len(entries),
+		baseLen: len(entries),
+		opt:     opt,
 	}
+	var collisions [][2]int32 // pairs of entries claiming the same key
 	put := func(m map[string]claim, key string, c claim) {
-		if old, ok := m[key]; !ok || c.beats(old) {
+		old, ok := m[key]
+		if ok && old.idx != c.idx {
+			collisions = append(collisions, [2]int32{old.idx, c.idx})
+		}
+		if !ok || c.beats(old) {
 			m[key] = c
 		}
 	}
@@ -134,18 +152,21 @@ func Build(entries []Entry, opt Options) *Table {
 			}
 			continue
 		}
-		put(t.names, host, claim{n: n, strength: 0, rank: e.rank()})
+		c := claim{n: n, idx: int32(i), rank: e.rank()}
+		put(t.names, host, c)
+		c.strength = 1
 		for _, alt := range e.AltHosts {
-			put(t.names, canonicalHost(alt), claim{n: n, strength: 1, rank: e.rank()})
+			put(t.names, canonicalHost(alt), c)
 		}
 		if short, ns, ok := shortForms(e, host, cd); ok {
 			// Every short form is a prefix of the host: "name.", "name.ns.", "name.ns.svc.".
-			put(t.names, host[:len(short)+len(ns)+2], claim{n: n, strength: 2, rank: e.rank()})
-			put(t.names, host[:len(short)+len(ns)+6], claim{n: n, strength: 2, rank: e.rank()})
+			c.strength = 2
+			put(t.names, host[:len(short)+len(ns)+2], c)
+			put(t.names, host[:len(short)+len(ns)+6], c)
 			if t.bare[ns] == nil {
 				t.bare[ns] = make(map[string]claim)
 			}
-			put(t.bare[ns], host[:len(short)+1], claim{n: n, strength: 2, rank: e.rank()})
+			put(t.bare[ns], host[:len(short)+1], c)
 		}
 		for _, a := range addrs {
 			a = a.Unmap()
@@ -157,7 +178,25 @@ func Build(entries []Entry, opt Options) *Table {
 	for _, hosts := range t.reverse {
 		slices.Sort(hosts)
 	}
+	for _, pair := range collisions {
+		a, b := &entries[pair[0]], &entries[pair[1]]
+		t.addRival(names[pair[0]].host, b)
+		t.addRival(names[pair[1]].host, a)
+	}
 	return t
+}
+
+func (t *Table) addRival(host string, e *Entry) {
+	if t.rivals == nil {
+		t.rivals = make(map[string][]Entry)
+	}
+	h := canonicalHost(e.Host)
+	for _, r := range t.rivals[host] {
+		if canonicalHost(r.Host) == h {
+			return
+		}
+	}
+	t.rivals[host] = append(t.rivals[host], *e)
 }
 
 // shortForms returns the Kubernetes short name and namespace of a host in the cluster domain

@@ -73,6 +73,9 @@ func (t *Table) Lookup(qname string, v *View) Match {
 // find looks key up as a host or one of its forms, then as a bare name in the client's namespace,
 // then under the most specific wildcard.
 func (t *Table) find(key []byte, v *View) *name {
+	if t.over != nil {
+		return t.findLayered(key, v)
+	}
 	if c, ok := t.names[string(key)]; ok {
 		return c.n
 	}

@@ -86,3 +86,6 @@ func isCanonical(h string) bool {
 	}
 	return true
 }
+
+// CanonicalHost is the key the table files host under: lower case, fully qualified.
+func CanonicalHost(h string) string { return canonicalHost(h) }

@@ -26,5 +26,11 @@ func (t *Table) ptr(key []byte) ([]string, string) {
 	if err != nil {
 		return nil, ""
 	}
+	if t.over != nil {
+		if hosts := t.reverseHosts(t.reverse[addr], t.over.reverse[addr]); len(hosts) > 0 {
+			return hosts, zone
+		}
+		return nil, ""
+	}
 	return t.reverse[addr], zone
 }

@@ -56,8 +56,10 @@ type Source struct {
 	kick      chan struct{}
 
 	// Owned by the Run goroutine.
-	byKey map[string][]table.Entry // "s/ns/name" or "e/ns/name" -> its entries
-	keys  []string                 // the keys of byKey, sorted: the order of the snapshot
+	byKey     map[string][]table.Entry // "s/ns/name" or "e/ns/name" -> its entries
+	hostKeys  map[string][]string      // canonical host -> the keys of the objects naming it, sorted
+	published bool                     // the first snapshot is out: send changes from now on
+	changed   map[string]bool          // canonical hosts whose entries changed in this flush
 }
 
 // New checks the configuration (the kubeconfig must load, or the process must be in a cluster) and
@@ -116,7 +118,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	}
 
 	s.dirtySvc, s.dirtySE = map[string]bool{}, map[string]bool{}
-	s.byKey = map[string][]table.Entry{}
+	s.byKey, s.hostKeys = map[string][]table.Entry{}, map[string][]string{}
 	byNS := map[string]*nsInformers{}
 	var synced []cache.InformerSynced
 	var started []interface{ Start(<-chan struct{}) }
@@ -341,34 +343,87 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 	if podsChanged && pods != nil {
 		clientsGauge.WithLabelValues(s.cfg.Cluster).Set(float64(s.clients.rebuild(pods.GetStore().List())))
 	}
-	if len(svcKeys) > 0 || len(seKeys) > 0 || len(s.keys) == 0 {
+	cs, incremental := sink.(source.ChangeSink)
+	switch {
+	case !s.published || !incremental:
+		if s.published && len(s.changed) == 0 {
+			break
+		}
 		sink.Publish(s.snapshot())
+		s.published = true
+	case len(s.changed) > 0:
+		hosts := make(map[string][]table.Entry, len(s.changed))
+		for h := range s.changed {
+			hosts[h] = s.entriesFor(h)
+		}
+		cs.Change(hosts)
+	}
+	clear(s.changed)
+}
+
+// entriesFor gathers this source's entries for canonical host h, object by object in key order.
+func (s *Source) entriesFor(h string) []table.Entry {
+	var out []table.Entry
+	for _, k := range s.hostKeys[h] {
+		for _, e := range s.byKey[k] {
+			if table.CanonicalHost(e.Host) == h {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// set records the entries of one object, and which hosts changed with it.
+func (s *Source) set(key string, entries []table.Entry) {
+	if s.changed == nil {
+		s.changed = map[string]bool{}
+	}
+	for _, e := range s.byKey[key] {
+		h := table.CanonicalHost(e.Host)
+		s.changed[h] = true
+		s.hostKeys[h] = deleteSorted(s.hostKeys[h], key)
+		if len(s.hostKeys[h]) == 0 {
+			delete(s.hostKeys, h)
+		}
+	}
+	if len(entries) == 0 {
+		delete(s.byKey, key)
+		return
+	}
+	s.byKey[key] = entries
+	for _, e := range entries {
+		h := table.CanonicalHost(e.Host)
+		s.changed[h] = true
+		s.hostKeys[h] = insertSorted(s.hostKeys[h], key)
 	}
 }
 
-// set records the entries of one object, keeping keys sorted.
-func (s *Source) set(key string, entries []table.Entry) {
-	i, found := slices.BinarySearch(s.keys, key)
-	switch {
-	case len(entries) == 0 && found:
-		s.keys = slices.Delete(s.keys, i, i+1)
-		delete(s.byKey, key)
-	case len(entries) > 0:
-		if !found {
-			s.keys = slices.Insert(s.keys, i, key)
-		}
-		s.byKey[key] = entries
+func insertSorted(keys []string, k string) []string {
+	if i, found := slices.BinarySearch(keys, k); !found {
+		return slices.Insert(keys, i, k)
 	}
+	return keys
+}
+
+func deleteSorted(keys []string, k string) []string {
+	if i, found := slices.BinarySearch(keys, k); found {
+		return slices.Delete(keys, i, i+1)
+	}
+	return keys
 }
 
 // snapshot lists every entry, objects in key order: the same objects always make the same table.
 func (s *Source) snapshot() []table.Entry {
+	keys := make([]string, 0, len(s.byKey))
 	n := 0
-	for _, k := range s.keys {
-		n += len(s.byKey[k])
+	for k, es := range s.byKey {
+		keys = append(keys, k)
+		n += len(es)
 	}
+	slices.Sort(keys)
 	out := make([]table.Entry, 0, n)
-	for _, k := range s.keys {
+	for _, k := range keys {
 		out = append(out, s.byKey[k]...)
 	}
 	return out

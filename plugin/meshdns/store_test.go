@@ -1,0 +1,106 @@
+package meshdns
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+)
+
+// idleSource is a source that never runs: the test drives its sink.
+type idleSource struct{ name string }
+
+func (s idleSource) Kind() string                           { return "test" }
+func (s idleSource) String() string                         { return "test " + s.name }
+func (s idleSource) Run(ctx context.Context, _ source.Sink) { <-ctx.Done() }
+
+func lookupAddrs(t *testing.T, st *store, host string) []string {
+	t.Helper()
+	tbl := st.table()
+	m := tbl.Lookup(host, table.NewView("", nil, "cluster.local"))
+	if !m.Found() {
+		return nil
+	}
+	rrs, _ := tbl.Answer(m, host, 1)
+	var out []string
+	for _, rr := range rrs {
+		out = append(out, rr.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestStoreChanges checks that changes from one source are merged with what other sources have for
+// the same host, by the same rules as whole snapshots, both as overlays and once rebuilt whole.
+func TestStoreChanges(t *testing.T) {
+	st := newStore(table.Options{ClusterDomain: "cluster.local", TTL: 30})
+	files := idleSource{"snapshots"}
+	kube := idleSource{"changes"}
+	st.add(files, []table.Entry{
+		{Host: "web.ns.svc.cluster.local", Addrs: []netip.Addr{netip.MustParseAddr("240.0.0.1")}, Registry: table.RegistryExternal},
+		{Host: "api.example.com", Addrs: []netip.Addr{netip.MustParseAddr("240.0.0.2")}, Registry: table.RegistryExternal},
+	})
+	st.add(kube, nil)
+	st.start("test")
+	defer st.stop()
+	fileSink, kubeSink := &sink{store: st, index: 0}, &sink{store: st, index: 1}
+	if st.ready.Load() {
+		t.Fatal("ready before the second source published")
+	}
+	kubeSink.Publish([]table.Entry{{Host: "db.ns.svc.cluster.local", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.9")}, Registry: table.RegistryKubernetes}})
+	if !st.ready.Load() {
+		t.Fatal("not ready after both published")
+	}
+	want := func(host string, addrs ...string) {
+		t.Helper()
+		var w []string
+		for _, a := range addrs {
+			w = append(w, fmt.Sprintf("%s\t30\tIN\tA\t%s", host, a))
+		}
+		slices.Sort(w)
+		if got := lookupAddrs(t, st, host); !slices.Equal(got, w) {
+			t.Errorf("%s: %v, want %v", host, got, w)
+		}
+	}
+	web := table.Entry{Host: "web.ns.svc.cluster.local", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, Registry: table.RegistryKubernetes}
+	kubeSink.Change(map[string][]table.Entry{"web.ns.svc.cluster.local": {web}})
+	want("web.ns.svc.cluster.local.", "10.0.0.1") // the Service beats the other source's entry
+	if st.table().Pending() != 1 {
+		t.Errorf("pending %d: a change is an overlay", st.table().Pending())
+	}
+	kubeSink.Change(map[string][]table.Entry{"web.ns.svc.cluster.local": nil})
+	want("web.ns.svc.cluster.local.", "240.0.0.1") // gone from this source: the other's again
+	want("db.ns.svc.cluster.local.", "10.0.0.9")
+	ext := table.Entry{Host: "API.example.com", Addrs: []netip.Addr{netip.MustParseAddr("240.0.0.3")}, Registry: table.RegistryExternal}
+	kubeSink.Change(map[string][]table.Entry{"API.example.com": {ext}})
+	want("api.example.com.", "240.0.0.2", "240.0.0.3") // equal rank: the union
+	// The other source publishes: the table is built whole, with this source's changes in it.
+	fileSink.Publish([]table.Entry{{Host: "other.example.com", Addrs: []netip.Addr{netip.MustParseAddr("240.0.0.4")}, Registry: table.RegistryExternal}})
+	if st.table().Pending() != 0 {
+		t.Errorf("pending %d after a whole build", st.table().Pending())
+	}
+	want("api.example.com.", "240.0.0.3")
+	want("db.ns.svc.cluster.local.", "10.0.0.9")
+	want("web.ns.svc.cluster.local.")
+	// Many changes: past maxPending the table is built whole again.
+	many := map[string][]table.Entry{}
+	for i := range maxPending(0) + 1 {
+		h := fmt.Sprintf("s%d.ns.svc.cluster.local", i)
+		many[h] = []table.Entry{{Host: h, Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})}, Registry: table.RegistryKubernetes}}
+	}
+	kubeSink.Change(many)
+	if st.table().Pending() != 0 || st.table().Len() != 3+len(many) {
+		t.Errorf("pending %d, %d entries after %d changes", st.table().Pending(), st.table().Len(), len(many))
+	}
+	want("s7.ns.svc.cluster.local.", "10.1.0.7")
+	// A reload carries this source's current entries, changes included.
+	next := newStore(st.opts)
+	next.add(kube, nil)
+	if got := len(next.snaps[0]); got != 2+len(many) {
+		t.Errorf("carried %d entries, want %d", got, 2+len(many))
+	}
+}

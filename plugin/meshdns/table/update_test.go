@@ -1,0 +1,137 @@
+package table
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// randomEntry makes entries that collide often: few short names and namespaces, alt hosts that are
+// other hosts' short forms, wildcards over other hosts, Kubernetes and external registries.
+func randomEntry(r *rand.Rand, host string) Entry {
+	e := Entry{Host: host, Registry: RegistryExternal}
+	if strings.HasSuffix(host, ".svc.cluster.local") && r.IntN(4) > 0 {
+		e.Registry = RegistryKubernetes
+	}
+	for range r.IntN(3) {
+		e.Addrs = append(e.Addrs, netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(4)), byte(r.IntN(8))}))
+	}
+	if r.IntN(5) == 0 {
+		e.Addrs = append(e.Addrs, netip.MustParseAddr(fmt.Sprintf("fd00::%d", r.IntN(8))))
+	}
+	if r.IntN(6) == 0 {
+		e.AltHosts = append(e.AltHosts, fmt.Sprintf("s%d.n%d", r.IntN(4), r.IntN(3))) // another host's short form
+	}
+	if r.IntN(12) == 0 {
+		e.Alias = fmt.Sprintf("s%d.n%d.svc.cluster.local", r.IntN(4), r.IntN(3))
+	}
+	return e
+}
+
+func randomHost(r *rand.Rand) string {
+	switch r.IntN(6) {
+	case 0:
+		return fmt.Sprintf("*.x%d.example.com", r.IntN(3))
+	case 1:
+		return fmt.Sprintf("*.example.com")
+	case 2:
+		return fmt.Sprintf("h%d.x%d.example.com", r.IntN(4), r.IntN(3))
+	case 3:
+		return fmt.Sprintf("p%d.s%d.n%d.svc.cluster.local", r.IntN(2), r.IntN(4), r.IntN(3))
+	}
+	return fmt.Sprintf("s%d.n%d.svc.cluster.local", r.IntN(4), r.IntN(3))
+}
+
+// outcome renders what a table answers to qname for every type, for comparing two tables.
+func outcome(t *Table, qname string, v *View) string {
+	m := t.Lookup(qname, v)
+	if !m.Found() {
+		return "miss"
+	}
+	var out []string
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypePTR} {
+		rrs, ok := t.Answer(m, qname, qt)
+		var ss []string
+		for _, rr := range rrs {
+			h := rr.Header()
+			ss = append(ss, fmt.Sprintf("%s %d %s", h.Name, h.Ttl, strings.TrimPrefix(rr.String(), h.String())))
+		}
+		slices.Sort(ss) // rotation aside
+		out = append(out, fmt.Sprintf("%s %v %v", dns.TypeToString[qt], ok, ss))
+	}
+	return m.Host() + " " + strings.Join(out, " | ")
+}
+
+// TestUpdateAnswersAsBuild applies random changes through Update, one batch after another, and checks
+// that every name form of every host, and more, answers as a table built whole from the same entries.
+func TestUpdateAnswersAsBuild(t *testing.T) {
+	views := []*View{NewView("", nil, "cluster.local"), NewView("n0", nil, "cluster.local"), NewView("n1", nil, "cluster.local")}
+	var queries []string
+	for s := range 4 {
+		for n := range 3 {
+			for _, f := range []string{"s%d.n%d.svc.cluster.local.", "s%d.n%d.", "s%d.n%d.svc.", "s%d.", "p0.s%d.n%d.svc.cluster.local.", "p1.s%d.n%d.", "s%d.n%d.svc.cluster.local.n0.svc.cluster.local."} {
+				queries = append(queries, strings.Replace(fmt.Sprintf(f, s, n), "%!d(MISSING)", "", 1))
+			}
+		}
+	}
+	for h := range 4 {
+		for x := range 3 {
+			queries = append(queries, fmt.Sprintf("h%d.x%d.example.com.", h, x), fmt.Sprintf("a.b.x%d.example.com.", x), fmt.Sprintf("x%d.example.com.", x))
+		}
+	}
+	for c := range 4 {
+		for d := range 8 {
+			queries = append(queries, fmt.Sprintf("%d.%d.0.10.in-addr.arpa.", d, c))
+		}
+	}
+	queries = append(queries, "example.com.", "zz.example.com.", "nothing.svc.cluster.local.")
+
+	for seed := range uint64(40) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		state := map[string]Entry{} // canonical host -> entry
+		for range 30 {
+			h := randomHost(r)
+			state[canonicalHost(h)] = randomEntry(r, h)
+		}
+		full := func() *Table {
+			var es []Entry
+			for _, e := range state {
+				es = append(es, e)
+			}
+			return Build(es, opts)
+		}
+		tbl := full()
+		for batch := range 12 {
+			changes := map[string]*Entry{}
+			for range 1 + r.IntN(4) {
+				h := randomHost(r)
+				ch := canonicalHost(h)
+				if _, ok := state[ch]; ok && r.IntN(3) == 0 {
+					delete(state, ch)
+					changes[ch] = nil
+					continue
+				}
+				e := randomEntry(r, h)
+				state[ch] = e
+				changes[ch] = &e
+			}
+			tbl = tbl.Update(changes)
+			want := full()
+			if tbl.Len() != want.Len() {
+				t.Fatalf("seed %d batch %d: Len %d, want %d", seed, batch, tbl.Len(), want.Len())
+			}
+			for _, v := range views {
+				for _, q := range queries {
+					if got, want := outcome(tbl, q, v), outcome(want, q, v); got != want {
+						t.Fatalf("seed %d batch %d, %s from %q:\n got  %s\n want %s", seed, batch, q, v.Namespace, got, want)
+					}
+				}
+			}
+		}
+	}
+}
