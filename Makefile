@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/coredns
 FUZZTIME ?= 30s
 
-.PHONY: all build run test generate fuzz bench bench-push clean
+.PHONY: all build run test generate fuzz bench bench-push bench-kube clean
 
 all: build
 
@@ -28,6 +28,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/file
 	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./plugin/meshdns
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNameTable$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/nds
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
+	$(GO) test -run '^$$' -fuzz '^FuzzServiceEntry$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 
 # Side-by-side dnsperf run on the same names: meshdns, CoreDNS's hosts plugin, Istio's DNS proxy,
 # unbound and a bare miekg/dns server (needs dnsperf, dig, unbound; gnuplot-nox for the chart).
@@ -37,6 +39,13 @@ bench: build
 # dnsperf's latency percentiles while a 10k-name NDS push lands every second, against no pushes.
 bench-push: build
 	bench/push-latency.sh
+
+# The kubernetes source against CoreDNS's kubernetes plugin on a real kube-apiserver loaded with 10k
+# Services, 50k endpoints and 20k pods (SCALE=0.1 for a tenth); results go to bench/results.
+SCALE ?= 1
+bench-kube:
+	MESHDNS_SCALE=$(SCALE) MESHDNS_REQUIRE_STACK=1 MESHDNS_RESULTS=$(CURDIR)/bench/results \
+		$(GO) test -run '^$$' -bench '^BenchmarkKubernetesScale$$' -benchtime 1x -timeout 30m ./test/
 
 clean:
 	rm -rf bin
