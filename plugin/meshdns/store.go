@@ -30,6 +30,8 @@ type store struct {
 	ready   atomic.Bool
 	readyCh chan struct{} // closed when ready first turns true
 
+	compact *time.Timer // builds whole a while after the last change, ending the overlay's cost
+
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 }
@@ -110,7 +112,15 @@ func (s *store) stop() {
 		s.cancel()
 	}
 	s.done.Wait()
+	s.mu.Lock()
+	if s.compact != nil {
+		s.compact.Stop()
+	}
+	s.mu.Unlock()
 }
+
+// compactAfter is how long after the last change the table is built whole, once changes stop.
+const compactAfter = 10 * time.Second
 
 // rebuild merges every source's entries into a new table and swaps it in. The caller holds mu.
 func (s *store) rebuild() {
@@ -178,6 +188,17 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 		}
 	}
 	s.swap(cur.Update(changes))
+	if s.compact == nil {
+		s.compact = time.AfterFunc(compactAfter, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if t := s.cur.Load(); t != nil && t.Pending() > 0 {
+				s.rebuild()
+			}
+		})
+	} else {
+		s.compact.Reset(compactAfter)
+	}
 }
 
 // hostEntries returns source j's entries for canonical host h. The caller holds mu.

@@ -30,7 +30,25 @@ func benchEntries(n int) []Entry {
 
 func BenchmarkLookup(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
-		tbl := Build(benchEntries(n), opts)
+		entries := benchEntries(n)
+		tbl := Build(entries, opts)
+		// The same table with 500 other hosts changed since it was built whole (table.Update).
+		changes := map[string]*Entry{}
+		for i := 2000; i < 2500; i++ {
+			e := entries[i]
+			changes[e.Host] = &e
+		}
+		for _, t := range []struct {
+			name string
+			tbl  *Table
+		}{{"", tbl}, {"overlay-", tbl.Update(changes)}} {
+			benchLookups(b, t.name, n, t.tbl)
+		}
+	}
+}
+
+func benchLookups(b *testing.B, prefix string, n int, tbl *Table) {
+	{
 		v := NewView("ns1", nil, "cluster.local")
 		for _, q := range []struct {
 			kind, qname string
@@ -46,7 +64,7 @@ func BenchmarkLookup(b *testing.B) {
 			{"search-suffixed", "svc1002.ns2.svc.cluster.local.ns1.svc.cluster.local.", dns.TypeA},
 			{"wildcard", "a.b.wild199.example.com.", dns.TypeA},
 		} {
-			b.Run(fmt.Sprintf("%s/%dk", q.kind, n/1000), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s%s/%dk", prefix, q.kind, n/1000), func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					m := tbl.Lookup(q.qname, v)

@@ -96,15 +96,27 @@ func (t *Table) findLayered(key []byte, v *View) *name {
 	}
 	if v.Namespace != "" && isSingleLabel(key) {
 		b, bok := t.bare[v.Namespace][string(key)]
-		o, ook := t.over.bare[v.Namespace][string(key)]
+		var (
+			o   claim
+			ook bool
+		)
+		if len(t.over.bare) > 0 {
+			o, ook = t.over.bare[v.Namespace][string(key)]
+		}
 		if c, ok := t.pick(b, bok, o, ook); ok {
 			return c.n
 		}
 	}
+	overWild := len(t.over.wild) > 0
+	if len(t.wild) == 0 && !overWild {
+		return nil
+	}
 	for i := 0; i < len(key)-1; i++ {
 		if key[i] == '.' && !escaped(key, i) {
-			if n := t.over.wild[string(key[i+1:])]; n != nil {
-				return n
+			if overWild {
+				if n := t.over.wild[string(key[i+1:])]; n != nil {
+					return n
+				}
 			}
 			if n := t.wild[string(key[i+1:])]; n != nil && !t.changedHost(n.host) {
 				return n
