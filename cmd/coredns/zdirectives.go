@@ -66,6 +66,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/view"
 	_ "github.com/coredns/coredns/plugin/whoami"
 	_ "github.com/meshdns/meshdns/plugin/meshdns"
+	_ "github.com/meshdns/meshdns/plugin/nodecache"
 )
 
 // directives is the order in which plugins see a query, from plugin.cfg.
@@ -82,6 +83,7 @@ var directives = []string{
 	"timeouts",
 	"multisocket",
 	"reload",
+	"nodecache",
 	"nsid",
 	"bufsize",
 	"bind",

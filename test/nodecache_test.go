@@ -1,0 +1,211 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// netns is a network namespace made for one test, with loopback up; it is deleted at the end.
+type netns struct {
+	t    *testing.T
+	name string
+}
+
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("MESHDNS_REQUIRE_TOOLS") == "1" {
+			t.Fatal("MESHDNS_REQUIRE_TOOLS=1: network namespace tests need root")
+		}
+		t.Skip("network namespace tests need root")
+	}
+	requireTool(t, "ip")
+	requireTool(t, "iptables")
+	requireTool(t, "dig")
+	n := &netns{t: t, name: fmt.Sprintf("meshdns-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)}
+	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.name).Run() })
+	n.run("ip", "link", "set", "lo", "up")
+	return n
+}
+
+// run runs a command inside the namespace and returns its output, failing the test on error.
+func (n *netns) run(args ...string) string {
+	n.t.Helper()
+	out, err := n.try(args...)
+	if err != nil {
+		n.t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (n *netns) try(args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", n.name}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// rulesFor lists the iptables rules (raw and filter) that mention addr.
+func (n *netns) rulesFor(addr string) []string {
+	var out []string
+	for _, table := range []string{"raw", "filter"} {
+		for _, line := range strings.Split(n.run("iptables", "-t", table, "-S"), "\n") {
+			if strings.Contains(line, addr) {
+				out = append(out, table+" "+line)
+			}
+		}
+	}
+	return out
+}
+
+// dig asks the resolver at server inside the namespace and returns the short answer.
+func (n *netns) dig(server, name string) (string, error) {
+	out, err := n.try("dig", "@"+server, name, "+short", "+time=1", "+tries=1")
+	return strings.TrimSpace(out), err
+}
+
+// startIn starts the binary inside the namespace and waits until it answers on server.
+func (n *netns) startIn(dir, corefile, server string) *exec.Cmd {
+	n.t.Helper()
+	path := filepath.Join(dir, "Corefile")
+	if err := os.WriteFile(path, []byte(corefile), 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command("ip", "netns", "exec", n.name, binary, "-conf", path)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
+	if err := cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	n.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if n.t.Failed() {
+			n.t.Logf("coredns output:\n%s", out)
+		}
+	})
+	eventually(n.t, 20*time.Second, "the resolver answering inside the namespace", func() error {
+		select {
+		case err := <-done:
+			n.t.Fatalf("coredns exited: %v\n%s", err, out)
+		default:
+		}
+		_, err := n.dig(server, "startup.probe.invalid.")
+		return err
+	})
+	return cmd
+}
+
+// stop sends SIGTERM and waits for the process to end.
+func stop(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the process to exit", func() error {
+		if err := cmd.Process.Signal(syscall.Signal(0)); err == nil {
+			return fmt.Errorf("still running")
+		}
+		return nil
+	})
+}
+
+// TestNodeCache runs the node-local role in a network namespace: the interface holding the local
+// address and the iptables rules appear, the resolver answers on the address, the periodic check puts
+// back what is removed, a reload keeps everything, the final shutdown removes it, a start on a host
+// left dirty adds nothing twice, and skip_teardown leaves everything in place.
+func TestNodeCache(t *testing.T) {
+	ns := newNetns(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "nametable.json"), []byte(`{"table": {"reviews.bookinfo.svc.cluster.local": {"ips": ["10.96.10.12"], "registry": "Kubernetes"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const local = "169.254.20.10"
+	corefile := func(extra string) string {
+		return fmt.Sprintf(`.:53 {
+    bind %s
+    nodecache {
+        check_interval 200ms
+%s    }
+    meshdns {
+        file nametable.json
+    }
+    health %s:8080
+}
+`, local, extra, local)
+	}
+	wantRules := 14 // NOTRACK and ACCEPT, UDP and TCP, both directions, the node's own queries, health
+
+	cmd := ns.startIn(dir, corefile(""), local)
+	if out := ns.run("ip", "-br", "addr", "show", "nodelocaldns"); !strings.Contains(out, local+"/32") {
+		t.Errorf("interface: %s", out)
+	}
+	if got := ns.rulesFor(local); len(got) != wantRules {
+		t.Errorf("%d rules, want %d:\n%s", len(got), wantRules, strings.Join(got, "\n"))
+	}
+	if got, err := ns.dig(local, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
+		t.Errorf("query to %s inside the namespace: %q %v", local, got, err)
+	}
+	if out, err := ns.try("wget", "-q", "-O-", "http://"+local+":8080/health"); err == nil && !strings.Contains(out, "OK") {
+		t.Errorf("health: %q", out)
+	}
+
+	// Another agent flushes a rule and an operator removes the address: both come back.
+	ns.run("iptables", "-t", "raw", "-D", "PREROUTING", "-p", "udp", "-d", local, "--dport", "53", "-j", "NOTRACK")
+	ns.run("ip", "addr", "del", local+"/32", "dev", "nodelocaldns")
+	eventually(t, 5*time.Second, "the rule and the address put back", func() error {
+		if got := ns.rulesFor(local); len(got) != wantRules {
+			return fmt.Errorf("%d rules", len(got))
+		}
+		if out := ns.run("ip", "-br", "addr", "show", "nodelocaldns"); !strings.Contains(out, local) {
+			return fmt.Errorf("interface: %s", out)
+		}
+		return nil
+	})
+
+	// A reload (SIGUSR1) keeps everything and goes on answering.
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if got := ns.rulesFor(local); len(got) != wantRules {
+		t.Errorf("after a reload: %d rules", len(got))
+	}
+	if got, err := ns.dig(local, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
+		t.Errorf("after a reload: %q %v", got, err)
+	}
+
+	// The final shutdown removes it all.
+	stop(t, cmd)
+	if got := ns.rulesFor(local); len(got) != 0 {
+		t.Errorf("after shutdown: %d rules left:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	if out, err := ns.try("ip", "link", "show", "nodelocaldns"); err == nil {
+		t.Errorf("after shutdown the interface is still there: %s", out)
+	}
+
+	// A host left dirty: the interface and two of the rules are there already. Nothing is doubled.
+	ns.run("ip", "link", "add", "nodelocaldns", "type", "bridge")
+	ns.run("iptables", "-t", "raw", "-A", "PREROUTING", "-p", "tcp", "-d", local, "--dport", "53", "-j", "NOTRACK")
+	ns.run("iptables", "-t", "filter", "-A", "INPUT", "-p", "udp", "-d", local, "--dport", "53", "-j", "ACCEPT")
+	cmd = ns.startIn(dir, corefile("        skip_teardown\n"), local)
+	if got := ns.rulesFor(local); len(got) != wantRules {
+		t.Errorf("on a dirty host: %d rules, want %d:\n%s", len(got), wantRules, strings.Join(got, "\n"))
+	}
+	// With skip_teardown, the shutdown leaves them for the next start (an upgrade without a gap).
+	stop(t, cmd)
+	if got := ns.rulesFor(local); len(got) != wantRules {
+		t.Errorf("skip_teardown: %d rules left, want all %d", len(got), wantRules)
+	}
+	if _, err := ns.try("ip", "link", "show", "nodelocaldns"); err != nil {
+		t.Errorf("skip_teardown: the interface is gone")
+	}
+}
