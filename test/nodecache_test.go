@@ -78,9 +78,17 @@ func (n *netns) startIn(dir, corefile, server string) *exec.Cmd {
 	if err := os.WriteFile(path, []byte(corefile), 0o644); err != nil {
 		n.t.Fatal(err)
 	}
+	return n.startArgs(dir, server, nil, "-conf", path)
+}
+
+// startArgs starts the binary inside the namespace with args and extra environment, and waits until
+// it answers on server.
+func (n *netns) startArgs(dir, server string, env []string, args ...string) *exec.Cmd {
+	n.t.Helper()
 	out := &syncBuffer{}
-	cmd := exec.Command("ip", "netns", "exec", n.name, binary, "-conf", path)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.name, binary}, args...)...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
@@ -207,5 +215,57 @@ func TestNodeCache(t *testing.T) {
 	}
 	if _, err := ns.try("ip", "link", "show", "nodelocaldns"); err != nil {
 		t.Errorf("skip_teardown: the interface is gone")
+	}
+}
+
+// TestNodeCacheCompat runs the binary as NodeLocal DNSCache's DaemonSet runs k8s-dns-node-cache: its
+// flags and its Corefile template with pillars. The Corefile is generated, the node-local setup is
+// made for both addresses, and the resolver answers on them.
+func TestNodeCacheCompat(t *testing.T) {
+	ns := newNetns(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "nametable.json"), []byte(`{"table": {"reviews.bookinfo.svc.cluster.local": {"ips": ["10.96.10.12"], "registry": "Kubernetes"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(dir, "Corefile.base")
+	template := `cluster.local:53 {
+    errors
+    reload
+    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
+    meshdns {
+        file ` + filepath.Join(dir, "nametable.json") + `
+        fallthrough
+    }
+    forward . __PILLAR__CLUSTER__DNS__ {
+        force_tcp
+    }
+    health __PILLAR__LOCAL__DNS__:8080
+}
+`
+	if err := os.WriteFile(base, []byte(template), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	corefile := filepath.Join(dir, "Corefile")
+	cmd := ns.startArgs(dir, "169.254.20.10", []string{"KUBE_DNS_UPSTREAM_SERVICE_HOST=10.96.0.11"},
+		"-localip", "169.254.20.10,10.96.0.10", "-conf", corefile, "-upstreamsvc", "kube-dns-upstream",
+		"-basecorefile", base, "-corefile", corefile, "-syncinterval", "1s")
+	generated, err := os.ReadFile(corefile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(generated), "nodecache 169.254.20.10 10.96.0.10 {") || !strings.Contains(string(generated), "forward . 10.96.0.11 {") {
+		t.Errorf("generated Corefile:\n%s", generated)
+	}
+	for _, addr := range []string{"169.254.20.10", "10.96.0.10"} {
+		if got, err := ns.dig(addr, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
+			t.Errorf("query to %s: %q %v", addr, got, err)
+		}
+		if got := ns.rulesFor(addr); len(got) != 14 {
+			t.Errorf("%s: %d rules, want 14", addr, len(got))
+		}
+	}
+	stop(t, cmd)
+	if got := ns.rulesFor("169.254.20.10"); len(got) != 0 {
+		t.Errorf("after shutdown: %d rules left", len(got))
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
+
+	"github.com/meshdns/meshdns/plugin/nodecache"
 )
 
 // Version is this distribution's version; the build may set it with -ldflags "-X main.Version=...".
@@ -25,6 +27,23 @@ func main() {
 	if slices.Contains(os.Args[1:], "-plugins") || slices.Contains(os.Args[1:], "--plugins") {
 		fmt.Print(describePlugins())
 		return
+	}
+	// Run as k8s-dns-node-cache is run, when its flags are given: its Corefile template filled in.
+	compat, rest, err := nodecache.SplitArgs(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "meshdns: %v\n", err)
+		os.Exit(2)
+	}
+	if compat != nil {
+		if _, err := compat.Write(); err != nil {
+			fmt.Fprintf(os.Stderr, "meshdns: %v\n", err)
+			os.Exit(1)
+		}
+		if !slices.ContainsFunc(rest, func(a string) bool { return a == "-conf" || strings.HasPrefix(a, "-conf=") }) {
+			rest = append(rest, "-conf", compat.Corefile)
+		}
+		os.Args = append(os.Args[:1], rest...)
+		go compat.Watch()
 	}
 	coremain.Run()
 }
