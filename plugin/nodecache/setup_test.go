@@ -54,7 +54,9 @@ func TestParse(t *testing.T) {
 // recordingFirewall stands in for iptables in the logic tests; the real one runs in test/.
 type recordingFirewall struct{ rules map[string]bool }
 
-func key(table, chain string, spec []string) string { return table + " " + chain + " " + strings.Join(spec, " ") }
+func key(table, chain string, spec []string) string {
+	return table + " " + chain + " " + strings.Join(spec, " ")
+}
 
 func (f *recordingFirewall) Exists(table, chain string, spec ...string) (bool, error) {
 	return f.rules[key(table, chain, spec)], nil
