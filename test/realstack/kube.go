@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -512,4 +513,27 @@ func (s *Stack) DeletePod(ns, name string) error {
 		return fmt.Errorf("pod %s/%s: %w", ns, name, err)
 	}
 	return nil
+}
+
+// ServiceAccountKubeconfig writes a kubeconfig that reaches the API server as ServiceAccount
+// ns/name (which must exist), with a token for the API server valid for an hour, and returns its
+// path: what a pod running as that ServiceAccount gets, for testing RBAC as it would be used.
+func (s *Stack) ServiceAccountKubeconfig(ns, name string) (string, error) {
+	ctx, cancel := opContext()
+	defer cancel()
+	exp := int64(3600)
+	tr, err := s.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for %s/%s: %w", ns, name, err)
+	}
+	admin, err := os.ReadFile(s.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	// The admin kubeconfig with the ServiceAccount's token in place of the admin's.
+	cfg := strings.Replace(string(admin), "token: "+s.AdminToken, "token: "+tr.Status.Token, 1)
+	path := filepath.Join(s.Dir, fmt.Sprintf("kubeconfig-%s-%s", ns, name))
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
