@@ -1,0 +1,229 @@
+package test
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/nds/ndstest"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/miekg/dns"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// snapshot describes every file, directory and symlink under root: path, type, mode, content hash or
+// link target.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		info, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		desc := info.Mode().String()
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(path)
+			desc += " -> " + target
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			desc += fmt.Sprintf(" %x", sha256.Sum256(data))
+		}
+		out[rel] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func writeTree(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for path, content := range files {
+		full := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if target, ok := strings.CutPrefix(content, "-> "); ok {
+			if err := os.Symlink(target, full); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func runInstall(t *testing.T, root string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("sh", append([]string{"../deploy/vm/install.sh"}, args...)...)
+	cmd.Env = append(os.Environ(), "ROOT="+root)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("install.sh %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestVMInstall runs deploy/vm/install.sh against temporary roots, a plain resolv.conf and one run by
+// systemd-resolved: install points the resolver at meshdns and keeps the old resolvers as upstreams,
+// and uninstall puts the root back as it was, byte for byte.
+func TestVMInstall(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		tree     map[string]string
+		resolver string // the file that must point at 127.0.0.1 after install
+		want     string // what it must hold
+	}{
+		{"resolv.conf", map[string]string{
+			"etc/resolv.conf": "search corp.example.com\nnameserver 192.0.2.1\nnameserver 192.0.2.2\noptions ndots:2\n",
+			"usr/bin/true":    "",
+		}, "etc/resolv.conf", "nameserver 127.0.0.1\nsearch corp.example.com\noptions ndots:2\n"},
+		{"systemd-resolved", map[string]string{
+			"etc/resolv.conf":                        "-> ../run/systemd/resolve/stub-resolv.conf",
+			"run/systemd/resolve/stub-resolv.conf":   "nameserver 127.0.0.53\n",
+			"run/systemd/resolve/resolv.conf":        "nameserver 192.0.2.1\nnameserver 192.0.2.2\n",
+			"etc/systemd/system/multi-user.target.x": "",
+			"var/lib/other/keep":                     "x",
+		}, "etc/systemd/resolved.conf.d/meshdns.conf", "[Resolve]\nDNS=127.0.0.1\nDomains=~.\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, tc.tree)
+			before := snapshot(t, root)
+			runInstall(t, root, "install", binary)
+
+			if got := readFile(t, filepath.Join(root, tc.resolver)); !strings.Contains(got, tc.want) {
+				t.Errorf("%s after install:\n%s\nwant it to hold:\n%s", tc.resolver, got, tc.want)
+			}
+			if got := readFile(t, filepath.Join(root, "etc/meshdns/upstream.conf")); got != "nameserver 192.0.2.1\nnameserver 192.0.2.2\n" {
+				t.Errorf("upstream.conf: %q", got)
+			}
+			for _, f := range []string{"usr/local/bin/meshdns", "etc/systemd/system/meshdns.service", "etc/meshdns/Corefile"} {
+				if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+					t.Errorf("after install: %v", err)
+				}
+			}
+			if info, err := os.Stat(filepath.Join(root, "usr/local/bin/meshdns")); err == nil && info.Mode().Perm() != 0o755 {
+				t.Errorf("binary mode %v", info.Mode())
+			}
+			// A second install is refused rather than losing the record of the first.
+			cmd := exec.Command("sh", "../deploy/vm/install.sh", "install", binary)
+			cmd.Env = append(os.Environ(), "ROOT="+root)
+			if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "already installed") {
+				t.Errorf("second install: %v %s", err, out)
+			}
+
+			runInstall(t, root, "uninstall")
+			after := snapshot(t, root)
+			for path, desc := range before {
+				if after[path] != desc {
+					t.Errorf("%s: %q before, %q after uninstall", path, desc, after[path])
+				}
+			}
+			for path, desc := range after {
+				if _, ok := before[path]; !ok {
+					t.Errorf("%s (%s) left behind", path, desc)
+				}
+			}
+		})
+	}
+}
+
+// TestVMCorefile runs deploy/vm/Corefile as the unit runs it: the CA and the token from systemd's
+// credentials directory, a control plane over TLS in place of the east-west gateway, a stand-in for
+// the VM's old resolvers. Mesh names come from the control plane, the rest from the upstream.
+func TestVMCorefile(t *testing.T) {
+	entries, err := file.Parse("t.json", []byte(`{"table": {"reviews.vm-workloads.svc.cluster.local": {"ips": ["10.96.10.12"], "registry": "Kubernetes"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki := ndstest.NewPKI(t, "istiod.istio-system.svc")
+	srv := ndstest.New(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pki.Server}}))
+	srv.OnOpen = func() any {
+		return &discovery.DiscoveryResponse{TypeUrl: nds.TypeURL, VersionInfo: "1", Nonce: "1",
+			Resources: []*anypb.Any{{TypeUrl: nds.TypeURL, Value: nds.EncodeNameTable(entries)}}}
+	}
+	creds := t.TempDir()
+	ca, _ := os.ReadFile(pki.CAFile)
+	for name, data := range map[string]string{"root-cert.pem": string(ca), "istio-token": "vm-token\n"} {
+		if err := os.WriteFile(filepath.Join(creds, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	up := startUpstream(t)
+	corefile := readFile(t, "../deploy/vm/Corefile")
+	port := freePort(t)
+	for _, r := range []struct{ old, new string }{
+		{"\n. {", "\n.:" + port + " {"},
+		{"203.0.113.10:15012", srv.Addr},
+		{"forward . /etc/meshdns/upstream.conf", "forward . " + up.addr},
+		{"prometheus 127.0.0.1:9153", "prometheus 127.0.0.1:" + freePort(t)},
+		{"health 127.0.0.1:8080", "health 127.0.0.1:" + freePort(t)},
+	} {
+		if !strings.Contains(corefile, r.old) {
+			t.Fatalf("deploy/vm/Corefile has no %q", r.old)
+		}
+		corefile = strings.Replace(corefile, r.old, r.new, 1)
+	}
+	addr := "127.0.0.1:" + port
+	startCoreDNS(t, t.TempDir(), corefile, addr)
+	resolvesTo(t, addr, "reviews.vm-workloads.svc.cluster.local.", dns.TypeA, "10.96.10.12")
+	resolvesTo(t, addr, "reviews.", dns.TypeA, "10.96.10.12") // the VM's namespace
+	resolvesTo(t, addr, "www.example.org.", dns.TypeA, "192.0.2.53")
+	if tokens := srv.Tokens(); len(tokens) == 0 || tokens[0] != "[Bearer vm-token]" {
+		t.Errorf("the control plane saw tokens %v", tokens)
+	}
+}
+
+// TestVMUnit has systemd check the unit (systemd-analyze verify) and rate its hardening: the
+// exposure score must stay at 2.0 or below ("OK"; a unit with no hardening scores 9.6).
+func TestVMUnit(t *testing.T) {
+	requireTool(t, "systemd-analyze")
+	dir := t.TempDir()
+	unit := strings.ReplaceAll(readFile(t, "../deploy/vm/meshdns.service"), "/usr/local/bin/meshdns", binary)
+	path := filepath.Join(dir, "meshdns.service")
+	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--threshold=20", path).CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	t.Log(lines[len(lines)-1])
+	if err != nil {
+		t.Errorf("systemd-analyze security: %v\n%s", err, out)
+	}
+}
