@@ -121,7 +121,18 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	s.byKey, s.hostKeys = map[string][]table.Entry{}, map[string][]string{}
 	byNS := map[string]*nsInformers{}
 	var synced []cache.InformerSynced
-	var started []interface{ Start(<-chan struct{}) }
+	var started []interface {
+		Start(<-chan struct{})
+		Shutdown()
+	}
+	// On the way out: stop the informers and wait for every goroutine they started, so that a
+	// Corefile reload leaves nothing behind.
+	defer func() {
+		cancel()
+		for _, f := range started {
+			f.Shutdown()
+		}
+	}()
 	namespaces := s.cfg.Namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
@@ -168,7 +179,12 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	for _, f := range started {
 		f.Start(ctx.Done())
 	}
-	go s.probe(ctx, kube)
+	probing := make(chan struct{})
+	go func() {
+		defer close(probing)
+		s.probe(ctx, kube)
+	}()
+	defer func() { cancel(); <-probing }()
 
 	begin := time.Now()
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
