@@ -19,9 +19,6 @@ func ValidateHost(h string) error {
 			return fmt.Errorf("%q: a host name holds only letters, digits, '-', '_' and '.', not %q", h, c)
 		}
 	}
-	if _, ok := dns.IsDomainName(name); !ok || len(name) > 253 {
-		return fmt.Errorf("%q is not a valid domain name", h)
-	}
 	for i, label := range strings.Split(name, ".") {
 		switch {
 		case label == "":
@@ -33,6 +30,12 @@ func ValidateHost(h string) error {
 		case label == "*" && !strings.Contains(name, "."):
 			return fmt.Errorf("%q: a wildcard needs a domain under it", h)
 		}
+	}
+	if len(name) > 253 {
+		return fmt.Errorf("%q is longer than 253 characters", h)
+	}
+	if _, ok := dns.IsDomainName(name); !ok {
+		return fmt.Errorf("%q is not a valid domain name", h)
 	}
 	return nil
 }
