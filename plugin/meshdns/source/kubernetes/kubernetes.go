@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -187,7 +188,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	defer func() { cancel(); <-probing }()
 
 	begin := time.Now()
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+	if !waitSynced(ctx, synced) {
 		return // stopped before the first sync
 	}
 	// Everything is new: index it all at once, whatever the events said.
@@ -212,6 +213,9 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	s.mu.Unlock()
 	s.flush(sink, informersOf, pods)
 	log.Infof("%s: synced in %v", s, time.Since(begin).Round(time.Millisecond))
+	// The first lists and the first table leave garbage several times the table's size. A resolver
+	// on every node runs for weeks: hand it back to the node now, not whenever the scavenger would.
+	debug.FreeOSMemory()
 
 	last := time.Now()
 	for {
@@ -254,6 +258,27 @@ func (s *Source) servesServiceEntries(kube kubernetes.Interface) bool {
 	}
 	log.Warningf("%s: the cluster serves %s without %s: ServiceEntries are not watched", s, gv, serviceEntryGVR.Resource)
 	return false
+}
+
+// waitSynced waits until every informer has synced, checking every 10 ms: client-go's own wait
+// checks every 100 ms, which would be most of the time to ready on a small cluster.
+func waitSynced(ctx context.Context, synced []cache.InformerSynced) bool {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done := true
+		for _, f := range synced {
+			done = done && f()
+		}
+		if done {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // handle sends every add, update and delete of inf to mark, counting them under resource.
