@@ -7,16 +7,30 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 )
+
+// maxPushBytes bounds the size of one push the source accepts: far above any real mesh, and still
+// a bound on what a broken control plane can make it allocate.
+const maxPushBytes = 256 << 20
 
 // dialOptions turns the TLS and token settings into gRPC options. Files are read when a connection
 // or stream needs them, not once, so rotated certificates and tokens are picked up.
 func (cfg *Config) dialOptions() ([]grpc.DialOption, error) {
-	var opts []grpc.DialOption
+	opts := []grpc.DialOption{
+		// A large mesh's table is several megabytes (100k names: about 6 MB), past gRPC's default
+		// 4 MB limit; istio-agent lifts it too.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxPushBytes)),
+		// Pings on a quiet stream, as istio-agent sends them (istiod allows one every 15 s): a
+		// control plane gone silently (a partition, a dead node) is found in 40 s, not when TCP
+		// gives up minutes later.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
 	if cfg.CAFile == "" {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	} else {

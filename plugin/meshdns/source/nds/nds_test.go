@@ -1,6 +1,7 @@
 package nds
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -237,5 +238,31 @@ func TestBackoff(t *testing.T) {
 	}
 	if len(seen) < 10 {
 		t.Errorf("no jitter: %v", seen)
+	}
+}
+
+// TestLargeTable pushes a table of 100,000 names (about 6 MB, past gRPC's default 4 MB limit on
+// what a client receives): a large mesh's table must arrive whole.
+func TestLargeTable(t *testing.T) {
+	srv := ndstest.New(t, nil)
+	src := newSource(t, Config{Address: srv.Addr})
+	k := newSink()
+	runSource(t, src, k)
+	srv.Request()
+	entries := make([]table.Entry, 100_000)
+	for i := range entries {
+		entries[i] = table.Entry{
+			Host:     fmt.Sprintf("service-%d.namespace-%d.svc.cluster.local", i, i%100),
+			Addrs:    []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})},
+			Registry: "Kubernetes", ShortName: fmt.Sprintf("service-%d", i), Namespace: fmt.Sprintf("namespace-%d", i%100),
+		}
+	}
+	any := nameTable(entries...)
+	if len(any.Value) < 5<<20 {
+		t.Fatalf("the table is only %d bytes", len(any.Value))
+	}
+	srv.Pushes <- &discovery.DiscoveryResponse{TypeUrl: TypeURL, VersionInfo: "v1", Nonce: "n1", Resources: []*anypb.Any{any}}
+	if got := k.next(t); len(got) != len(entries) {
+		t.Errorf("published %d entries, want %d", len(got), len(entries))
 	}
 }
