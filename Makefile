@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/coredns
 FUZZTIME ?= 30s
 
-.PHONY: all build run test generate fuzz bench bench-push bench-kube clean
+.PHONY: all build run test generate fuzz soak chaos bench bench-push bench-kube clean
 
 all: build
 
@@ -30,6 +30,18 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNameTable$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/nds
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceEntry$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
+
+# dnsperf at a fixed rate for SOAK while both sources change the table every second and the upstream
+# flaps: mesh names must get every answer. Results go to bench/results.
+SOAK ?= 2m
+soak:
+	MESHDNS_SOAK=$(SOAK) MESHDNS_RESULTS=$(CURDIR)/bench/results \
+		$(GO) test -count=1 -run '^TestSoak$$' -v -timeout 30m ./test/
+
+# Control planes killed, restarted, slowed, cut off and partitioned under load, and 100 reloads
+# (needs the real stack: bash test/realstack/build.sh). make test runs a short version.
+chaos:
+	MESHDNS_CHAOS=full MESHDNS_REQUIRE_STACK=1 $(GO) test -count=1 -run '^TestChaos$$' -v -timeout 30m ./test/
 
 # Side-by-side dnsperf run on the same names: meshdns, CoreDNS's hosts plugin, Istio's DNS proxy,
 # unbound and a bare miekg/dns server (needs dnsperf, dig, unbound; gnuplot-nox for the chart).

@@ -1,0 +1,294 @@
+package test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/nds/ndstest"
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/miekg/dns"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// flappingUpstream is a DNS server behind forward that is up for up, then gone for down, again and
+// again: forwarded names then fail, mesh names must not.
+func flappingUpstream(t *testing.T, up, down time.Duration) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.ParseIP("192.0.2.53")}}
+		_ = w.WriteMsg(m)
+	})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			srv := &dns.Server{Addr: addr, Net: "udp", Handler: handler}
+			started := make(chan struct{})
+			srv.NotifyStartedFunc = func() { close(started) }
+			go func() { _ = srv.ListenAndServe() }()
+			select {
+			case <-started:
+			case <-time.After(2 * time.Second):
+			}
+			select {
+			case <-stop:
+				_ = srv.Shutdown()
+				return
+			case <-time.After(up):
+			}
+			_ = srv.Shutdown()
+			select {
+			case <-stop:
+				return
+			case <-time.After(down):
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return addr
+}
+
+// dnsperfResult is what one dnsperf run reports.
+type dnsperfResult struct {
+	sent, completed, lost int
+	rcodes                map[string]int
+	latencies             []float64 // seconds, answered queries (with -v)
+}
+
+var (
+	dnsperfCount = regexp.MustCompile(`Queries (sent|completed|lost):\s+(\d+)`)
+	dnsperfCodes = regexp.MustCompile(`Response codes:\s+(.*)`)
+	dnsperfCode  = regexp.MustCompile(`([A-Z]+) (\d+)`)
+)
+
+func parseDnsperf(out string) dnsperfResult {
+	r := dnsperfResult{rcodes: map[string]int{}}
+	for _, m := range dnsperfCount.FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[2])
+		switch m[1] {
+		case "sent":
+			r.sent = n
+		case "completed":
+			r.completed = n
+		case "lost":
+			r.lost = n
+		}
+	}
+	if m := dnsperfCodes.FindStringSubmatch(out); m != nil {
+		for _, c := range dnsperfCode.FindAllStringSubmatch(m[1], -1) {
+			n, _ := strconv.Atoi(c[2])
+			r.rcodes[c[1]] = n
+		}
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 3 && f[0] == ">" && f[1] != "T" {
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				r.latencies = append(r.latencies, v)
+			}
+		}
+	}
+	slices.Sort(r.latencies)
+	return r
+}
+
+func (r dnsperfResult) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	return time.Duration(r.latencies[min(len(r.latencies)-1, int(p*float64(len(r.latencies))))] * float64(time.Second))
+}
+
+// TestSoak runs dnsperf at a fixed rate against the binary for MESHDNS_SOAK (a duration; `make soak`
+// sets it) with mesh names and forwarded names, while the name table changes every second from both
+// sources (a file rewritten, an NDS push) and the upstream behind forward flaps. Mesh names must get
+// no SERVFAIL and lose no answer; memory must stay flat. The figures go to the log and, with
+// MESHDNS_RESULTS, to a file there.
+func TestSoak(t *testing.T) {
+	duration, err := time.ParseDuration(os.Getenv("MESHDNS_SOAK"))
+	if err != nil {
+		t.Skip("set MESHDNS_SOAK to a duration (make soak) to run the soak test")
+	}
+	requireTool(t, "dnsperf")
+	const names = 1000
+	dir := t.TempDir()
+
+	// The NDS side: a changed table every second, every name kept, one address in a hundred moved.
+	srv := ndstest.New(t, nil)
+	ndsTable := func(round int) []table.Entry {
+		out := make([]table.Entry, names)
+		for i := range out {
+			ip := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+			if i%100 == round%100 {
+				ip = netip.AddrFrom4([4]byte{10, 2, byte(round >> 8), byte(round)})
+			}
+			out[i] = table.Entry{Host: fmt.Sprintf("svc-%d.ns-%d.svc.cluster.local", i, i%10), Addrs: []netip.Addr{ip}, Registry: table.RegistryKubernetes}
+		}
+		return out
+	}
+	var pushMu sync.Mutex
+	round := 0
+	push := func() *discovery.DiscoveryResponse {
+		pushMu.Lock()
+		defer pushMu.Unlock()
+		round++
+		return &discovery.DiscoveryResponse{TypeUrl: nds.TypeURL, VersionInfo: strconv.Itoa(round), Nonce: strconv.Itoa(round),
+			Resources: []*anypb.Any{{TypeUrl: nds.TypeURL, Value: nds.EncodeNameTable(ndsTable(round))}}}
+	}
+	srv.OnOpen = func() any { return push() }
+
+	// The file side: rewritten (by rename) every second.
+	tablePath := filepath.Join(dir, "table.yaml")
+	writeTable := func(round int) {
+		var b strings.Builder
+		b.WriteString("table:\n")
+		for i := range names {
+			fmt.Fprintf(&b, "  ext-%d.example.com: {ips: [240.1.%d.%d], registry: External}\n", i, (i+round)%250, i%250)
+		}
+		tmp := tablePath + ".tmp"
+		if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(tmp, tablePath); err != nil {
+			t.Error(err)
+		}
+	}
+	writeTable(0)
+
+	upstream := flappingUpstream(t, 3*time.Second, 2*time.Second)
+	port, mport := freePort(t), freePort(t)
+	addr := "127.0.0.1:" + port
+	corefile := fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        nds %s
+        file %s 1s
+        fallthrough
+    }
+    forward . %s {
+        max_fails 0
+    }
+    prometheus 127.0.0.1:%s
+}
+`, port, srv.Addr, tablePath, upstream, mport)
+	s := startCoreDNS(t, dir, corefile, addr)
+	resolvesTo(t, addr, "svc-1.ns-1.svc.cluster.local.", dns.TypeA, "10.1.0.1")
+
+	var mesh, forwarded strings.Builder
+	for i := range names {
+		fmt.Fprintf(&mesh, "svc-%d.ns-%d.svc.cluster.local A\next-%d.example.com A\nsvc-%d.ns-%d.svc.cluster.local AAAA\n", i, i%10, i, i, i%10)
+		fmt.Fprintf(&forwarded, "fwd-%d.example.org A\n", i)
+	}
+	meshFile, fwdFile := filepath.Join(dir, "mesh.txt"), filepath.Join(dir, "forwarded.txt")
+	if err := os.WriteFile(meshFile, []byte(mesh.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fwdFile, []byte(forwarded.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The changes, every second, for the whole run.
+	stop := make(chan struct{})
+	changes := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { changes <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+			n++
+			writeTable(n)
+			srv.Pushes <- push()
+		}
+	}()
+
+	rssStart := procStatus(t, s.cmd.Process.Pid, "VmRSS")
+	secs := strconv.Itoa(max(1, int(duration.Seconds())))
+	run := func(file, rate string, verbose bool, out *string, wg *sync.WaitGroup) {
+		defer wg.Done()
+		args := []string{"-s", "127.0.0.1", "-p", port, "-d", file, "-l", secs, "-Q", rate, "-c", "4", "-q", "2000", "-t", "2"}
+		if verbose {
+			args = append(args, "-v")
+		}
+		b, err := exec.Command("dnsperf", args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("dnsperf: %v\n%s", err, b)
+		}
+		*out = string(b)
+	}
+	var meshOut, fwdOut string
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go run(meshFile, "4000", true, &meshOut, &wg)
+	go run(fwdFile, "500", false, &fwdOut, &wg)
+	wg.Wait()
+	close(stop)
+	nChanges := <-changes
+	rssEnd := procStatus(t, s.cmd.Process.Pid, "VmRSS")
+	e := &meshEnv{metrics: "127.0.0.1:" + mport}
+	applied := e.metric(t, `coredns_meshdns_table_updates_total{server="dns://127.0.0.1:`+port+`",source="nds",result="applied"}`) +
+		e.metric(t, `coredns_meshdns_table_updates_total{server="dns://127.0.0.1:`+port+`",source="file",result="applied"}`)
+
+	m, f := parseDnsperf(meshOut), parseDnsperf(fwdOut)
+	var report strings.Builder
+	fmt.Fprintf(&report, "soak %v: %d table changes from each source (%v updates applied), upstream up 3 s / down 2 s\n", duration, nChanges, applied)
+	fmt.Fprintf(&report, "%-10s %9s %9s %6s %8s %8s %10s %10s\n", "names", "sent", "answered", "lost", "NOERROR", "SERVFAIL", "p50", "p99")
+	for _, r := range []struct {
+		name string
+		res  dnsperfResult
+	}{{"mesh", m}, {"forwarded", f}} {
+		fmt.Fprintf(&report, "%-10s %9d %9d %6d %8d %8d %10v %10v\n", r.name, r.res.sent, r.res.completed, r.res.lost,
+			r.res.rcodes["NOERROR"], r.res.rcodes["SERVFAIL"], r.res.percentile(0.5), r.res.percentile(0.99))
+	}
+	fmt.Fprintf(&report, "resident memory: %d MiB at the start, %d MiB at the end\n", rssStart/1024, rssEnd/1024)
+	t.Log("\n" + report.String())
+	if dir := os.Getenv("MESHDNS_RESULTS"); dir != "" {
+		path := filepath.Join(dir, time.Now().Format("2006-01-02")+"-soak.txt")
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintln(f, report.String())
+			f.Close()
+		}
+	}
+
+	if m.sent == 0 || m.completed != m.sent || m.lost != 0 || m.rcodes["SERVFAIL"] != 0 || m.rcodes["NOERROR"] != m.completed {
+		t.Errorf("mesh names: sent %d, answered %d, lost %d, rcodes %v: want every one answered NOERROR", m.sent, m.completed, m.lost, m.rcodes)
+	}
+	if f.sent == 0 {
+		t.Errorf("no forwarded names sent")
+	}
+	if nChanges < int(duration.Seconds())-2 || applied < float64(nChanges) {
+		t.Errorf("%d changes made, %v applied", nChanges, applied)
+	}
+	if rssEnd > rssStart*3/2+20*1024 {
+		t.Errorf("resident memory grew from %d to %d KiB", rssStart, rssEnd)
+	}
+}
