@@ -16,6 +16,16 @@ import (
 	"github.com/miekg/dns"
 )
 
+// openFiles counts the file descriptors (files, sockets, connections) a process holds.
+func openFiles(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
 // TestChaos keeps a steady load of mesh questions on the binary while its control planes, istiod
 // (over NDS) and kube-apiserver (the kubernetes source), are killed, restarted, slowed down and
 // partitioned, each reached through a proxy the test controls, and while the Corefile is reloaded
@@ -177,9 +187,16 @@ func TestChaos(t *testing.T) {
 	reload()
 	time.Sleep(time.Second)
 	base := goroutines(t, "127.0.0.1:"+pport)
+	fds := openFiles(t, s.cmd.Process.Pid)
 	for range reloads {
 		reload()
 	}
+	eventually(t, 15*time.Second, fmt.Sprintf("open files and sockets flat across %d reloads", reloads), func() error {
+		if n := openFiles(t, s.cmd.Process.Pid); n > fds+5 {
+			return fmt.Errorf("%d open, %d before", n, fds)
+		}
+		return nil
+	})
 	eventually(t, 15*time.Second, fmt.Sprintf("goroutines flat across %d reloads", reloads), func() error {
 		if n := goroutines(t, "127.0.0.1:"+pport); n > base+5 {
 			return fmt.Errorf("%d goroutines, %d before", n, base)

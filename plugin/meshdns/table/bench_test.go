@@ -79,7 +79,7 @@ func benchLookups(b *testing.B, prefix string, n int, tbl *Table) {
 
 // BenchmarkBuild reports the time to index a table and the heap it keeps, per name.
 func BenchmarkBuild(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
 		entries := benchEntries(n)
 		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
 			var tbl *Table
