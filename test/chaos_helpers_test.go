@@ -2,7 +2,6 @@ package test
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"sync"
@@ -90,9 +89,6 @@ func (p *faultProxy) pipe(src, dst net.Conn) {
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
-				return
-			}
 			return
 		}
 	}

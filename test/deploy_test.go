@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -207,5 +206,4 @@ func TestDeployManifests(t *testing.T) {
 			t.Errorf("the ServiceAccount may %s %s/%s", ra.Verb, ra.Group, ra.Resource)
 		}
 	}
-	_ = os.Remove(kubeconfig)
 }
