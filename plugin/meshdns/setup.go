@@ -174,6 +174,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 			m.clients = append(m.clients, src)
 		}
 	}
+	m.store.primed()
 	return m, nil
 }
 

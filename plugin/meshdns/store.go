@@ -67,6 +67,20 @@ func (s *store) add(src source.Source, initial []table.Entry) {
 	s.have = append(s.have, initial != nil)
 }
 
+// primed marks the store ready when every source already has a table (a file loaded at setup, or
+// a control plane's carried over a reload), before start builds it: on a reload the ready plugin
+// starts asking the new instance before the new instance has started.
+func (s *store) primed() {
+	for _, have := range s.have {
+		if !have {
+			return
+		}
+	}
+	if !s.ready.Swap(true) {
+		close(s.readyCh)
+	}
+}
+
 // entries returns a copy of the entries the referenced store holds for its source.
 func (r carriedRef) entries() []table.Entry {
 	r.store.mu.Lock()
