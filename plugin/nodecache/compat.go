@@ -1,7 +1,6 @@
 package nodecache
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net/netip"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Compat runs the binary the way NodeLocal DNSCache's manifests run k8s-dns-node-cache: with its
@@ -200,23 +201,16 @@ func (c *Compat) directive() string {
 	return b.String()
 }
 
-// nameservers lists the nameserver lines of a resolv.conf.
+// nameservers lists the nameservers of a resolv.conf.
 func nameservers(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
+	cfg, err := dns.ClientConfigFromFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "nameserver" {
-			out = append(out, f[1])
-		}
-	}
-	if len(out) == 0 {
+	if len(cfg.Servers) == 0 {
 		return nil, fmt.Errorf("no nameserver in %s", path)
 	}
-	return out, nil
+	return cfg.Servers, nil
 }
 
 // Write generates the Corefile and writes it (atomically) if it differs from what is there, and
