@@ -8,7 +8,7 @@ import (
 
 	"github.com/coredns/caddy"
 
-	"github.com/miekg/dns"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -76,7 +76,7 @@ func Parse(c *caddy.Controller) (*Config, error) {
 		case "namespaces":
 			if err = want(1, 1<<16, "at least one namespace"); err == nil {
 				for _, ns := range args {
-					if !isDNSLabel(ns) {
+					if len(validation.IsDNS1123Label(ns)) > 0 {
 						return nil, c.Errf("kubernetes: namespaces: %q is not a namespace name", ns)
 					}
 				}
@@ -157,9 +157,4 @@ func (cfg *Config) String() string {
 		s += " +serviceentries"
 	}
 	return s
-}
-
-func isDNSLabel(s string) bool {
-	_, ok := dns.IsDomainName(s)
-	return ok && s != "" && len(s) <= 63 && !strings.ContainsAny(s, ".*\\_") && strings.ToLower(s) == s
 }

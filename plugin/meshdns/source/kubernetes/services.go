@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // serviceEntries returns the names of a Service, as istiod's name table gives them: the ClusterIPs
@@ -82,7 +83,7 @@ func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.En
 				}
 			}
 			out[0].Addrs = appendNew(out[0].Addrs, addrs)
-			if ep.Hostname == nil || !isDNSLabel(*ep.Hostname) {
+			if ep.Hostname == nil || len(validation.IsDNS1123Label(*ep.Hostname)) > 0 {
 				continue
 			}
 			i, ok := pods[*ep.Hostname]
