@@ -16,8 +16,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -47,8 +47,7 @@ func render(t *testing.T, overlay string) []*unstructured.Unstructured {
 func apply(t *testing.T, stack *realstack.Stack, objs []*unstructured.Unstructured, dryRun bool) {
 	t.Helper()
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(stack.Kube.Discovery()))
-	opts := metav1.PatchOptions{FieldManager: "meshdns-test", Force: new(bool)}
-	*opts.Force = true
+	opts := metav1.ApplyOptions{FieldManager: "meshdns-test", Force: true}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
@@ -58,17 +57,12 @@ func apply(t *testing.T, stack *realstack.Stack, objs []*unstructured.Unstructur
 		if err != nil {
 			t.Fatalf("%s %s: %v", gvk, o.GetName(), err)
 		}
-		data, err := o.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ri := stack.Dynamic.Resource(m.Resource)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var ri dynamic.ResourceInterface = stack.Dynamic.Resource(m.Resource)
 		if o.GetNamespace() != "" {
-			_, err = ri.Namespace(o.GetNamespace()).Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts)
-		} else {
-			_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts)
+			ri = stack.Dynamic.Resource(m.Resource).Namespace(o.GetNamespace())
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err = ri.Apply(ctx, o.GetName(), o, opts)
 		cancel()
 		if err != nil {
 			t.Errorf("applying %s %s/%s (dry run %v): %v", gvk.Kind, o.GetNamespace(), o.GetName(), dryRun, err)
