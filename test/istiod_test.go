@@ -15,7 +15,7 @@ import (
 )
 
 // addrsOf asks addr for name and returns the sorted addresses of type qtype in the answer.
-func addrsOf(t *testing.T, addr, name string, qtype uint16) []string {
+func addrsOf(t testing.TB, addr, name string, qtype uint16) []string {
 	t.Helper()
 	r := exchange(t, "udp", addr, name, qtype, 4096)
 	var out []string

@@ -161,7 +161,7 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			}
 			for i := 0; i < len(pending); i++ {
 				r := pending[i]
-				got := addrsOfTB(b, r.addr, fqdn)
+				got := addrsOf(b, r.addr, fqdn, dns.TypeA)
 				if len(got) == 1 && got[0] == svc.Spec.ClusterIP {
 					r.change = append(r.change, time.Since(created))
 					pending = slices.Delete(pending, i, i+1)
@@ -239,23 +239,6 @@ func parallel(workers, n int, fn func(i int) error) error {
 	close(next)
 	wg.Wait()
 	return first
-}
-
-func addrsOfTB(tb testing.TB, addr, name string) []string {
-	m := new(dns.Msg)
-	m.SetQuestion(name, dns.TypeA)
-	c := &dns.Client{Timeout: time.Second}
-	r, _, err := c.Exchange(m, addr)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, rr := range r.Answer {
-		if a, ok := rr.(*dns.A); ok {
-			out = append(out, a.A.String())
-		}
-	}
-	return out
 }
 
 func waitHTTP(tb testing.TB, url string, timeout time.Duration) {

@@ -139,6 +139,17 @@ type upstream struct {
 	seen map[string]int
 }
 
+// upstreamReply is what the upstreams of these tests answer: 192.0.2.53 for every A question.
+func upstreamReply(r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.RecursionAvailable = true
+	if q := r.Question[0]; q.Qtype == dns.TypeA {
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 53)})
+	}
+	return m
+}
+
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
 	u := &upstream{seen: map[string]int{}}
@@ -161,17 +172,11 @@ func startUpstream(t *testing.T) *upstream {
 		t.Fatal(err)
 	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.RecursionAvailable = true
 		q := r.Question[0]
 		u.mu.Lock()
 		u.seen[strings.ToLower(q.Name)+" "+dns.TypeToString[q.Qtype]]++
 		u.mu.Unlock()
-		if q.Qtype == dns.TypeA {
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 53)})
-		}
-		w.WriteMsg(m)
+		w.WriteMsg(upstreamReply(r))
 	})
 	udp := &dns.Server{PacketConn: pc, Handler: h}
 	tcp := &dns.Server{Listener: l, Handler: h}
@@ -199,7 +204,7 @@ func (u *upstream) total() int {
 }
 
 // exchange asks addr one question over net ("udp" or "tcp"); bufsize > 0 adds EDNS0.
-func exchange(t *testing.T, netw, addr, name string, qtype uint16, bufsize uint16) *dns.Msg {
+func exchange(t testing.TB, netw, addr, name string, qtype uint16, bufsize uint16) *dns.Msg {
 	t.Helper()
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)

@@ -35,12 +35,7 @@ func flappingUpstream(t *testing.T, up, down time.Duration) string {
 	}
 	addr := pc.LocalAddr().String()
 	pc.Close()
-	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.ParseIP("192.0.2.53")}}
-		_ = w.WriteMsg(m)
-	})
+	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { _ = w.WriteMsg(upstreamReply(r)) })
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
