@@ -173,8 +173,10 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 		s.byHost[i] = groupByHost(s.snaps[i])
 		s.snaps[i] = nil
 	}
+	changed := make([]string, 0, len(hosts))
 	for h, es := range hosts {
 		ch := table.CanonicalHost(h)
+		changed = append(changed, ch)
 		if len(es) == 0 {
 			delete(s.byHost[i], ch)
 		} else {
@@ -186,9 +188,8 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 		s.rebuild()
 		return
 	}
-	changes := make(map[string]*table.Entry, len(hosts))
-	for h := range hosts {
-		ch := table.CanonicalHost(h)
+	changes := make(map[string]*table.Entry, len(changed))
+	for _, ch := range changed {
 		var all []table.Entry
 		for j := range s.sources {
 			if s.have[j] {
