@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -267,5 +268,42 @@ func TestNodeCacheCompat(t *testing.T) {
 	stop(t, cmd)
 	if got := ns.rulesFor("169.254.20.10"); len(got) != 0 {
 		t.Errorf("after shutdown: %d rules left", len(got))
+	}
+}
+
+// TestNodeCacheReadme starts every Corefile example of the nodecache README in a network namespace
+// (the name table file replaced by a test one): the setup is made for every address it names, and
+// the resolver answers mesh names on each of them.
+func TestNodeCacheReadme(t *testing.T) {
+	readme := readFile(t, "../plugin/nodecache/README.md")
+	blocks := regexp.MustCompile("(?s)~~~ corefile\n(.*?)~~~").FindAllStringSubmatch(readme, -1)
+	if len(blocks) == 0 {
+		t.Fatal("no corefile example in the nodecache README")
+	}
+	fileLine := regexp.MustCompile(`(?m)^(\s*file )(\S+)`)
+	for i, b := range blocks {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			ns := newNetns(t)
+			dir := t.TempDir()
+			table := filepath.Join(dir, "nametable.json")
+			if err := os.WriteFile(table, []byte(`{"table": {"reviews.bookinfo.svc.cluster.local": {"ips": ["10.96.10.12"], "registry": "Kubernetes"}}}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			corefile := fileLine.ReplaceAllString(b[1], "${1}"+table)
+			m := regexp.MustCompile(`(?m)^\s*nodecache ([^{\n]*)`).FindStringSubmatch(corefile)
+			if m == nil {
+				t.Fatalf("example %d has no nodecache line with addresses:\n%s", i, corefile)
+			}
+			addrs := strings.Fields(m[1])
+			ns.startIn(dir, corefile, addrs[0])
+			for _, addr := range addrs {
+				if got, err := ns.dig(addr, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
+					t.Errorf("query to %s: %q %v", addr, got, err)
+				}
+				if got := ns.rulesFor(addr); len(got) != 14 {
+					t.Errorf("%s: %d rules, want 14", addr, len(got))
+				}
+			}
+		})
 	}
 }
