@@ -23,7 +23,7 @@ const maxPushBytes = 256 << 20
 // or stream needs them, not once, so rotated certificates and tokens are picked up.
 func (cfg *Config) dialOptions() ([]grpc.DialOption, error) {
 	opts := []grpc.DialOption{
-		// A large mesh's table is several megabytes (100k names: about 6 MB), past gRPC's default
+		// A large mesh's table is several megabytes (100k names: about 10 MB), past gRPC's default
 		// 4 MB limit; istio-agent lifts it too.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxPushBytes)),
 		// Pings on a quiet stream, as istio-agent sends them (istiod allows one every 15 s): a

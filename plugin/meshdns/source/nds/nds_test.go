@@ -241,7 +241,7 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// TestLargeTable pushes a table of 100,000 names (about 6 MB, past gRPC's default 4 MB limit on
+// TestLargeTable pushes a table of 100,000 names (about 10 MB, past gRPC's default 4 MB limit on
 // what a client receives): a large mesh's table must arrive whole.
 func TestLargeTable(t *testing.T) {
 	srv := ndstest.New(t, nil)
