@@ -68,6 +68,11 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 
 	view := m.viewOf(w)
 	match := t.Lookup(q.Name, view)
+	if match.NXDomain() {
+		// Absent from a zone a source is the authority for (clusterset.local): never passed on.
+		m.counters.inc(server, outcomeNXDomain)
+		return write(w, newReply(r, dns.RcodeNameError, nil, t.SOA(match.Zone())))
+	}
 	if !match.Found() {
 		if m.Fall.Through(q.Name) {
 			m.counters.inc(server, outcomeFallthrough)
@@ -87,7 +92,11 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	}
 	if hasData {
 		m.counters.inc(server, outcomeHit)
-		return write(w, newReply(r, dns.RcodeSuccess, answer, nil))
+		reply := newReply(r, dns.RcodeSuccess, answer, nil)
+		if q.Qtype == dns.TypeSRV {
+			reply.Extra = t.Additional(answer, view)
+		}
+		return write(w, reply)
 	}
 	// A known name never goes upstream: without data of the asked type it is NODATA, not NXDOMAIN.
 	m.counters.inc(server, outcomeNoData)

@@ -202,6 +202,10 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 			changes[ch] = nil
 		}
 	}
+	if cur.NeedsBuild(changes) {
+		s.rebuild()
+		return
+	}
 	s.swap(cur.Update(changes))
 	if s.compact == nil {
 		s.compact = time.AfterFunc(compactAfter, func() {

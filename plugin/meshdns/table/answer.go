@@ -2,6 +2,7 @@ package table
 
 import (
 	"net"
+	"slices"
 
 	"github.com/miekg/dns"
 )
@@ -36,6 +37,16 @@ func (t *Table) Answer(m Match, qname string, qtype uint16) ([]dns.RR, bool) {
 			recs[i] = dns.AAAA{Hdr: t.header(owner, dns.TypeAAAA), AAAA: ip}
 		}
 		return appendRecords(out, recs), true
+	case m.n != nil && qtype == dns.TypeSRV && len(m.n.srv) > 0:
+		recs := make([]dns.SRV, len(m.n.srv))
+		for i, r := range m.n.srv {
+			recs[i] = dns.SRV{Hdr: t.header(owner, dns.TypeSRV), Priority: r.Priority, Weight: r.Weight, Port: r.Port, Target: r.Target}
+		}
+		return appendRecords(out, recs), true
+	case m.n != nil && qtype == dns.TypeTXT && len(m.n.txt) > 0:
+		return append(out, &dns.TXT{Hdr: t.header(owner, dns.TypeTXT), Txt: m.n.txt}), true
+	case m.n != nil && qtype == dns.TypeSOA && m.target == "" && t.isZone(m.n.host):
+		return append(out, t.SOA(owner)), true // the apex of a zone we are the authority for
 	case m.ptrs != nil && qtype == dns.TypePTR:
 		recs := make([]dns.PTR, len(m.ptrs))
 		for i, h := range m.ptrs {
@@ -44,6 +55,42 @@ func (t *Table) Answer(m Match, qname string, qtype uint16) ([]dns.RR, bool) {
 		return appendRecords(out, recs), true
 	}
 	return out, false
+}
+
+// Additional returns the addresses of the targets of the SRV records in answer that the table holds,
+// for the Additional section.
+func (t *Table) Additional(answer []dns.RR, v *View) []dns.RR {
+	var out []dns.RR
+	var done []string
+	for _, rr := range answer {
+		srv, ok := rr.(*dns.SRV)
+		if !ok || slices.Contains(done, srv.Target) {
+			continue
+		}
+		done = append(done, srv.Target)
+		m := t.Lookup(srv.Target, v)
+		if m.n == nil || m.n.alias != "" || m.target != "" {
+			continue
+		}
+		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			if recs, ok := t.Answer(m, srv.Target, qtype); ok {
+				out = append(out, recs...)
+			}
+		}
+	}
+	return out
+}
+
+// isZone reports whether host is the apex of a zone the table is authoritative for.
+func (t *Table) isZone(host string) bool {
+	if _, ok := t.zones[host]; ok {
+		return true
+	}
+	if t.over != nil {
+		_, ok := t.over.zones[host]
+		return ok
+	}
+	return false
 }
 
 // SOA returns the SOA record that goes in the authority section of negative answers under zone.

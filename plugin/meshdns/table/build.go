@@ -27,6 +27,10 @@ type Table struct {
 	bare    map[string]map[string]claim // namespace -> "name." -> name
 	wild    map[string]*name            // "example.com." for the host "*.example.com."
 	reverse map[netip.Addr][]string     // address -> canonical hosts, sorted
+	// zones are the hosts of Authoritative entries; ents counts, for each name under a zone that is
+	// a proper ancestor of hosts, those hosts (an empty non-terminal: NODATA, not NXDOMAIN).
+	zones   map[string]string // zone -> itself, so that lookups return it without allocating
+	ents    map[string]int32
 	ttl     uint32
 	serial  uint32
 	entries int
@@ -40,6 +44,8 @@ type Table struct {
 	over    *Table
 	current map[string]*Entry // every host changed since the base was built: its entry, nil if gone
 	baseLen int               // entries of the base
+	// entDelta corrects the base's ents for the hosts added and removed since it was built.
+	entDelta map[string]int32
 }
 
 // name is one host with its answers prepared: the addresses as the byte slices DNS records carry.
@@ -52,7 +58,9 @@ type name struct {
 	// wire4 and wire6 are the same records prepacked, for replies written without a dns.Msg.
 	wire4 []byte
 	wire6 []byte
-	soa   []byte        // the prepacked SOA of zone, shared by every name in it
+	soa   []byte // the prepacked SOA of zone, shared by every name in it
+	srv   []SRV  // targets canonical
+	txt   []string
 	next  atomic.Uint32 // rotates multi-address answers
 }
 
@@ -78,6 +86,12 @@ func (c claim) beats(o claim) bool {
 // Build indexes entries, which must have valid hosts (ValidateHost). Entries naming the same host are
 // merged first by Merge's rules.
 func Build(entries []Entry, opt Options) *Table {
+	return build(entries, opt, nil)
+}
+
+// build is Build with the authoritative zones of a base table (for an overlay, whose changed hosts
+// are answered with their zone's SOA though the zone's own entry is not among them).
+func build(entries []Entry, opt Options, zones map[string]string) *Table {
 	entries = Merge(entries)
 	cd := "." + strings.Trim(strings.ToLower(opt.ClusterDomain), ".") + "."
 	t := &Table{
@@ -111,6 +125,21 @@ func Build(entries []Entry, opt Options) *Table {
 			nwire += wireA - 4 + a.Unmap().BitLen()/8
 		}
 	}
+	for z := range zones {
+		if t.zones == nil {
+			t.zones, t.ents = make(map[string]string), make(map[string]int32)
+		}
+		t.zones[z] = z
+	}
+	for i := range entries {
+		if entries[i].Authoritative {
+			if t.zones == nil {
+				t.zones, t.ents = make(map[string]string), make(map[string]int32)
+			}
+			z := canonicalHost(entries[i].Host)
+			t.zones[z] = z
+		}
+	}
 	ipBytes := make([]byte, 0, nbytes)
 	wire := make([]byte, 0, nwire)
 	soas := make(map[string][]byte)
@@ -124,6 +153,15 @@ func Build(entries []Entry, opt Options) *Table {
 		host := canonicalHost(e.Host)
 		n := &names[i]
 		n.host, n.zone = host, zoneOf(host, cd)
+		if z := t.zoneAbove(host); z != "" {
+			n.zone = z
+			t.countAncestors(host, z, t.ents, 1)
+		}
+		for _, r := range e.SRV {
+			r.Target = canonicalHost(r.Target)
+			n.srv = append(n.srv, r)
+		}
+		n.txt = e.TXT
 		addrs := e.Addrs
 		if e.Alias != "" {
 			n.alias, addrs = canonicalHost(e.Alias), nil // an alias has no addresses of its own
@@ -220,6 +258,35 @@ func shortForms(e *Entry, host, clusterDomain string) (short, ns string, ok bool
 		return "", "", false
 	}
 	return short, ns, true
+}
+
+// zoneAbove returns the authoritative zone that holds host (host itself included), or "".
+func (t *Table) zoneAbove(host string) string {
+	if len(t.zones) == 0 {
+		return ""
+	}
+	for name := host; ; {
+		if _, ok := t.zones[name]; ok {
+			return name
+		}
+		dot := strings.IndexByte(name, '.')
+		if dot < 0 || dot == len(name)-1 {
+			return ""
+		}
+		name = name[dot+1:]
+	}
+}
+
+// countAncestors adds d to the count of every proper ancestor of host down to zone.
+func (t *Table) countAncestors(host, zone string, counts map[string]int32, d int32) {
+	for name := host; name != zone; {
+		dot := strings.IndexByte(name, '.')
+		if dot < 0 || dot == len(name)-1 {
+			return
+		}
+		name = name[dot+1:]
+		counts[name] += d
+	}
 }
 
 // zoneOf is the apex we claim for negative answers about host: the cluster domain for hosts in it,

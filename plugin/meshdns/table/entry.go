@@ -30,6 +30,20 @@ type Entry struct {
 	// Alias, when set, makes Host another name for it (a Kubernetes ExternalName Service): every
 	// question about Host is answered with a CNAME to Alias, and Addrs are not used.
 	Alias string
+	// SRV are the service records of Host, which is then a "_port._proto.service" name.
+	SRV []SRV
+	// TXT are the strings of Host's TXT record.
+	TXT []string
+	// Authoritative makes the table the authority for the zone Host: a name under it that the table
+	// lacks is NXDOMAIN rather than passed to the next plugin (clusterset.local, whose absent names the
+	// MCS DNS specification defines).
+	Authoritative bool
+}
+
+// SRV is one service record: a port of Target.
+type SRV struct {
+	Priority, Weight, Port uint16
+	Target                 string
 }
 
 // rank orders entries that name the same host: a Kubernetes Service beats a ServiceEntry.

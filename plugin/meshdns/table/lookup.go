@@ -10,11 +10,17 @@ type Match struct {
 	ptrs   []string // hosts of a reverse (PTR) name
 	zone   string   // SOA owner of a reverse name
 	target string   // CNAME target, when the question carried one of the client's search domains
+	ent    bool     // an empty non-terminal of an authoritative zone (in zone)
+	nx     bool     // absent from the authoritative zone (in zone)
 }
 
 // Found reports whether the question names something in the table. A found name is answered by
 // meshdns, with data or NODATA, and never goes to the next plugin.
-func (m Match) Found() bool { return m.n != nil || m.ptrs != nil }
+func (m Match) Found() bool { return m.n != nil || m.ptrs != nil || m.ent }
+
+// NXDomain reports whether the question is absent from a zone the table is authoritative for (Zone):
+// the answer is NXDOMAIN, never the next plugin's.
+func (m Match) NXDomain() bool { return m.nx }
 
 // Host returns the canonical host matched ("*.example.com." for a wildcard), or "" for a reverse name.
 func (m Match) Host() string {
@@ -67,7 +73,41 @@ func (t *Table) Lookup(qname string, v *View) Match {
 		}
 		return Match{n: n, target: target}
 	}
+	if zone := t.authority(key); zone != "" {
+		return Match{zone: zone, ent: t.isENT(key), nx: !t.isENT(key)}
+	}
 	return Match{}
+}
+
+// authority returns the authoritative zone that holds key, or "". No allocation: a map lookup with a
+// converted byte slice does not copy it, and the zone returned is the map's own string.
+func (t *Table) authority(key []byte) string {
+	overZones := t.over != nil && len(t.over.zones) > 0
+	if len(t.zones) == 0 && !overZones {
+		return ""
+	}
+	for i := 0; i < len(key)-1; i++ {
+		if i == 0 || key[i-1] == '.' && !escaped(key, i-1) {
+			if z, ok := t.zones[string(key[i:])]; ok {
+				return z
+			}
+			if overZones {
+				if z, ok := t.over.zones[string(key[i:])]; ok {
+					return z
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// isENT reports whether key is a proper ancestor of hosts in an authoritative zone.
+func (t *Table) isENT(key []byte) bool {
+	n := t.ents[string(key)]
+	if t.over != nil {
+		n += t.entDelta[string(key)]
+	}
+	return n > 0
 }
 
 // find looks key up as a host or one of its forms, then as a bare name in the client's namespace,

@@ -1,7 +1,6 @@
 package table
 
 import (
-	"net/netip"
 	"slices"
 	"strings"
 )
@@ -35,29 +34,24 @@ func Merge(snapshots ...[]Entry) []Entry {
 				cur := &out[at]
 				if !merged[at] {
 					cur.Addrs, cur.AltHosts = slices.Clone(cur.Addrs), slices.Clone(cur.AltHosts)
+					cur.SRV, cur.TXT = slices.Clone(cur.SRV), slices.Clone(cur.TXT)
 					merged[at] = true
 				}
 				cur.Addrs = appendMissing(cur.Addrs, e.Addrs)
-				cur.AltHosts = appendMissingStrings(cur.AltHosts, e.AltHosts)
+				cur.AltHosts = appendMissing(cur.AltHosts, e.AltHosts)
+				cur.SRV = appendMissing(cur.SRV, e.SRV)
+				cur.TXT = appendMissing(cur.TXT, e.TXT)
+				cur.Authoritative = cur.Authoritative || e.Authoritative
 			}
 		}
 	}
 	return out
 }
 
-func appendMissing(dst, src []netip.Addr) []netip.Addr {
+func appendMissing[T comparable](dst, src []T) []T {
 	for _, a := range src {
 		if !slices.Contains(dst, a) {
 			dst = append(dst, a)
-		}
-	}
-	return dst
-}
-
-func appendMissingStrings(dst, src []string) []string {
-	for _, s := range src {
-		if !slices.Contains(dst, s) {
-			dst = append(dst, s)
 		}
 	}
 	return dst

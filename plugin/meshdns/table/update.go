@@ -44,7 +44,7 @@ func (t *Table) Update(changes map[string]*Entry) *Table {
 		}
 	}
 	out := *t
-	out.over = Build(entries, t.opt)
+	out.over = build(entries, t.opt, t.zones)
 	out.current = current
 	out.serial = out.over.serial
 	out.entries = t.baseLen
@@ -54,7 +54,45 @@ func (t *Table) Update(changes map[string]*Entry) *Table {
 		}
 	}
 	out.entries += present
+	out.entDelta = t.entChanges(current)
 	return &out
+}
+
+// entChanges is how the hosts added and removed since the base was built change its count of
+// empty non-terminals.
+func (t *Table) entChanges(current map[string]*Entry) map[string]int32 {
+	if len(t.zones) == 0 {
+		return nil
+	}
+	delta := make(map[string]int32)
+	for h, e := range current {
+		was, now := t.inBase(h), e != nil
+		if was == now {
+			continue
+		}
+		if z := t.zoneAbove(h); z != "" {
+			d := int32(1)
+			if was {
+				d = -1
+			}
+			t.countAncestors(h, z, delta, d)
+		}
+	}
+	return delta
+}
+
+// NeedsBuild reports whether changes add, change or remove an authoritative zone, which Update cannot
+// fold in: the base's count of empty non-terminals would miss the hosts under a new zone.
+func (t *Table) NeedsBuild(changes map[string]*Entry) bool {
+	for h, e := range changes {
+		if e != nil && e.Authoritative {
+			return true
+		}
+		if _, ok := t.zones[canonicalHost(h)]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Pending is the number of hosts changed since the table was last built whole.

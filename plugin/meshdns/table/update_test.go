@@ -27,6 +27,14 @@ func randomEntry(r *rand.Rand, host string) Entry {
 	if r.IntN(6) == 0 {
 		e.AltHosts = append(e.AltHosts, fmt.Sprintf("s%d.n%d", r.IntN(4), r.IntN(3))) // another host's short form
 	}
+	if strings.HasPrefix(host, "_") {
+		for range 1 + r.IntN(2) {
+			e.SRV = append(e.SRV, SRV{Port: uint16(80 + r.IntN(3)), Target: fmt.Sprintf("p%d.c0.s%d.n0.svc.clusterset.local", r.IntN(2), r.IntN(2))})
+		}
+	}
+	if r.IntN(8) == 0 {
+		e.TXT = []string{fmt.Sprint(r.IntN(3))}
+	}
 	if r.IntN(12) == 0 {
 		e.Alias = fmt.Sprintf("s%d.n%d.svc.cluster.local", r.IntN(4), r.IntN(3))
 	}
@@ -34,7 +42,13 @@ func randomEntry(r *rand.Rand, host string) Entry {
 }
 
 func randomHost(r *rand.Rand) string {
-	switch r.IntN(6) {
+	switch r.IntN(9) {
+	case 6:
+		return fmt.Sprintf("s%d.n%d.svc.clusterset.local", r.IntN(2), r.IntN(2))
+	case 7:
+		return fmt.Sprintf("p%d.c%d.s%d.n0.svc.clusterset.local", r.IntN(2), r.IntN(2), r.IntN(2))
+	case 8:
+		return fmt.Sprintf("_http._tcp.s%d.n0.svc.clusterset.local", r.IntN(2))
 	case 0:
 		return fmt.Sprintf("*.x%d.example.com", r.IntN(3))
 	case 1:
@@ -51,13 +65,16 @@ func randomHost(r *rand.Rand) string {
 func outcome(t *Table, qname string, v *View) string {
 	m := t.Lookup(qname, v)
 	if !m.Found() {
-		return "miss"
+		return fmt.Sprintf("miss nxdomain %v %s", m.NXDomain(), m.Zone())
 	}
-	var out []string
-	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypePTR} {
+	out := []string{"zone " + m.Zone()}
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypePTR, dns.TypeSRV, dns.TypeTXT, dns.TypeSOA} {
 		rrs, ok := t.Answer(m, qname, qt)
 		var ss []string
 		for _, rr := range rrs {
+			if soa, ok := rr.(*dns.SOA); ok {
+				soa.Serial = 0 // the time of the build
+			}
 			h := rr.Header()
 			ss = append(ss, fmt.Sprintf("%s %d %s", h.Name, h.Ttl, strings.TrimPrefix(rr.String(), h.String())))
 		}
@@ -90,10 +107,19 @@ func TestUpdateAnswersAsBuild(t *testing.T) {
 		}
 	}
 	queries = append(queries, "example.com.", "zz.example.com.", "nothing.svc.cluster.local.")
+	for _, f := range []string{"s%d.n%d.svc.clusterset.local.", "p%d.c%d.s0.n0.svc.clusterset.local.", "c%d.s%d.n0.svc.clusterset.local.",
+		"_http._tcp.s%d.n%d.svc.clusterset.local.", "_tcp.s%d.n%d.svc.clusterset.local.", "n%d.svc.clusterset.local.%.0d"} {
+		for a := range 2 {
+			for b := range 2 {
+				queries = append(queries, fmt.Sprintf(f, a, b))
+			}
+		}
+	}
+	queries = append(queries, "clusterset.local.", "svc.clusterset.local.", "zz.clusterset.local.")
 
 	for seed := range uint64(40) {
 		r := rand.New(rand.NewPCG(seed, 1))
-		state := map[string]Entry{} // canonical host -> entry
+		state := map[string]Entry{"clusterset.local.": {Host: "clusterset.local", Authoritative: true}} // canonical host -> entry
 		for range 30 {
 			h := randomHost(r)
 			state[canonicalHost(h)] = randomEntry(r, h)
@@ -119,6 +145,9 @@ func TestUpdateAnswersAsBuild(t *testing.T) {
 				e := randomEntry(r, h)
 				state[ch] = e
 				changes[ch] = &e
+			}
+			if tbl.NeedsBuild(changes) {
+				t.Fatalf("seed %d batch %d: changes %v need a build", seed, batch, changes)
 			}
 			tbl = tbl.Update(changes)
 			want := full()

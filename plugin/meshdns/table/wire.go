@@ -85,8 +85,25 @@ func (t *Table) AppendNoData(dst []byte, m Match, qtype uint16) ([]byte, bool) {
 	if m.n == nil || m.target != "" || m.n.alias != "" || m.n.soa == nil {
 		return dst, false
 	}
-	if qtype == dns.TypeA && len(m.n.v4) > 0 || qtype == dns.TypeAAAA && len(m.n.v6) > 0 {
+	if t.hasData(m.n, qtype) {
 		return dst, false
 	}
 	return append(dst, m.n.soa...), true
+}
+
+// hasData reports whether n has records of type qtype.
+func (t *Table) hasData(n *name, qtype uint16) bool {
+	switch qtype {
+	case dns.TypeA:
+		return len(n.v4) > 0
+	case dns.TypeAAAA:
+		return len(n.v6) > 0
+	case dns.TypeSRV:
+		return len(n.srv) > 0
+	case dns.TypeTXT:
+		return len(n.txt) > 0
+	case dns.TypeSOA:
+		return t.isZone(n.host)
+	}
+	return false
 }
