@@ -30,6 +30,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNameTable$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/nds
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceEntry$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
+	$(GO) test -run '^$$' -fuzz '^FuzzServiceImport$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 
 # dnsperf at a fixed rate for SOAK while both sources change the table every second and the upstream
 # flaps: mesh names must get every answer. Results go to bench/results.

@@ -8,6 +8,8 @@ import (
 
 	"github.com/coredns/caddy"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -23,6 +25,7 @@ type Config struct {
 	Context        string   // kubeconfig context; empty: its current context
 	Namespaces     []string // empty: every namespace
 	ServiceEntries bool     // also watch networking.istio.io ServiceEntries
+	ClustersetZone string   // non-empty: serve this zone from ServiceImports (MCS DNS)
 	Clients        bool     // learn client namespaces from pod addresses
 	ClientsNode    string   // with Clients: only the pods of this node
 	Cluster        string   // the cluster id put on entries
@@ -85,6 +88,16 @@ func Parse(c *caddy.Controller) (*Config, error) {
 		case "serviceentries":
 			if err = want(0, 0, "no arguments"); err == nil {
 				cfg.ServiceEntries = true
+			}
+		case "clusterset":
+			if err = want(0, 1, "[ZONE]"); err == nil {
+				cfg.ClustersetZone = DefaultClustersetZone
+				if len(args) == 1 {
+					cfg.ClustersetZone = strings.ToLower(strings.Trim(args[0], "."))
+					if verr := table.ValidateHost(cfg.ClustersetZone); verr != nil || strings.Contains(cfg.ClustersetZone, "*") {
+						err = c.Errf("kubernetes: clusterset: %q is not a zone name", args[0])
+					}
+				}
 			}
 		case "clients":
 			if err = want(0, 1, "[NODE]"); err == nil {
@@ -155,6 +168,9 @@ func (cfg *Config) String() string {
 	}
 	if cfg.ServiceEntries {
 		s += " +serviceentries"
+	}
+	if cfg.ClustersetZone != "" {
+		s += " +clusterset " + cfg.ClustersetZone
 	}
 	return s
 }

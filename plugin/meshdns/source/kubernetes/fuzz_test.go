@@ -1,12 +1,14 @@
 package kubernetes
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/coredns/caddy"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -16,6 +18,8 @@ func FuzzParse(f *testing.F) {
 		"kubernetes",
 		"kubernetes {\n kubeconfig /nonexistent ctx\n namespaces a b\n serviceentries\n clients node-1\n cluster c1\n startup_timeout 2s\n}",
 		"kubernetes {\n clients\n}",
+		"kubernetes {\n clusterset\n}",
+		"kubernetes {\n clusterset mc.example\n}",
 		"kubernetes {\n namespaces\n}",
 		"kubernetes {",
 	} {
@@ -47,6 +51,43 @@ func FuzzServiceEntry(f *testing.F) {
 		for _, e := range entries {
 			if err := table.ValidateHost(e.Host); err != nil || len(e.Addrs) == 0 {
 				t.Fatalf("entry %+v: %v", e, err)
+			}
+		}
+	})
+}
+
+// FuzzServiceImport reads a ServiceImport of any shape (as JSON), with one EndpointSlice of any shape,
+// into names: every name it gives is valid, every SRV target one of its names.
+func FuzzServiceImport(f *testing.F) {
+	f.Add(`{"metadata":{"name":"web","namespace":"shop"},"spec":{"type":"ClusterSetIP","ips":["10.42.0.1","fd42::1"],"ports":[{"name":"http","protocol":"TCP","port":80}]}}`,
+		`{"metadata":{"name":"s1","namespace":"shop","labels":{"multicluster.kubernetes.io/service-name":"web","multicluster.kubernetes.io/source-cluster":"east"}},"addressType":"IPv4","endpoints":[{"addresses":["10.1.0.1"],"hostname":"web-0"}]}`)
+	f.Add(`{"metadata":{"name":"db","namespace":"shop"},"spec":{"type":"Headless","ports":[{"name":"pg","port":5432},{"port":"x"},null]}}`,
+		`{"metadata":{"name":"s1","labels":{"multicluster.kubernetes.io/source-cluster":"Not A Label"}},"addressType":"IPv6","endpoints":[{"addresses":["fd00::1","x"],"hostname":"-bad-"},{"addresses":[]}]}`)
+	f.Fuzz(func(t *testing.T, imp, slice string) {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON([]byte(imp)); err != nil {
+			return
+		}
+		var es discoveryv1.EndpointSlice
+		if err := json.Unmarshal([]byte(slice), &es); err != nil {
+			return
+		}
+		entries, _ := serviceImportEntries(newServiceImport(u), []*discoveryv1.EndpointSlice{&es}, DefaultClustersetZone, "local")
+		hosts := map[string]bool{}
+		for _, e := range entries {
+			if err := table.ValidateHost(e.Host); err != nil {
+				t.Fatalf("entry %+v: %v", e, err)
+			}
+			if len(e.Addrs) == 0 && len(e.SRV) == 0 {
+				t.Fatalf("entry %+v answers nothing", e)
+			}
+			hosts[e.Host] = true
+		}
+		for _, e := range entries {
+			for _, r := range e.SRV {
+				if !hosts[r.Target] {
+					t.Fatalf("SRV %s -> %s: not a name of the import", e.Host, r.Target)
+				}
 			}
 		}
 	})

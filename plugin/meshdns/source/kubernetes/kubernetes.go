@@ -23,6 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -40,8 +41,10 @@ const (
 	coalesce = 50 * time.Millisecond
 	// probeEvery is how often the API server is checked, for the connected metric and the log.
 	probeEvery = 5 * time.Second
-	// serviceIndex indexes EndpointSlices by the "ns/name" of their Service.
+	// serviceIndex indexes EndpointSlices by the "ns/name" of their Service, importIndex by that of
+	// their ServiceImport (MCS).
 	serviceIndex = "service"
+	importIndex  = "import"
 )
 
 // Source watches one Kubernetes cluster.
@@ -53,11 +56,12 @@ type Source struct {
 	mu        sync.Mutex
 	dirtySvc  map[string]bool // "ns/name" of Services whose names must be recomputed
 	dirtySE   map[string]bool // "ns/name" of ServiceEntries likewise
+	dirtyImp  map[string]bool // "ns/name" of ServiceImports likewise
 	dirtyPods bool
 	kick      chan struct{}
 
 	// Owned by the Run goroutine.
-	byKey     map[string][]table.Entry // "s/ns/name" or "e/ns/name" -> its entries
+	byKey     map[string][]table.Entry // "s/ns/name", "e/ns/name", "i/ns/name" or "z/zone" -> its entries
 	hostKeys  map[string][]string      // canonical host -> the keys of the objects naming it, sorted
 	published bool                     // the first snapshot is out: send changes from now on
 	changed   map[string]bool          // canonical hosts whose entries changed in this flush
@@ -97,7 +101,7 @@ func (s *Source) StartupTimeout() time.Duration { return s.cfg.StartupTimeout }
 
 // informers are the watches of one namespace, or of all of them.
 type nsInformers struct {
-	services, slices, serviceEntries cache.SharedIndexInformer
+	services, slices, serviceEntries, imports cache.SharedIndexInformer
 }
 
 // Run implements source.Source: it watches until ctx ends, publishing the first table once every
@@ -110,15 +114,30 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		sink.Reject(fmt.Errorf("kubernetes client: %w", err))
 		return
 	}
+	// Custom resources the cluster does not serve are left out (and said so): their informers would
+	// never sync, and the source never be ready.
+	withSE := s.cfg.ServiceEntries && s.serves(kube, serviceEntryGVR, "Istio's CRDs are not installed: ServiceEntries are not watched")
+	var importGVR schema.GroupVersionResource
+	if s.cfg.ClustersetZone != "" {
+		for _, gvr := range serviceImportGVRs {
+			if s.serves(kube, gvr, "") {
+				importGVR = gvr
+				break
+			}
+		}
+		if importGVR.Empty() {
+			log.Warningf("%s: the cluster serves no ServiceImport (the MCS CRDs are not installed): %s has only its dns-version record", s, s.cfg.ClustersetZone)
+		}
+	}
 	var dyn dynamic.Interface
-	if s.cfg.ServiceEntries && s.servesServiceEntries(kube) {
+	if withSE || !importGVR.Empty() {
 		if dyn, err = dynamic.NewForConfig(s.rest); err != nil {
 			sink.Reject(fmt.Errorf("kubernetes dynamic client: %w", err))
 			return
 		}
 	}
 
-	s.dirtySvc, s.dirtySE = map[string]bool{}, map[string]bool{}
+	s.dirtySvc, s.dirtySE, s.dirtyImp = map[string]bool{}, map[string]bool{}, map[string]bool{}
 	s.byKey, s.hostKeys = map[string][]table.Entry{}, map[string][]string{}
 	byNS := map[string]*nsInformers{}
 	var synced []cache.InformerSynced
@@ -145,21 +164,32 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		w.slices = f.Discovery().V1().EndpointSlices().Informer()
 		must(w.services.SetTransform(trimService))
 		must(w.slices.SetTransform(trimEndpointSlice))
-		must(w.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService}))
+		must(w.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService, importIndex: sliceImport}))
 		s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
 		s.handle(w.slices, "endpointslices", func(obj any) {
 			if key := sliceServiceKey(obj); key != "" {
 				s.markService(key)
+			}
+			if key := sliceImportKey(obj); key != "" && s.cfg.ClustersetZone != "" {
+				s.markImport(key)
 			}
 		})
 		synced = append(synced, w.services.HasSynced, w.slices.HasSynced)
 		started = append(started, f)
 		if dyn != nil {
 			df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
-			w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
-			must(w.serviceEntries.SetTransform(trimServiceEntry))
-			s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) })
-			synced = append(synced, w.serviceEntries.HasSynced)
+			if withSE {
+				w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
+				must(w.serviceEntries.SetTransform(trimServiceEntry))
+				s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) })
+				synced = append(synced, w.serviceEntries.HasSynced)
+			}
+			if !importGVR.Empty() {
+				w.imports = df.ForResource(importGVR).Informer()
+				must(w.imports.SetTransform(trimServiceImport))
+				s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) })
+				synced = append(synced, w.imports.HasSynced)
+			}
 			started = append(started, df)
 		}
 		byNS[ns] = w
@@ -208,9 +238,17 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 				s.dirtySE[k] = true
 			}
 		}
+		if w.imports != nil {
+			for _, k := range w.imports.GetIndexer().ListKeys() {
+				s.dirtyImp[k] = true
+			}
+		}
 	}
 	s.dirtyPods = true
 	s.mu.Unlock()
+	if z := s.cfg.ClustersetZone; z != "" {
+		s.set("z/"+z, zoneEntries(z))
+	}
 	s.flush(sink, informersOf, pods)
 	log.Infof("%s: synced in %v", s, time.Since(begin).Round(time.Millisecond))
 	// The first lists and the first table leave garbage several times the table's size. A resolver
@@ -238,25 +276,25 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	}
 }
 
-// servesServiceEntries reports whether the cluster has Istio's ServiceEntry resource. Without it the
-// informer would never sync and the source never be ready, so it is left out, and said so. An API
-// server that cannot be asked yet is assumed to serve it: the informer waits for it.
-func (s *Source) servesServiceEntries(kube kubernetes.Interface) bool {
-	gv := serviceEntryGVR.GroupVersion().String()
+// serves reports whether the cluster serves the resource gvr, logging why not with why when it is
+// not empty. An API server that cannot be asked yet is assumed to serve it: the informer waits for it.
+func (s *Source) serves(kube kubernetes.Interface, gvr schema.GroupVersionResource, why string) bool {
+	gv := gvr.GroupVersion().String()
 	list, err := kube.Discovery().ServerResourcesForGroupVersion(gv)
-	if apierrors.IsNotFound(err) {
-		log.Warningf("%s: the cluster does not serve %s (Istio's CRDs are not installed): ServiceEntries are not watched", s, gv)
-		return false
-	}
-	if err != nil {
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
 		return true
-	}
-	for _, r := range list.APIResources {
-		if r.Name == serviceEntryGVR.Resource {
-			return true
+	default:
+		for _, r := range list.APIResources {
+			if r.Name == gvr.Resource {
+				return true
+			}
 		}
 	}
-	log.Warningf("%s: the cluster serves %s without %s: ServiceEntries are not watched", s, gv, serviceEntryGVR.Resource)
+	if why != "" {
+		log.Warningf("%s: the cluster does not serve %s %s (%s)", s, gv, gvr.Resource, why)
+	}
 	return false
 }
 
@@ -295,6 +333,9 @@ func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark fun
 			if k := sliceServiceKey(old); k != "" && k != sliceServiceKey(cur) {
 				s.markService(k)
 			}
+			if k := sliceImportKey(old); k != "" && k != sliceImportKey(cur) && s.cfg.ClustersetZone != "" {
+				s.markImport(k)
+			}
 			on(cur)
 		},
 		DeleteFunc: on,
@@ -319,6 +360,13 @@ func (s *Source) markServiceEntry(key string) {
 	s.signal()
 }
 
+func (s *Source) markImport(key string) {
+	s.mu.Lock()
+	s.dirtyImp[key] = true
+	s.mu.Unlock()
+	s.signal()
+}
+
 func (s *Source) markPods() {
 	s.mu.Lock()
 	s.dirtyPods = true
@@ -336,8 +384,8 @@ func (s *Source) signal() {
 // flush redoes the entries of the objects changed since the last flush and publishes the result.
 func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformers, pods cache.SharedIndexInformer) {
 	s.mu.Lock()
-	svcKeys, seKeys, podsChanged := s.dirtySvc, s.dirtySE, s.dirtyPods
-	s.dirtySvc, s.dirtySE, s.dirtyPods = map[string]bool{}, map[string]bool{}, false
+	svcKeys, seKeys, impKeys, podsChanged := s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods
+	s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods = map[string]bool{}, map[string]bool{}, map[string]bool{}, false
 	s.mu.Unlock()
 
 	cd := strings.Trim(s.cfg.ClusterDomain, ".")
@@ -380,6 +428,34 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 			log.Warningf("%s: %v; left out", s, err)
 		}
 		s.set("e/"+key, entries)
+	}
+	for key := range impKeys {
+		ns, _, _ := strings.Cut(key, "/")
+		w := informersOf(ns)
+		if w.imports == nil {
+			continue
+		}
+		obj, exists, _ := w.imports.GetIndexer().GetByKey(key)
+		si, ok := obj.(*serviceImport)
+		if !exists || !ok {
+			s.set("i/"+key, nil)
+			continue
+		}
+		var eps []*discoveryv1.EndpointSlice
+		if si.Headless {
+			objs, _ := w.slices.GetIndexer().ByIndex(importIndex, key)
+			for _, o := range objs {
+				if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+					eps = append(eps, es)
+				}
+			}
+		}
+		entries, errs := serviceImportEntries(si, eps, s.cfg.ClustersetZone, s.cfg.Cluster)
+		for _, err := range errs {
+			invalidTotal.WithLabelValues(s.cfg.Cluster, "serviceimports").Inc()
+			log.Warningf("%s: %v", s, err)
+		}
+		s.set("i/"+key, entries)
 	}
 	if podsChanged && pods != nil {
 		clientsGauge.WithLabelValues(s.cfg.Cluster).Set(float64(s.clients.rebuild(pods.GetStore().List())))
@@ -524,6 +600,30 @@ func sliceServiceKey(obj any) string {
 		return ""
 	}
 	return es.Namespace + "/" + name
+}
+
+// sliceImportKey is the "ns/name" of the ServiceImport an MCS EndpointSlice (or its tombstone)
+// belongs to.
+func sliceImportKey(obj any) string {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return ""
+	}
+	name := es.Labels[labelImportName]
+	if name == "" {
+		return ""
+	}
+	return es.Namespace + "/" + name
+}
+
+func sliceImport(obj any) ([]string, error) {
+	if k := sliceImportKey(obj); k != "" {
+		return []string{k}, nil
+	}
+	return nil, nil
 }
 
 func sliceService(obj any) ([]string, error) {

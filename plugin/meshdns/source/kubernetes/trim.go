@@ -39,8 +39,13 @@ func trimEndpointSlice(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &discoveryv1.EndpointSlice{ObjectMeta: meta(&s.ObjectMeta), AddressType: s.AddressType}
-	if name, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
-		out.Labels = map[string]string{discoveryv1.LabelServiceName: name}
+	for _, l := range []string{discoveryv1.LabelServiceName, labelImportName, labelSourceCluster} {
+		if v, ok := s.Labels[l]; ok {
+			if out.Labels == nil {
+				out.Labels = make(map[string]string, 1)
+			}
+			out.Labels[l] = v
+		}
 	}
 	out.Endpoints = make([]discoveryv1.Endpoint, len(s.Endpoints))
 	for i, ep := range s.Endpoints {
@@ -78,4 +83,5 @@ var (
 	_ cache.TransformFunc = trimEndpointSlice
 	_ cache.TransformFunc = trimPod
 	_ cache.TransformFunc = trimServiceEntry
+	_ cache.TransformFunc = trimServiceImport
 )
