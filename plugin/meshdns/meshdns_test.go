@@ -83,9 +83,9 @@ func TestAnswerSemantics(t *testing.T) {
 		{Qname: "www.googleapis.example.", Qtype: dns.TypeAAAA, Ns: []dns.RR{soa("googleapis.example.")}},
 		// PTR for table addresses, canonical names only, every owner of a shared address.
 		{Qname: "10.10.96.10.in-addr.arpa.", Qtype: dns.TypePTR, Answer: []dns.RR{test.PTR("10.10.96.10.in-addr.arpa. 30 IN PTR productpage.bookinfo.svc.cluster.local.")}},
+		// An endpoint's address points back at its own name, not also at its service's.
 		{Qname: "5.1.244.10.in-addr.arpa.", Qtype: dns.TypePTR, Answer: []dns.RR{
-			test.PTR("5.1.244.10.in-addr.arpa. 30 IN PTR mysql-0.mysql.db.svc.cluster.local."),
-			test.PTR("5.1.244.10.in-addr.arpa. 30 IN PTR mysql.db.svc.cluster.local.")}},
+			test.PTR("5.1.244.10.in-addr.arpa. 30 IN PTR mysql-0.mysql.db.svc.cluster.local.")}},
 		{Qname: "1.0.0.0.0.3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", Qtype: dns.TypePTR, Answer: []dns.RR{
 			test.PTR("1.0.0.0.0.3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa. 30 IN PTR frontend.web.svc.cluster.local.")}},
 		{Qname: "10.10.96.10.in-addr.arpa.", Qtype: dns.TypeA, Ns: []dns.RR{soa("in-addr.arpa.")}},

@@ -1,6 +1,7 @@
 package realstack
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	mcscrd "sigs.k8s.io/mcs-api/config/crd"
 )
 
 // opTimeout bounds each helper's API calls.
@@ -391,14 +393,28 @@ func (s *Stack) IstiodRootCert() (string, error) {
 }
 
 // applyCRDs server-side-applies Istio's CRDs (client-side apply would overflow the last-applied
-// annotation on the big ones) and waits until they are all established.
+// annotation on the big ones) and those of the Multi-Cluster Services API (ServiceImport,
+// ServiceExport, from sigs.k8s.io/mcs-api), and waits until they are all established.
 func (s *Stack) applyCRDs(ctx context.Context) error {
 	f, err := os.Open(s.paths.IstioCRDs)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 64<<10)
+	for _, m := range []struct {
+		what string
+		r    io.Reader
+	}{{s.paths.IstioCRDs, f}, {"mcs-api ServiceImport", bytes.NewReader(mcscrd.ServiceImportCRD)}, {"mcs-api ServiceExport", bytes.NewReader(mcscrd.ServiceExportCRD)}} {
+		if err := s.applyCRDManifest(ctx, m.what, m.r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyCRDManifest applies the CRDs in one YAML stream and waits until they are established.
+func (s *Stack) applyCRDManifest(ctx context.Context, what string, r io.Reader) error {
+	dec := utilyaml.NewYAMLOrJSONDecoder(r, 64<<10)
 	var names []string
 	for {
 		var obj map[string]any
@@ -420,7 +436,7 @@ func (s *Stack) applyCRDs(ctx context.Context) error {
 		names = append(names, u.GetName())
 	}
 	if len(names) == 0 {
-		return fmt.Errorf("no CRDs in %s", s.paths.IstioCRDs)
+		return fmt.Errorf("no CRDs in %s", what)
 	}
 	for _, name := range names {
 		for {

@@ -132,7 +132,7 @@ func (s *Stack) start(ctx context.Context) error {
 	}
 	err = phase("CRDs+namespaces", func() error {
 		if err := s.applyCRDs(ctx); err != nil {
-			return fmt.Errorf("istio CRDs: %w", err)
+			return fmt.Errorf("CRDs: %w", err)
 		}
 		for _, ns := range []string{"default", IstioNamespace} {
 			if err := s.EnsureNamespace(ns); err != nil {

@@ -213,8 +213,11 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 			}
 		}
 	}
-	for _, hosts := range t.reverse {
+	for a, hosts := range t.reverse {
 		slices.Sort(hosts)
+		if len(hosts) > 1 {
+			t.reverse[a] = pruneAncestors(hosts)
+		}
 	}
 	for _, pair := range collisions {
 		a, b := &entries[pair[0]], &entries[pair[1]]

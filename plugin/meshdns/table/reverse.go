@@ -2,6 +2,7 @@ package table
 
 import (
 	"net/netip"
+	"strings"
 
 	"github.com/coredns/coredns/plugin/pkg/dnsutil"
 )
@@ -33,4 +34,24 @@ func (t *Table) ptr(key []byte) ([]string, string) {
 		return nil, ""
 	}
 	return t.reverse[addr], zone
+}
+
+// pruneAncestors drops from sorted hosts those with a subdomain among them: an address that names a
+// headless service and one of its endpoints (db.ns.svc... and db-0.db.ns.svc...) points back at the
+// endpoint's own name, as the Kubernetes and MCS DNS specifications give one PTR per endpoint.
+func pruneAncestors(hosts []string) []string {
+	out := hosts[:0:0]
+	for _, h := range hosts {
+		ancestor := false
+		for _, o := range hosts {
+			if len(o) > len(h) && strings.HasSuffix(o, h) && o[len(o)-len(h)-1] == '.' {
+				ancestor = true
+				break
+			}
+		}
+		if !ancestor {
+			out = append(out, h)
+		}
+	}
+	return out
 }

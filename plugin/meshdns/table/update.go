@@ -174,5 +174,9 @@ func (t *Table) reverseHosts(base, over []string) []string {
 	}
 	out = append(out, over...)
 	slices.Sort(out)
-	return slices.Compact(out)
+	out = slices.Compact(out)
+	if len(out) > 1 {
+		out = pruneAncestors(out)
+	}
+	return out
 }

@@ -1,0 +1,149 @@
+package realstack
+
+import (
+	"fmt"
+	"net/netip"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// The Multi-Cluster Services API objects, as an MCS controller (Submariner Lighthouse, GKE MCS, ...)
+// writes them into an importing cluster. No such controller runs here: tests write them.
+
+// ServiceImportGVR and ServiceExportGVR are the MCS API's resources (sigs.k8s.io/mcs-api v1beta1).
+var (
+	ServiceImportGVR = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1beta1", Resource: "serviceimports"}
+	ServiceExportGVR = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1beta1", Resource: "serviceexports"}
+)
+
+// MCS labels on the EndpointSlices of a ServiceImport.
+const (
+	LabelImportName    = "multicluster.kubernetes.io/service-name"
+	LabelSourceCluster = "multicluster.kubernetes.io/source-cluster"
+)
+
+// ImportPort is a port of a ServiceImport.
+type ImportPort struct {
+	Name, Protocol string
+	Port           int64
+}
+
+// CreateServiceImport creates ServiceImport ns/name: type ClusterSetIP with ips, or Headless when ips
+// is empty and headless is set.
+func (s *Stack) CreateServiceImport(ns, name string, headless bool, ips []string, ports ...ImportPort) error {
+	kind := "ClusterSetIP"
+	if headless {
+		kind = "Headless"
+	}
+	var ps []any
+	for _, p := range ports {
+		m := map[string]any{"port": p.Port, "protocol": p.Protocol}
+		if p.Name != "" {
+			m["name"] = p.Name
+		}
+		ps = append(ps, m)
+	}
+	spec := map[string]any{"type": kind, "ports": ps}
+	if len(ips) > 0 {
+		spec["ips"] = toAny(ips)
+	}
+	return s.CreateObject(ServiceImportGVR, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": ServiceImportGVR.GroupVersion().String(),
+		"kind":       "ServiceImport",
+		"metadata":   map[string]any{"name": name, "namespace": ns},
+		"spec":       spec,
+	}})
+}
+
+// DeleteServiceImport deletes ServiceImport ns/name.
+func (s *Stack) DeleteServiceImport(ns, name string) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := s.Dynamic.Resource(ServiceImportGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("serviceimport %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// CreateServiceExport creates ServiceExport ns/name, which exports Service ns/name to the clusterset.
+func (s *Stack) CreateServiceExport(ns, name string) error {
+	return s.CreateObject(ServiceExportGVR, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": ServiceExportGVR.GroupVersion().String(),
+		"kind":       "ServiceExport",
+		"metadata":   map[string]any{"name": name, "namespace": ns},
+	}})
+}
+
+// DeleteServiceExport deletes ServiceExport ns/name.
+func (s *Stack) DeleteServiceExport(ns, name string) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := s.Dynamic.Resource(ServiceExportGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("serviceexport %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// SetImportEndpoints replaces the endpoints that cluster contributes to ServiceImport ns/name: one
+// EndpointSlice per address family, <name>-<cluster>-ipv4/-ipv6, labelled as the MCS API says. An
+// Endpoint's Hostname goes into the slice as it is (no Pod: the pods live in the other cluster).
+func (s *Stack) SetImportEndpoints(ns, name, cluster string, endpoints ...Endpoint) error {
+	byFamily := map[discoveryv1.AddressType][]discoveryv1.Endpoint{}
+	for _, e := range endpoints {
+		a, err := netip.ParseAddr(e.IP)
+		if err != nil {
+			return fmt.Errorf("endpoints of import %s/%s: %w", ns, name, err)
+		}
+		family := discoveryv1.AddressTypeIPv4
+		if a.Is6() {
+			family = discoveryv1.AddressTypeIPv6
+		}
+		ready := !e.NotReady
+		ep := discoveryv1.Endpoint{Addresses: []string{e.IP}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}
+		if e.Hostname != "" {
+			h := e.Hostname
+			ep.Hostname = &h
+		}
+		byFamily[family] = append(byFamily[family], ep)
+	}
+	if err := s.EnsureNamespace(ns); err != nil {
+		return err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	slices := s.Kube.DiscoveryV1().EndpointSlices(ns)
+	for _, family := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
+		sliceName := fmt.Sprintf("%s-%s-%s", name, cluster, map[discoveryv1.AddressType]string{discoveryv1.AddressTypeIPv4: "ipv4", discoveryv1.AddressTypeIPv6: "ipv6"}[family])
+		eps, ok := byFamily[family]
+		if !ok {
+			if err := slices.Delete(ctx, sliceName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("endpointslice %s/%s: %w", ns, sliceName, err)
+			}
+			continue
+		}
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: sliceName, Namespace: ns, Labels: map[string]string{
+				LabelImportName: name, LabelSourceCluster: cluster,
+				discoveryv1.LabelManagedBy: "realstack.meshdns.io",
+			}},
+			AddressType: family,
+			Endpoints:   eps,
+		}
+		cur, err := slices.Get(ctx, sliceName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
+		case err == nil:
+			es.ResourceVersion = cur.ResourceVersion
+			_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("endpointslice %s/%s: %w", ns, sliceName, err)
+		}
+	}
+	return nil
+}
