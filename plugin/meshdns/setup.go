@@ -173,6 +173,13 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		if cfg.Clients {
 			m.clients = append(m.clients, src)
 		}
+		mesh, err := kubernetes.NewMesh(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d - Error during parsing: %s: multicluster: %v", c.File(), line, cfg, err)
+		}
+		if mesh != nil {
+			m.store.add(mesh, nil)
+		}
 	}
 	m.store.primed()
 	return m, nil

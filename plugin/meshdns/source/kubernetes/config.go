@@ -30,6 +30,7 @@ type Config struct {
 	ClientsNode    string   // with Clients: only the pods of this node
 	Cluster        string   // the cluster id put on entries
 	StartupTimeout time.Duration
+	Multicluster   Multicluster
 
 	// From the meshdns block.
 	ClusterDomain string
@@ -51,6 +52,9 @@ func Parse(c *caddy.Controller) (*Config, error) {
 	for c.Next() {
 		prop := c.Val()
 		if prop == "}" {
+			if err := cfg.finish(c); err != nil {
+				return nil, err
+			}
 			return cfg, nil
 		}
 		if seen[prop] {
@@ -110,6 +114,12 @@ func Parse(c *caddy.Controller) (*Config, error) {
 			if err = want(1, 1, "one cluster id"); err == nil {
 				cfg.Cluster = args[0]
 			}
+		case "network", "locality", "remote", "remote_secrets", "mesh_suffixes", "export_label", "gateway_service",
+			"gateway", "gateway_port", "vips", "vip_state", "probe_interval", "hold_down", "lease", "debug":
+			if prop == "remote" || prop == "gateway" {
+				delete(seen, prop) // repeatable, once per cluster
+			}
+			err = cfg.Multicluster.parse(c, prop, args)
 		case "startup_timeout":
 			if err = want(1, 1, "a duration such as 5s"); err == nil {
 				d, perr := time.ParseDuration(args[0])
@@ -126,6 +136,11 @@ func Parse(c *caddy.Controller) (*Config, error) {
 		}
 	}
 	return nil, c.Errf("kubernetes: block not closed with '}'")
+}
+
+// finish checks what only the whole block tells: a multicluster option without mesh_suffixes.
+func (cfg *Config) finish(c *caddy.Controller) error {
+	return cfg.Multicluster.finish(c, cfg.Cluster)
 }
 
 // restConfig is the client configuration: the kubeconfig file and context given, or in-cluster.

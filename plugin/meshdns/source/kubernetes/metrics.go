@@ -36,3 +36,26 @@ var (
 		Help:      "Pod addresses whose namespace the Kubernetes source knows, for client views.",
 	}, []string{"cluster"})
 )
+
+var (
+	clusterAvailable = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "meshdns",
+		Name:      "multicluster_cluster_available",
+		Help:      "1 while a cluster may answer mesh names, 0 while it is withdrawn (gateway probe failed, API server lost past the lease, or in its hold-down).",
+	}, []string{"cluster"})
+
+	withdrawalsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "meshdns",
+		Name:      "multicluster_withdrawals_total",
+		Help:      "Times a cluster was withdrawn from mesh answers, by reason (gateway, api).",
+	}, []string{"cluster", "reason"})
+
+	meshServices = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "meshdns",
+		Name:      "multicluster_services",
+		Help:      "Exported services answered under the mesh suffixes, by the tier that answers them (this cluster, same network, same zone, same region, another region, none).",
+	}, []string{"tier"})
+)

@@ -1,0 +1,290 @@
+package kubernetes
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+)
+
+// serviceExportGVRs are the versions of ServiceExport tried, newest first.
+var serviceExportGVRs = []schema.GroupVersionResource{
+	{Group: "multicluster.x-k8s.io", Version: "v1beta1", Resource: "serviceexports"},
+	{Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "serviceexports"},
+}
+
+// networkLabel is where Istio reads a cluster's network: a label on its system namespace.
+const networkLabel = "topology.istio.io/network"
+
+// clusterWatch follows what one cluster (this one or a remote) offers the mesh: its exported
+// Services with their ready endpoints, its east-west gateway's addresses, and whether its API server
+// answers.
+type clusterWatch struct {
+	id       string
+	network  string // configured; else read from the cluster (networkLabel)
+	locality Locality
+	mc       *Multicluster
+	changed  func() // called after any change the choice may depend on
+
+	kube       kubernetes.Interface
+	services   cache.SharedIndexInformer
+	slices     cache.SharedIndexInformer
+	exports    cache.SharedIndexInformer // nil when the cluster serves no ServiceExport
+	namespaces cache.SharedIndexInformer // the gateway's namespace only, for its network label
+
+	mu      sync.Mutex
+	lastOK  time.Time // the API server's last good answer
+	apiErr  string
+	stopped chan struct{}
+	cancel  context.CancelFunc
+}
+
+// exportedService is one Service a cluster exports, as the choice needs it.
+type exportedService struct {
+	clusterIPs []netip.Addr
+	ready      int // ready endpoints
+}
+
+func newClusterWatch(id string, rc *rest.Config, mc *Multicluster, network string, loc Locality, changed func()) (*clusterWatch, error) {
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	// The lease runs from the start: a cluster never reached is withdrawn once it has passed.
+	w := &clusterWatch{id: id, network: network, locality: loc, mc: mc, changed: changed, kube: kube, stopped: make(chan struct{}), lastOK: time.Now()}
+	f := informers.NewSharedInformerFactory(kube, 0)
+	w.services = f.Core().V1().Services().Informer()
+	w.slices = f.Discovery().V1().EndpointSlices().Informer()
+	must(w.services.SetTransform(trimExportedService))
+	must(w.slices.SetTransform(trimEndpointSlice))
+	must(w.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService}))
+	nf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = "metadata.name=" + mc.GatewayNS
+	}))
+	w.namespaces = nf.Core().V1().Namespaces().Informer()
+	factories := []interface {
+		Start(<-chan struct{})
+		Shutdown()
+	}{f, nf}
+	var df dynamicinformer.DynamicSharedInformerFactory
+	for _, gvr := range serviceExportGVRs {
+		if servesResource(kube, gvr) {
+			df = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+			w.exports = df.ForResource(gvr).Informer()
+			must(w.exports.SetTransform(trimToMeta))
+			factories = append(factories, df)
+			break
+		}
+	}
+	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices, w.exports, w.namespaces} {
+		if inf == nil {
+			continue
+		}
+		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { w.changed() },
+			UpdateFunc: func(any, any) { w.changed() },
+			DeleteFunc: func(any) { w.changed() },
+		})
+		must(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	for _, fac := range factories {
+		fac.Start(ctx.Done())
+	}
+	go func() {
+		defer close(w.stopped)
+		w.probe(ctx)
+		for _, fac := range factories {
+			fac.Shutdown()
+		}
+	}()
+	return w, nil
+}
+
+// stop ends the watch and waits for its goroutines.
+func (w *clusterWatch) stop() {
+	w.cancel()
+	<-w.stopped
+}
+
+// synced reports whether every informer has listed once.
+func (w *clusterWatch) synced() bool {
+	ok := w.services.HasSynced() && w.slices.HasSynced() && w.namespaces.HasSynced()
+	return ok && (w.exports == nil || w.exports.HasSynced())
+}
+
+// probe asks the API server for its version every probe interval, for the lease.
+func (w *clusterWatch) probe(ctx context.Context) {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, w.mc.ProbeInterval)
+		_, err := w.kube.Discovery().RESTClient().Get().AbsPath("/version").Do(pctx).Raw()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		w.mu.Lock()
+		if err == nil {
+			w.lastOK, w.apiErr = time.Now(), ""
+		} else {
+			w.apiErr = err.Error()
+		}
+		w.mu.Unlock()
+		w.changed()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(w.mc.ProbeInterval):
+		}
+	}
+}
+
+// api returns when the API server last answered, and its last error.
+func (w *clusterWatch) api() (time.Time, string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastOK, w.apiErr
+}
+
+// exported returns the Services the cluster exports, by "ns/name": those with a ServiceExport of the
+// same name, or with the export label.
+func (w *clusterWatch) exported() map[string]exportedService {
+	out := map[string]exportedService{}
+	key, value, hasValue := strings.Cut(w.mc.ExportLabel, "=")
+	for _, obj := range w.services.GetStore().List() {
+		svc, ok := obj.(*corev1.Service)
+		if !ok {
+			continue
+		}
+		k := svc.Namespace + "/" + svc.Name
+		byLabel := false
+		if key != "" {
+			v, ok := svc.Labels[key]
+			byLabel = ok && (!hasValue || v == value)
+		}
+		if !byLabel {
+			if w.exports == nil {
+				continue
+			}
+			if _, ok, _ := w.exports.GetStore().GetByKey(k); !ok {
+				continue
+			}
+		}
+		es := exportedService{}
+		for _, s := range svc.Spec.ClusterIPs {
+			if a, err := netip.ParseAddr(s); err == nil {
+				es.clusterIPs = append(es.clusterIPs, a)
+			}
+		}
+		objs, _ := w.slices.GetIndexer().ByIndex(serviceIndex, k)
+		for _, o := range objs {
+			if sl, ok := o.(*discoveryv1.EndpointSlice); ok {
+				for _, ep := range sl.Endpoints {
+					if ready(ep) && len(ep.Addresses) > 0 {
+						es.ready++
+					}
+				}
+			}
+		}
+		out[k] = es
+	}
+	return out
+}
+
+// gateway returns the addresses of the cluster's east-west gateway: configured ones, else its
+// Service's load-balancer ingress IPs (and external IPs).
+func (w *clusterWatch) gateway() []netip.Addr {
+	if addrs, ok := w.mc.Gateways[w.id]; ok {
+		return addrs
+	}
+	obj, ok, _ := w.services.GetStore().GetByKey(w.mc.GatewayNS + "/" + w.mc.GatewayName)
+	if !ok {
+		return nil
+	}
+	svc := obj.(*corev1.Service)
+	var out []netip.Addr
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(in.IP); err == nil {
+			out = appendNew(out, []netip.Addr{a})
+		}
+	}
+	for _, s := range svc.Spec.ExternalIPs {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = appendNew(out, []netip.Addr{a})
+		}
+	}
+	return out
+}
+
+// networkOf is the cluster's network: configured, or the label on its gateway's namespace.
+func (w *clusterWatch) networkOf() string {
+	if w.network != "" {
+		return w.network
+	}
+	obj, ok, _ := w.namespaces.GetStore().GetByKey(w.mc.GatewayNS)
+	if !ok {
+		return ""
+	}
+	return obj.(*corev1.Namespace).Labels[networkLabel]
+}
+
+// servesResource reports whether the cluster serves gvr; an API server that cannot be asked is
+// assumed not to (the watch is made again when the cluster is added again).
+func servesResource(kube kubernetes.Interface, gvr schema.GroupVersionResource) bool {
+	list, err := kube.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
+	if err != nil {
+		return false
+	}
+	for _, r := range list.APIResources {
+		if r.Name == gvr.Resource {
+			return true
+		}
+	}
+	return false
+}
+
+// trimExportedService keeps what the multicluster choice reads: labels (the export label), cluster
+// IPs, and the load-balancer status and external IPs of gateways.
+func trimExportedService(obj any) (any, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	m := meta(&svc.ObjectMeta)
+	m.Labels = svc.Labels
+	return &corev1.Service{
+		ObjectMeta: m,
+		Spec:       corev1.ServiceSpec{ClusterIPs: svc.Spec.ClusterIPs, ExternalIPs: svc.Spec.ExternalIPs},
+		Status:     corev1.ServiceStatus{LoadBalancer: svc.Status.LoadBalancer},
+	}, nil
+}
+
+// trimToMeta keeps an object's name and namespace only (ServiceExports: their existence is the fact).
+func trimToMeta(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	out := &unstructured.Unstructured{Object: map[string]any{}}
+	out.SetName(u.GetName())
+	out.SetNamespace(u.GetNamespace())
+	out.SetResourceVersion(u.GetResourceVersion())
+	return out, nil
+}

@@ -1,0 +1,541 @@
+package kubernetes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// remoteSecretLabel marks Istio's remote secrets: each data key is a cluster id, its value a
+// kubeconfig for that cluster.
+const remoteSecretLabel = "istio/multiCluster"
+
+// Locality annotations read from a remote secret (meshdns's own: Istio takes locality from nodes).
+const (
+	regionAnnotation = "topology.kubernetes.io/region"
+	zoneAnnotation   = "topology.kubernetes.io/zone"
+)
+
+// Mesh is the source of multicluster names: it follows every cluster of the mesh (this one, those
+// in the Corefile and those of Istio remote secrets) and answers names under the mesh suffixes with
+// the addresses of the clusters chosen by locality and health (choice.go), or with stable virtual IPs.
+type Mesh struct {
+	cfg  *Config
+	rest *rest.Config
+	mc   *Multicluster
+	vips *vipAllocator
+	kick chan struct{}
+
+	mu       sync.Mutex
+	clusters map[string]*meshCluster // by id; this cluster's under cfg.Cluster
+	decided  map[string][]Candidate  // last choice per service key, for the debug endpoint
+	answers  map[string][]netip.Addr // last answer per service key
+}
+
+// meshCluster is one cluster of the mesh with its watch and health.
+type meshCluster struct {
+	watch  *clusterWatch
+	local  bool
+	secret string // "ns/name" of the remote secret that added it
+	health health
+	gwErr  string // the last gateway probe's failure
+}
+
+// NewMesh returns the multicluster source for cfg, or nil when cfg serves no mesh suffix.
+func NewMesh(cfg *Config) (*Mesh, error) {
+	if !cfg.Multicluster.Enabled() {
+		return nil, nil
+	}
+	rc, err := cfg.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	m := &Mesh{cfg: cfg, rest: rc, mc: &cfg.Multicluster, kick: make(chan struct{}, 1), clusters: map[string]*meshCluster{}}
+	if len(m.mc.VIPs) > 0 {
+		if m.vips, err = newVIPAllocator(m.mc.VIPs, m.mc.VIPState); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range m.mc.Remotes {
+		if _, err := remoteConfig(r.Kubeconfig, r.Context, nil); err != nil {
+			return nil, fmt.Errorf("remote %s: %w", r.ID, err)
+		}
+	}
+	return m, nil
+}
+
+// Kind implements source.Source.
+func (m *Mesh) Kind() string { return "multicluster" }
+
+// String implements source.Source.
+func (m *Mesh) String() string {
+	return "multicluster " + m.cfg.Cluster + " " + strings.Join(m.mc.Suffixes, ",") + " (" + m.cfg.String() + ")"
+}
+
+// StartupTimeout is how long CoreDNS's start waits for the first table.
+func (m *Mesh) StartupTimeout() time.Duration { return m.cfg.StartupTimeout }
+
+func remoteConfig(path, context string, kubeconfig []byte) (*rest.Config, error) {
+	var (
+		rc  *rest.Config
+		err error
+	)
+	if kubeconfig != nil {
+		rc, err = clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	} else {
+		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
+		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	rc.UserAgent = "meshdns"
+	rc.QPS, rc.Burst = 50, 100
+	return rc, nil
+}
+
+func (m *Mesh) signal() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// add starts watching a cluster.
+func (m *Mesh) add(id string, rc *rest.Config, network string, loc Locality, local bool, secret string) {
+	w, err := newClusterWatch(id, rc, m.mc, network, loc, m.signal)
+	if err != nil {
+		log.Errorf("%s: cluster %s: %v", m, id, err)
+		return
+	}
+	m.mu.Lock()
+	old := m.clusters[id]
+	m.clusters[id] = &meshCluster{watch: w, local: local, secret: secret}
+	m.mu.Unlock()
+	if old != nil {
+		old.watch.stop()
+	}
+	clusterAvailable.WithLabelValues(id).Set(1)
+	log.Infof("%s: watching cluster %s", m, id)
+	m.signal()
+}
+
+// remove stops watching a cluster.
+func (m *Mesh) remove(id string) {
+	m.mu.Lock()
+	c := m.clusters[id]
+	delete(m.clusters, id)
+	m.mu.Unlock()
+	if c != nil {
+		c.watch.stop()
+		clusterAvailable.DeleteLabelValues(id)
+		log.Infof("%s: cluster %s dropped", m, id)
+		m.signal()
+	}
+}
+
+// Run implements source.Source.
+func (m *Mesh) Run(ctx context.Context, sink source.Sink) {
+	m.add(m.cfg.Cluster, m.rest, m.mc.Network, m.mc.Locality, true, "")
+	for _, r := range m.mc.Remotes {
+		rc, err := remoteConfig(r.Kubeconfig, r.Context, nil)
+		if err != nil {
+			sink.Reject(fmt.Errorf("remote %s: %w", r.ID, err))
+			continue
+		}
+		m.add(r.ID, rc, r.Network, r.Locality, false, "")
+	}
+	defer func() {
+		m.mu.Lock()
+		ids := make([]string, 0, len(m.clusters))
+		for id := range m.clusters {
+			ids = append(ids, id)
+		}
+		m.mu.Unlock()
+		for _, id := range ids {
+			m.remove(id)
+		}
+	}()
+	if m.mc.RemoteSecrets != "" {
+		stop := m.watchSecrets(ctx)
+		defer stop()
+	}
+	if m.mc.Debug != "" {
+		stop, err := m.serveDebug()
+		if err != nil {
+			sink.Reject(err)
+		} else {
+			defer stop()
+		}
+	}
+
+	// The first table waits until every cluster known now has listed, or the startup timeout.
+	deadline := time.Now().Add(m.cfg.StartupTimeout)
+	for !m.allSynced() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	m.probeGateways(ctx)
+	var last []table.Entry
+	published := false
+	probe := time.NewTicker(m.mc.ProbeInterval)
+	defer probe.Stop()
+	for {
+		entries := m.entries(time.Now())
+		if !published || !sameEntries(last, entries) {
+			sink.Publish(entries)
+			last, published = entries, true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-probe.C:
+			m.probeGateways(ctx)
+		case <-m.kick:
+			select { // gather a burst
+			case <-ctx.Done():
+				return
+			case <-time.After(coalesce):
+			}
+		}
+	}
+}
+
+func (m *Mesh) allSynced() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.clusters {
+		if !c.watch.synced() {
+			return false
+		}
+	}
+	return true
+}
+
+// probeGateways dials every remote cluster's gateway addresses on the gateway port, at once.
+func (m *Mesh) probeGateways(ctx context.Context) {
+	m.mu.Lock()
+	type job struct {
+		c     *meshCluster
+		addrs []netip.Addr
+	}
+	var jobs []job
+	for _, c := range m.clusters {
+		if !c.local {
+			jobs = append(jobs, job{c, c.watch.gateway()})
+		}
+	}
+	m.mu.Unlock()
+	timeout := min(m.mc.ProbeInterval, time.Second)
+	errs := make([]string, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		for _, a := range j.addrs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d := net.Dialer{Timeout: timeout}
+				conn, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(a, uint16(m.mc.GatewayPort)).String())
+				if err != nil {
+					m.mu.Lock()
+					errs[i] = err.Error()
+					m.mu.Unlock()
+					return
+				}
+				conn.Close()
+			}()
+		}
+	}
+	wg.Wait()
+	m.mu.Lock()
+	for i, j := range jobs {
+		j.c.gwErr = errs[i]
+	}
+	m.mu.Unlock()
+}
+
+// views updates every cluster's health at now and returns the clusters as the choice sees them,
+// this cluster first.
+func (m *Mesh) views(now time.Time) []*clusterView {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*clusterView
+	for id, c := range m.clusters {
+		w := c.watch
+		v := &clusterView{ID: id, Local: c.local, Network: w.networkOf(), Locality: w.locality, Exports: w.exported()}
+		if !c.local {
+			v.Gateway = w.gateway()
+			problem, reason := "", ""
+			lastOK, apiErr := w.api()
+			switch {
+			case now.Sub(lastOK) > m.mc.Lease:
+				problem, reason = fmt.Sprintf("API server unreachable since %s (lease %v): %s", lastOK.Format(time.TimeOnly), m.mc.Lease, apiErr), "api"
+			case c.gwErr != "":
+				problem, reason = "gateway probe failed: "+c.gwErr, "gateway"
+			}
+			if c.health.update(now, problem, m.mc.HoldDown) {
+				if c.health.withdrawn {
+					withdrawalsTotal.WithLabelValues(id, reason).Inc()
+					clusterAvailable.WithLabelValues(id).Set(0)
+					log.Warningf("%s: cluster %s withdrawn: %s", m, id, problem)
+				} else {
+					clusterAvailable.WithLabelValues(id).Set(1)
+					log.Infof("%s: cluster %s back after %v healthy", m, id, m.mc.HoldDown)
+				}
+			}
+			v.Withdrawn, v.Health = c.health.withdrawn, c.health.reason
+		}
+		if v.Health == "" {
+			v.Health = "healthy"
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b *clusterView) int {
+		switch {
+		case a.Local != b.Local:
+			if a.Local {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// entries computes the mesh names at now.
+func (m *Mesh) entries(now time.Time) []table.Entry {
+	views := m.views(now)
+	if len(views) == 0 || !views[0].Local {
+		return nil
+	}
+	keys := sortedKeys(views)
+	var vips map[string][]netip.Addr
+	if m.vips != nil {
+		var err error
+		if vips, err = m.vips.sync(keys); err != nil {
+			log.Errorf("%s: %v", m, err)
+		}
+	}
+	decided := make(map[string][]Candidate, len(keys))
+	answers := make(map[string][]netip.Addr, len(keys))
+	tiers := map[string]int{}
+	var out []table.Entry
+	for _, key := range keys {
+		ns, name, _ := strings.Cut(key, "/")
+		addrs, cands := choose(views, key)
+		decided[key], answers[key] = cands, addrs
+		tier := tierNames[tierNone]
+		for _, c := range cands {
+			if c.Chosen {
+				tier = c.Tier
+			}
+		}
+		tiers[tier]++
+		answer := addrs
+		if m.vips != nil && len(addrs) > 0 {
+			answer = vips[key]
+		}
+		for _, suffix := range m.mc.Suffixes {
+			if len(answer) > 0 {
+				out = append(out, table.Entry{Host: name + "." + ns + "." + suffix, Addrs: answer, Registry: table.RegistryExternal})
+			}
+			for _, v := range views {
+				if _, exports := v.Exports[key]; !exports || v.Withdrawn {
+					continue
+				}
+				a := v.Gateway
+				if v.Local {
+					a = v.Exports[key].clusterIPs
+				}
+				if len(a) > 0 {
+					out = append(out, table.Entry{Host: name + "." + ns + "." + v.ID + "." + suffix, Addrs: a, Registry: table.RegistryExternal, Cluster: v.ID})
+				}
+			}
+		}
+	}
+	for _, t := range tierNames {
+		meshServices.WithLabelValues(t).Set(float64(tiers[t]))
+	}
+	m.mu.Lock()
+	m.decided, m.answers = decided, answers
+	m.mu.Unlock()
+	var valid []table.Entry
+	for _, e := range out {
+		if err := table.ValidateHost(e.Host); err != nil {
+			log.Warningf("%s: %v; left out", m, err)
+			continue
+		}
+		valid = append(valid, e)
+	}
+	return valid
+}
+
+func sameEntries(a, b []table.Entry) bool {
+	return slices.EqualFunc(a, b, func(x, y table.Entry) bool {
+		return x.Host == y.Host && slices.Equal(x.Addrs, y.Addrs)
+	})
+}
+
+// watchSecrets follows Istio remote secrets in this cluster: each adds the clusters it names, and
+// removing it drops them, without a restart.
+func (m *Mesh) watchSecrets(ctx context.Context) func() {
+	kube, err := kubernetes.NewForConfig(m.rest)
+	if err != nil {
+		log.Errorf("%s: remote secrets: %v", m, err)
+		return func() {}
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(m.mc.RemoteSecrets),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = remoteSecretLabel + "=true" }))
+	inf := f.Core().V1().Secrets().Informer()
+	sync := func(obj any, gone bool) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		sec, ok := obj.(*corev1.Secret)
+		if !ok {
+			return
+		}
+		key := sec.Namespace + "/" + sec.Name
+		// Drop the clusters this secret added that it no longer names.
+		m.mu.Lock()
+		var drop []string
+		for id, c := range m.clusters {
+			if _, still := sec.Data[id]; c.secret == key && (gone || !still) {
+				drop = append(drop, id)
+			}
+		}
+		m.mu.Unlock()
+		for _, id := range drop {
+			m.remove(id)
+		}
+		if gone {
+			return
+		}
+		loc := Locality{Region: sec.Annotations[regionAnnotation], Zone: sec.Annotations[zoneAnnotation]}
+		ids := make([]string, 0, len(sec.Data))
+		for id := range sec.Data {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			if id == m.cfg.Cluster {
+				continue // Istio puts no secret for the local cluster; ignore one that does
+			}
+			m.mu.Lock()
+			c, exists := m.clusters[id]
+			m.mu.Unlock()
+			if exists && c.secret != key {
+				log.Warningf("%s: remote secret %s names cluster %s, already watched; ignored", m, key, id)
+				continue
+			}
+			rc, err := remoteConfig("", "", sec.Data[id])
+			if err != nil {
+				log.Errorf("%s: remote secret %s: cluster %s: %v", m, key, id, err)
+				continue
+			}
+			m.add(id, rc, "", loc, false, key)
+		}
+	}
+	_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { sync(obj, false) },
+		UpdateFunc: func(_, obj any) { sync(obj, false) },
+		DeleteFunc: func(obj any) { sync(obj, true) },
+	})
+	must(err)
+	sctx, cancel := context.WithCancel(ctx)
+	f.Start(sctx.Done())
+	waitSynced(sctx, []cache.InformerSynced{inf.HasSynced})
+	return func() { cancel(); f.Shutdown() }
+}
+
+// serveDebug serves /multicluster?name=NAME[&client=IP]: the clusters considered for the name and
+// why each was chosen or not, as JSON.
+func (m *Mesh) serveDebug() (func(), error) {
+	l, err := net.Listen("tcp", m.mc.Debug)
+	if err != nil {
+		return nil, fmt.Errorf("multicluster debug: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/multicluster", m.explain)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Errorf("%s: debug endpoint: %v", m, err)
+		}
+	}()
+	return func() { srv.Close() }, nil
+}
+
+// Explanation is the debug endpoint's answer.
+type Explanation struct {
+	Name       string      `json:"name"`
+	Client     string      `json:"client,omitempty"`
+	Service    string      `json:"service"`
+	Cluster    string      `json:"cluster,omitempty"` // the cluster the name is qualified with
+	Answer     []string    `json:"answer"`
+	VIPs       bool        `json:"vips"`
+	Candidates []Candidate `json:"clusters"`
+	Note       string      `json:"note,omitempty"`
+}
+
+func (m *Mesh) explain(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	key, cluster, _, ok := meshNames(name, m.mc.Suffixes)
+	if !ok {
+		http.Error(w, fmt.Sprintf("%q is not a mesh name: want SERVICE.NAMESPACE[.CLUSTER].SUFFIX with a suffix of %v", name, m.mc.Suffixes), http.StatusBadRequest)
+		return
+	}
+	ex := Explanation{Name: name, Service: key, Cluster: cluster, VIPs: m.vips != nil, Answer: []string{}}
+	if c := r.URL.Query().Get("client"); c != "" {
+		if _, err := netip.ParseAddr(c); err != nil {
+			http.Error(w, fmt.Sprintf("client %q is not an IP address", c), http.StatusBadRequest)
+			return
+		}
+		ex.Client = c
+		ex.Note = "every client of this resolver gets the same choice: it is made for this resolver's cluster, network and locality"
+	}
+	m.mu.Lock()
+	ex.Candidates = m.decided[key]
+	for _, a := range m.answers[key] {
+		ex.Answer = append(ex.Answer, a.String())
+	}
+	m.mu.Unlock()
+	if ex.Candidates == nil {
+		ex.Note = "no cluster exports this service"
+	}
+	if cluster != "" {
+		ex.Answer = []string{}
+		for _, c := range ex.Candidates {
+			if c.Cluster == cluster && !strings.HasPrefix(c.Why, "does not export") && !strings.HasPrefix(c.Why, "withdrawn") {
+				ex.Answer = c.Addrs
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(ex)
+}
