@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,6 +130,16 @@ func startCoreDNS(t testing.TB, dir, corefile, addr string) *server {
 	}
 	t.Fatalf("coredns did not answer on %s within 20s\n%s", addr, s.out)
 	return nil
+}
+
+// stop ends the server gracefully (SIGTERM) and waits for it, before the test ends.
+func (s *server) stop(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := <-s.done
+	s.done <- err // for the cleanup's wait
 }
 
 // upstream is a real DNS server standing in for the resolvers behind forward. It answers every A

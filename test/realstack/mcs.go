@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,6 +145,55 @@ func (s *Stack) SetImportEndpoints(ns, name, cluster string, endpoints ...Endpoi
 		if err != nil {
 			return fmt.Errorf("endpointslice %s/%s: %w", ns, sliceName, err)
 		}
+	}
+	return nil
+}
+
+// CreateGatewayService creates a LoadBalancer Service ns/name (an east-west gateway) whose status
+// lists ingressIPs, as a cloud's load-balancer controller would set them.
+func (s *Stack) CreateGatewayService(ns, name string, port int32, ingressIPs ...string) error {
+	svc := newService(ns, name)
+	svc.Spec.Type = corev1.ServiceTypeLoadBalancer
+	svc.Spec.Ports[0].Name, svc.Spec.Ports[0].Port = "tls", port
+	out, err := s.createService(svc)
+	if err != nil {
+		return err
+	}
+	for _, ip := range ingressIPs {
+		out.Status.LoadBalancer.Ingress = append(out.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	if _, err := s.Kube.CoreV1().Services(ns).UpdateStatus(ctx, out, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("service %s/%s status: %w", ns, name, err)
+	}
+	return nil
+}
+
+// CreateRemoteSecret creates an Istio remote secret in ns (label istio/multiCluster=true) holding the
+// kubeconfig of each cluster by id, with annotations (locality, for meshdns).
+func (s *Stack) CreateRemoteSecret(ns, name string, kubeconfigs map[string][]byte, annotations map[string]string) error {
+	if err := s.EnsureNamespace(ns); err != nil {
+		return err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"istio/multiCluster": "true"}, Annotations: annotations},
+		Data:       kubeconfigs,
+	}
+	if _, err := s.Kube.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("secret %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// DeleteSecret deletes Secret ns/name.
+func (s *Stack) DeleteSecret(ns, name string) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := s.Kube.CoreV1().Secrets(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("secret %s/%s: %w", ns, name, err)
 	}
 	return nil
 }

@@ -29,7 +29,11 @@ func TestChoose(t *testing.T) {
 	sameRegion := &clusterView{ID: "d-region", Network: "n3", Locality: Locality{Region: "eu", Zone: "eu-2"}, Gateway: gw("192.0.2.3"), Exports: exportsOf(1)}
 	sameRegion2 := &clusterView{ID: "e-region", Network: "n4", Locality: Locality{Region: "eu", Zone: "eu-3"}, Gateway: gw("192.0.2.4"), Exports: exportsOf(1)}
 	far := &clusterView{ID: "f-far", Network: "n5", Locality: Locality{Region: "ap"}, Gateway: gw("192.0.2.5"), Exports: exportsOf(3)}
-	withdrawn := func(c *clusterView) *clusterView { d := *c; d.Withdrawn, d.Health = true, "gateway probe failed"; return &d }
+	withdrawn := func(c *clusterView) *clusterView {
+		d := *c
+		d.Withdrawn, d.Health = true, "gateway probe failed"
+		return &d
+	}
 	noReady := func(c *clusterView) *clusterView { d := *c; d.Exports = exportsOf(0); return &d }
 	for _, tc := range []struct {
 		name     string
