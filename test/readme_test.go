@@ -134,9 +134,9 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	var (
-		fileLine  = regexp.MustCompile(`(?m)^(\s*(?:file|tls|token) )(\S+)`)
+		fileLine  = regexp.MustCompile(`(?m)^(\s*(?:file|tls|token|vip_state) )(\S+)`)
 		ndsLine   = regexp.MustCompile(`(?m)^(\s*nds )(\S+)`)
-		promLine  = regexp.MustCompile(`(?m)^(\s*prometheus )(\S+)`)
+		promLine  = regexp.MustCompile(`(?m)^(\s*(?:prometheus|debug) )(\S+)`)
 		serverKey = regexp.MustCompile(`(?m)^\. \{`)
 	)
 	kubeconfigLine := regexp.MustCompile(`(?m)^(\s*kubeconfig )(\S+)`)

@@ -37,6 +37,9 @@ func newVIPAllocator(ranges []netip.Prefix, path string) (*vipAllocator, error) 
 		return nil, fmt.Errorf("vip_state: %w", err)
 	}
 	var f vipFile
+	if len(b) == 0 {
+		return v, nil // created empty (by an installer): nothing kept yet
+	}
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("vip_state %s: %w", path, err)
 	}
