@@ -56,7 +56,7 @@ func (g *gatewayListener) close() {
 }
 
 // TestMulticluster runs the binary in cluster east, with west (a remote in the Corefile, same region)
-// and central (from an Istio remote secret, another region) as real kube-apiservers, each exporting
+// and central (from an Istio remote secret created while it runs, another region) as real kube-apiservers, each exporting
 // shop/web with its own east-west gateway (a LoadBalancer Service whose ingress address is a loopback
 // listener the test controls). It checks the choice by locality, the cluster-qualified names, and
 // measures the time from a gateway's listener closed, and from west's API server stopped, until its
@@ -102,10 +102,6 @@ func TestMulticluster(t *testing.T) {
 	// Another service only central exports, by label.
 	must2(t)(central.CreateService("shop", "cart", "10.96.0.71"))
 	must(central.SetEndpoints("shop", "cart", realstack.Endpoint{IP: "10.3.0.6"}))
-	centralKubeconfig, err := os.ReadFile(central.Kubeconfig)
-	must(err)
-	must(east.CreateRemoteSecret("istio-system", "istio-remote-secret-central", map[string][]byte{"central": centralKubeconfig},
-		map[string]string{"topology.kubernetes.io/region": "us", "topology.kubernetes.io/zone": "us-1"}))
 
 	dir := t.TempDir()
 	port, mport, dport := freePort(t), freePort(t), freePort(t)
@@ -135,6 +131,11 @@ func TestMulticluster(t *testing.T) {
 `, port, east.Kubeconfig, west.Kubeconfig, gwPort, holdDown, lease, dport, startUpstream(t).addr, mport)
 	startCoreDNS(t, dir, corefile, addr)
 	e := &meshEnv{metrics: "127.0.0.1:" + mport}
+	// Central joins through an Istio remote secret, created while the resolver runs.
+	centralKubeconfig, err := os.ReadFile(central.Kubeconfig)
+	must(err)
+	must(east.CreateRemoteSecret("istio-system", "istio-remote-secret-central", map[string][]byte{"central": centralKubeconfig},
+		map[string]string{"topology.kubernetes.io/region": "us", "topology.kubernetes.io/zone": "us-1"}))
 
 	answer := func(name string) string {
 		t.Helper()
