@@ -7,6 +7,11 @@
 #              harness bench/istioproxy (a module of its own)
 #   unbound    unbound with local-data for every name, one thread, caches shrunk to one entry
 #   mapserver  a bare miekg/dns server answering from a Go map (bench/mapserver): the floor for Go
+# and, to place meshdns against CoreDNS's cache (issue #4, item 3), each with `cache 30` in its Corefile:
+#   cache-meshdns  meshdns below cache, as plugin.cfg orders them (cache answers what it holds)
+#   meshdns-cache  meshdns above cache: the same code built with meshdns moved before cache in
+#                  plugin.cfg (bin/coredns-meshdns-first), so only forwarded names reach the cache
+#   cache-hosts    CoreDNS's hosts below cache
 # Names not in the table go to an upstream stub (coredns answering NXDOMAIN to everything, standing in
 # for the cluster's upstream resolver): coredns with forward, istio and mapserver with a dns.Client per
 # query, unbound with a forward-zone.
@@ -24,6 +29,8 @@
 # Usage: bench/compare.sh                           (from anywhere; about 12 minutes, ROUNDS=3: 9)
 #        SERVERS="meshdns hosts" bench/compare.sh   (the original pair, results in DATE.txt)
 #        QUICK=1 bench/compare.sh                   (CI smoke: 2s runs, 1 round, nothing recorded)
+#        SERVERS="meshdns hosts cache-meshdns meshdns-cache cache-hosts" bench/compare.sh
+#                                                   (the cache placement, results in DATE-cache.txt)
 # Settings (environment): SERVERS NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
 #   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD; defaults below.
 #   PROFILE=1 also writes a CPU profile of meshdns (pprof -top) to bench/results/DATE-pprof-meshdns.txt.
@@ -59,9 +66,10 @@ RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE[
 ((ROUNDS >= 1 && DURATION >= 1)) || { echo "compare.sh: ROUNDS and DURATION must be at least 1" >&2; exit 1; }
 STUB_PORT=$BASE_PORT
 declare -A PORT=([meshdns]=$((BASE_PORT + 1)) [hosts]=$((BASE_PORT + 2)) [istio]=$((BASE_PORT + 3))
-	[unbound]=$((BASE_PORT + 4)) [mapserver]=$((BASE_PORT + 5)))
+	[unbound]=$((BASE_PORT + 4)) [mapserver]=$((BASE_PORT + 5))
+	[cache-meshdns]=$((BASE_PORT + 6)) [meshdns-cache]=$((BASE_PORT + 7)) [cache-hosts]=$((BASE_PORT + 8)))
 MESH_PORT=${PORT[meshdns]}
-SHORT_FORMS=" meshdns istio " # the servers that answer Kubernetes short forms (the short mix)
+SHORT_FORMS=" meshdns istio cache-meshdns meshdns-cache " # the servers that answer Kubernetes short forms (the short mix)
 WARMUP=$((DURATION < 2 ? DURATION : 2))
 
 die() {
@@ -90,6 +98,9 @@ done
 SUFFIX=
 for s in "${SERVER_LIST[@]}"; do
 	[[ $s == meshdns || $s == hosts ]] || SUFFIX=-peers
+done
+for s in "${SERVER_LIST[@]}"; do
+	[[ $s != *cache* ]] || SUFFIX=-cache
 done
 
 # need TOOL PACKAGE: stops with the Debian package to install when TOOL is missing.
@@ -148,6 +159,17 @@ if has istio "${SERVER_LIST[@]}" && stale "$ROOT/bin/istioproxy" "$ROOT/bench/is
 	echo "building $ROOT/bin/istioproxy (module bench/istioproxy) ..." >&2
 	(cd "$ROOT/bench/istioproxy" && go build -o "$ROOT/bin/istioproxy" .)
 fi
+# meshdns above cache: the same sources with meshdns's line moved before cache's in plugin.cfg.
+MESH_FIRST=$ROOT/bin/coredns-meshdns-first
+if has meshdns-cache "${SERVER_LIST[@]}" && stale "$MESH_FIRST" "$ROOT/cmd" "$ROOT/plugin" "$ROOT/go.mod" "$ROOT/go.sum" "$ROOT/plugin.cfg"; then
+	echo "building $MESH_FIRST (meshdns above cache) ..." >&2
+	src=$(mktemp -d "${TMPDIR:-/tmp}/meshdns-first.XXXXXX")
+	(cd "$ROOT" && tar cf - --exclude=./bin --exclude=./.git .) | (cd "$src" && tar xf -)
+	awk '/^meshdns:/ { next } /^cache:/ { print "meshdns:github.com/meshdns/meshdns/plugin/meshdns" } { print }' \
+		"$ROOT/plugin.cfg" >"$src/plugin.cfg"
+	(cd "$src" && go generate ./cmd/coredns && go build -o "$MESH_FIRST" ./cmd/coredns)
+	rm -rf "$src"
+fi
 if has mapserver "${SERVER_LIST[@]}" && stale "$ROOT/bin/mapserver" "$ROOT/bench/mapserver" "$ROOT/go.mod" "$ROOT/go.sum"; then
 	echo "building $ROOT/bin/mapserver ..." >&2
 	(cd "$ROOT" && go build -o bin/mapserver ./bench/mapserver)
@@ -180,6 +202,21 @@ meshdns_corefile() { # $1: an extra directive, e.g. pprof
 EOF
 }
 meshdns_corefile "" >"$TMP/Corefile.meshdns"
+# The cache placements: the same blocks with cache above, on their own ports, forwarding to a stub
+# whose NXDOMAIN carries an SOA, as a real upstream's does, so that forwarded names are cached too.
+CACHED_STUB_PORT=$((BASE_PORT + 9))
+cat >"$TMP/Corefile.cachedstub" <<EOF
+.:$CACHED_STUB_PORT {
+    bind 127.0.0.1
+    template ANY ANY {
+        rcode NXDOMAIN
+        authority ". 60 IN SOA ns.stub. hostmaster.stub. 1 7200 1800 86400 60"
+    }
+}
+EOF
+for s in cache-meshdns meshdns-cache; do
+	meshdns_corefile "cache 30" | sed -e "s/^\.:$MESH_PORT {/.:${PORT[$s]} {/" -e "s/:$STUB_PORT\$/:$CACHED_STUB_PORT/" >"$TMP/Corefile.$s"
+done
 cat >"$TMP/Corefile.hosts" <<EOF
 .:${PORT[hosts]} {
     bind 127.0.0.1
@@ -190,6 +227,8 @@ cat >"$TMP/Corefile.hosts" <<EOF
     forward . 127.0.0.1:$STUB_PORT
 }
 EOF
+sed -e "s/^\.:${PORT[hosts]} {/.:${PORT[cache-hosts]} {/" -e 's/^    bind 127.0.0.1$/&\n    cache 30/' -e "s/:$STUB_PORT\$/:$CACHED_STUB_PORT/" \
+	"$TMP/Corefile.hosts" >"$TMP/Corefile.cache-hosts"
 # Istio's proxy takes its search list (which shapes its table: a CNAME per name with the first search
 # domain appended) from a resolv.conf; this one matches meshdns's default without a namespace. A
 # resolv.conf cannot name a port, so the stub's address is passed as -upstream as well.
@@ -238,8 +277,10 @@ answers() {
 # server_cmd NAME: the command line of server NAME (or the stub).
 server_cmd() {
 	local port=${PORT[$1]:-$STUB_PORT}
+	[[ $1 != cachedstub ]] || port=$CACHED_STUB_PORT
 	case $1 in
-	stub | meshdns | hosts) echo "$BIN" -quiet -conf "$TMP/Corefile.$1" ;;
+	stub | cachedstub | meshdns | hosts | cache-meshdns | cache-hosts) echo "$BIN" -quiet -conf "$TMP/Corefile.$1" ;;
+	meshdns-cache) echo "$MESH_FIRST" -quiet -conf "$TMP/Corefile.$1" ;;
 	istio) echo "$ROOT/bin/istioproxy" -table "$TMP/nametable.yaml" -addr "127.0.0.1:$port" \
 		-resolv-conf "$TMP/resolv.conf" -upstream "127.0.0.1:$STUB_PORT" ;;
 	unbound) echo unbound -d -c "$TMP/unbound.conf" ;;
@@ -340,6 +381,9 @@ run_dnsperf() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 start stub "$STUB_CPU" "$STUB_PORT"
+if [[ $SUFFIX == -cache ]]; then
+	start cachedstub "$STUB_CPU" "$CACHED_STUB_PORT"
+fi
 for s in "${SERVER_LIST[@]}"; do
 	start "$s" "$SERVER_CPU" "${PORT[$s]}"
 	if [[ $s == meshdns ]]; then
