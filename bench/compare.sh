@@ -8,9 +8,9 @@
 #   unbound    unbound with local-data for every name, one thread, caches shrunk to one entry
 #   mapserver  a bare miekg/dns server answering from a Go map (bench/mapserver): the floor for Go
 # and, to place meshdns against CoreDNS's cache (issue #4, item 3), each with `cache 30` in its Corefile:
-#   cache-meshdns  meshdns below cache, as plugin.cfg orders them (cache answers what it holds)
-#   meshdns-cache  meshdns above cache: the same code built with meshdns moved before cache in
-#                  plugin.cfg (bin/coredns-meshdns-first), so only forwarded names reach the cache
+#   meshdns-cache  meshdns above cache, as plugin.cfg orders them: only forwarded names reach the cache
+#   cache-meshdns  meshdns below cache (cache answers what it holds): the same code built with
+#                  meshdns moved just after cache in plugin.cfg (bin/coredns-cache-first)
 #   cache-hosts    CoreDNS's hosts below cache
 # Names not in the table go to an upstream stub (coredns answering NXDOMAIN to everything, standing in
 # for the cluster's upstream resolver): coredns with forward, istio and mapserver with a dns.Client per
@@ -159,15 +159,15 @@ if has istio "${SERVER_LIST[@]}" && stale "$ROOT/bin/istioproxy" "$ROOT/bench/is
 	echo "building $ROOT/bin/istioproxy (module bench/istioproxy) ..." >&2
 	(cd "$ROOT/bench/istioproxy" && go build -o "$ROOT/bin/istioproxy" .)
 fi
-# meshdns above cache: the same sources with meshdns's line moved before cache's in plugin.cfg.
-MESH_FIRST=$ROOT/bin/coredns-meshdns-first
-if has meshdns-cache "${SERVER_LIST[@]}" && stale "$MESH_FIRST" "$ROOT/cmd" "$ROOT/plugin" "$ROOT/go.mod" "$ROOT/go.sum" "$ROOT/plugin.cfg"; then
-	echo "building $MESH_FIRST (meshdns above cache) ..." >&2
-	src=$(mktemp -d "${TMPDIR:-/tmp}/meshdns-first.XXXXXX")
+# meshdns below cache: the same sources with meshdns's line moved just after cache's in plugin.cfg.
+CACHE_FIRST=$ROOT/bin/coredns-cache-first
+if has cache-meshdns "${SERVER_LIST[@]}" && stale "$CACHE_FIRST" "$ROOT/cmd" "$ROOT/plugin" "$ROOT/go.mod" "$ROOT/go.sum" "$ROOT/plugin.cfg"; then
+	echo "building $CACHE_FIRST (meshdns below cache) ..." >&2
+	src=$(mktemp -d "${TMPDIR:-/tmp}/meshdns-cache-first.XXXXXX")
 	(cd "$ROOT" && tar cf - --exclude=./bin --exclude=./.git .) | (cd "$src" && tar xf -)
-	awk '/^meshdns:/ { next } /^cache:/ { print "meshdns:github.com/meshdns/meshdns/plugin/meshdns" } { print }' \
+	awk '/^meshdns:/ { next } { print } /^cache:/ { print "meshdns:github.com/meshdns/meshdns/plugin/meshdns" }' \
 		"$ROOT/plugin.cfg" >"$src/plugin.cfg"
-	(cd "$src" && go generate ./cmd/coredns && go build -o "$MESH_FIRST" ./cmd/coredns)
+	(cd "$src" && go generate ./cmd/coredns && go build -o "$CACHE_FIRST" ./cmd/coredns)
 	rm -rf "$src"
 fi
 if has mapserver "${SERVER_LIST[@]}" && stale "$ROOT/bin/mapserver" "$ROOT/bench/mapserver" "$ROOT/go.mod" "$ROOT/go.sum"; then
@@ -279,8 +279,8 @@ server_cmd() {
 	local port=${PORT[$1]:-$STUB_PORT}
 	[[ $1 != cachedstub ]] || port=$CACHED_STUB_PORT
 	case $1 in
-	stub | cachedstub | meshdns | hosts | cache-meshdns | cache-hosts) echo "$BIN" -quiet -conf "$TMP/Corefile.$1" ;;
-	meshdns-cache) echo "$MESH_FIRST" -quiet -conf "$TMP/Corefile.$1" ;;
+	stub | cachedstub | meshdns | hosts | meshdns-cache | cache-hosts) echo "$BIN" -quiet -conf "$TMP/Corefile.$1" ;;
+	cache-meshdns) echo "$CACHE_FIRST" -quiet -conf "$TMP/Corefile.$1" ;;
 	istio) echo "$ROOT/bin/istioproxy" -table "$TMP/nametable.yaml" -addr "127.0.0.1:$port" \
 		-resolv-conf "$TMP/resolv.conf" -upstream "127.0.0.1:$STUB_PORT" ;;
 	unbound) echo unbound -d -c "$TMP/unbound.conf" ;;

@@ -49,8 +49,10 @@ func startMesh(t *testing.T) *meshEnv {
 	}
 	port, mport, rport := freePort(t), freePort(t), freePort(t)
 	e.addr, e.metrics, e.rdy = "127.0.0.1:"+port, "127.0.0.1:"+mport, "127.0.0.1:"+rport
+	// cache as a user's Corefile has it: meshdns answers above it, so changes show at once.
 	corefile := fmt.Sprintf(`.:%s {
     bind 127.0.0.1
+    cache 30
     meshdns {
         file nametable.yaml 200ms
         namespace bookinfo
@@ -194,6 +196,10 @@ func TestFileChangesAreServedAndBadFilesKeepTheLastTable(t *testing.T) {
 	if r := exchange(t, "udp", e.addr, added, dns.TypeA, 0); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.53" {
 		t.Fatalf("before the change the name should be forwarded: %v", r)
 	}
+	// Asked once before the change: a cache between the client and meshdns would keep this answer.
+	if r := exchange(t, "udp", e.addr, "productpage.bookinfo.svc.cluster.local.", dns.TypeA, 0); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.96.10.10" {
+		t.Fatalf("productpage before the change: %v", r)
+	}
 	write := func(data string) {
 		tmp := e.table + ".tmp"
 		if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
@@ -206,7 +212,12 @@ func TestFileChangesAreServedAndBadFilesKeepTheLastTable(t *testing.T) {
 	write(`{"table": {"added.bookinfo.svc.cluster.local": {"ips": ["10.96.99.1"], "registry": "Kubernetes", "shortname": "added", "namespace": "bookinfo"}}}`)
 	start := time.Now()
 	eventually(t, 5*time.Second, "the new name served", func() error {
-		r := exchange(t, "udp", e.addr, "added.", dns.TypeA, 0)
+		// Forwarded and cached before the change: meshdns, above cache, answers it now.
+		r := exchange(t, "udp", e.addr, added, dns.TypeA, 0)
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.96.99.1" {
+			return fmt.Errorf("%v", r.Answer)
+		}
+		r = exchange(t, "udp", e.addr, "added.", dns.TypeA, 0)
 		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.96.99.1" {
 			return fmt.Errorf("%v", r.Answer)
 		}
@@ -214,7 +225,7 @@ func TestFileChangesAreServedAndBadFilesKeepTheLastTable(t *testing.T) {
 	})
 	t.Logf("change served after %s", time.Since(start).Round(time.Millisecond))
 	if r := exchange(t, "udp", e.addr, "productpage.bookinfo.svc.cluster.local.", dns.TypeA, 0); r.Answer[0].(*dns.A).A.String() != "192.0.2.53" {
-		t.Errorf("a name removed from the file should no longer be answered by meshdns: %v", r)
+		t.Errorf("a name removed from the file should no longer be answered by meshdns (nor by a cache): %v", r)
 	}
 
 	before := e.metric(t, `coredns_meshdns_table_updates_total{result="rejected",server="dns://`+e.addr+`",source="file"}`)

@@ -42,8 +42,11 @@ func TestDirectiveOrder(t *testing.T) {
 			t.Errorf("stock directive %q missing from plugin.cfg", name)
 		}
 	}
-	if !(idx("cache") < idx("hosts") && idx("hosts") < idx("meshdns") && idx("meshdns") < idx("kubernetes") && idx("kubernetes") < idx("forward")) {
-		t.Errorf("meshdns must sit below cache and hosts, above kubernetes and forward: %v", directives)
+	// meshdns answers from its table before cache (fresh, and faster than a cache hit), after the
+	// plugins that rewrite or filter the question, and before every other source of answers.
+	if !(idx("rewrite") < idx("meshdns") && idx("acl") < idx("meshdns") && idx("meshdns")+1 == idx("cache") &&
+		idx("cache") < idx("hosts") && idx("hosts") < idx("kubernetes") && idx("kubernetes") < idx("forward")) {
+		t.Errorf("meshdns must sit just above cache, below rewrite and acl: %v", directives)
 	}
 }
 
