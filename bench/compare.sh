@@ -32,7 +32,10 @@
 #        SERVERS="meshdns hosts cache-meshdns meshdns-cache cache-hosts" bench/compare.sh
 #                                                   (the cache placement, results in DATE-cache.txt)
 # Settings (environment): SERVERS NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
-#   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD; defaults below.
+#   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD LATENCY; defaults below.
+#   LATENCY=1 also runs every server at half of hosts's saturation (its median QPS in the same mix)
+#   and reports the p50/p99/p99.9 of every query's latency (dnsperf -v), the issue's "p99 at half
+#   of saturation no worse than hosts".
 #   PROFILE=1 also writes a CPU profile of meshdns (pprof -top) to bench/results/DATE-pprof-meshdns.txt.
 # Needs go, dnsperf and dig, and unbound when measured; taskset (util-linux) for pinning, which is
 # skipped without it; gnuplot for the chart. It installs nothing: a missing tool stops it, naming the
@@ -61,6 +64,7 @@ PROFILE_SECONDS=${PROFILE_SECONDS:-10}
 PPROF_ADDR=${PPROF_ADDR:-127.0.0.1:6060}
 BUILD=${BUILD:-0}                 # 1: rebuild bin/coredns (istioproxy, mapserver) even if up to date
 KEEP_TMP=${KEEP_TMP:-0}           # 1: keep the generated data and server logs
+LATENCY=${LATENCY:-0}             # 1: latency percentiles at half of hosts's saturation
 RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE[-peers].txt (QUICK: 0)
 
 ((ROUNDS >= 1 && DURATION >= 1)) || { echo "compare.sh: ROUNDS and DURATION must be at least 1" >&2; exit 1; }
@@ -378,6 +382,31 @@ run_dnsperf() {
 	}
 }
 
+# run_latency PORT MIX SECONDS RATE OUT: one dnsperf run at a fixed RATE with every query's latency
+# (-v); writes "p50_ms p99_ms p999_ms lost" to OUT.
+run_latency() {
+	local port=$1 mix=$2 secs=$3 rate=$4 res=$5 log pid lost
+	log=$(mktemp "$TMP/dnsperf.XXXXXX")
+	(pinned "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$TMP/queries-$mix.txt" \
+		-c "$CLIENTS" -T 1 -q "$OUTSTANDING" -t 2 -l "$secs" -Q "$rate" -v >"$log" 2>&1) &
+	pid=$!
+	echo "$pid" >"$log.pid"
+	wait "$pid" || {
+		tail -20 "$log" >&2
+		die "dnsperf failed"
+	}
+	rm -f "$log.pid"
+	lost=$(awk '/Queries lost:/ { print $3 }' "$log")
+	# Response lines: "> NOERROR name TYPE latency-seconds"; the last field is the latency.
+	awk '$1 == ">" && $2 != "T" { print $NF * 1000 }' "$log" | sort -g | awk -v lost="$lost" '
+		{ v[NR] = $1 }
+		END {
+			if (NR == 0) exit 1
+			printf "%.3f %.3f %.3f %s\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[int(NR * 0.999) + 1], lost
+		}' >"$res" || die "no latencies in dnsperf's output"
+	rm -f "$log"
+}
+
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 start stub "$STUB_CPU" "$STUB_PORT"
@@ -530,6 +559,50 @@ mapfile -t NOT_MESH < <(others meshdns)
 		echo "client-bound runs (under 3/4 of OUTSTANDING in flight: dnsperf was the limit, the QPS a lower bound): $BOUND_LIST"
 	fi
 } | tee -a "$RESULTS"
+
+# Latency at half of hosts's saturation: every server at the same fixed rate, rounds alternated.
+if [[ $LATENCY == 1 ]] && has hosts "${SERVER_LIST[@]}"; then
+	declare -A P50 P99 P999
+	for mix in $MIXES; do
+		[[ -n ${QPS[$mix hosts]:-} ]] || continue
+		rate=$((${QPS[$mix hosts]%.*} / 2))
+		for s in "${SERVER_LIST[@]}"; do
+			[[ -n ${QPS[$mix $s]:-} ]] && : >"$TMP/lat.$s"
+		done
+		for ((r = 1; r <= ROUNDS; r++)); do
+			order=()
+			for s in "${SERVER_LIST[@]}"; do
+				[[ -n ${QPS[$mix $s]:-} ]] && order+=("$s")
+			done
+			if ((r % 2 == 0)); then
+				mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
+			fi
+			for s in "${order[@]}"; do
+				run_latency "${PORT[$s]}" "$mix" "$DURATION" "$rate" "$TMP/lat.res"
+				read -r p50 p99 p999 lost <"$TMP/lat.res"
+				echo "$p50 $p99 $p999" >>"$TMP/lat.$s"
+				printf 'latency %-6s %-13s round %d at %d qps: p50 %s ms, p99 %s ms, p99.9 %s ms, lost %s\n' \
+					"$mix" "$s" "$r" "$rate" "$p50" "$p99" "$p999" "$lost" | tee -a "$RESULTS" >&2
+			done
+		done
+		for s in "${order[@]}"; do
+			P50[$mix $s]=$(cut -d' ' -f1 "$TMP/lat.$s" | median)
+			P99[$mix $s]=$(cut -d' ' -f2 "$TMP/lat.$s" | median)
+			P999[$mix $s]=$(cut -d' ' -f3 "$TMP/lat.$s" | median)
+		done
+	done
+	lat_pct_cell() { [[ -n ${P99[$1 $2]:-} ]] && echo "${P50[$1 $2]}/${P99[$1 $2]}/${P999[$1 $2]}" || echo n/a; }
+	p99_ratio_cell() {
+		[[ -n ${P99[$1 $2]:-} && -n ${P99[$1 hosts]:-} ]] || { echo n/a; return; }
+		awk -v a="${P99[$1 $2]}" -v b="${P99[$1 hosts]}" 'BEGIN { printf "%.2f", a / b }'
+	}
+	{
+		echo
+		table "latency at half of hosts's saturation, ms: median p50/p99/p99.9 over $ROUNDS rounds" lat_pct_cell "${SERVER_LIST[@]}"
+		echo
+		table "p99 relative to hosts's p99 at the same rate (lower is better)" p99_ratio_cell "${NOT_HOSTS[@]}"
+	} | tee -a "$RESULTS"
+fi
 
 # The chart: for each mix that hosts was measured in, a bar per other server, its QPS over hosts's.
 PNG=
