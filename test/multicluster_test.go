@@ -206,6 +206,18 @@ func TestMulticluster(t *testing.T) {
 		}
 	}
 
+	// A cluster-qualified name: the cluster's own answer, though it is not preferred.
+	resp, err = http.Get("http://127.0.0.1:" + dport + "/multicluster?name=web.shop.central.global")
+	must(err)
+	must(json.NewDecoder(resp.Body).Decode(&ex))
+	resp.Body.Close()
+	if !slices.Equal(ex.Answer, []string{centralGW}) {
+		t.Errorf("debug endpoint, web.shop.central.global: %+v", ex)
+	}
+	if resp, err := http.Get("http://127.0.0.1:" + dport + "/multicluster?name=web.shop.svc.cluster.local"); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("debug endpoint, not a mesh name: %v %v", resp, err)
+	}
+
 	var report strings.Builder
 	// West's gateway stops listening: central takes over; west returns after the hold-down.
 	westL.close()

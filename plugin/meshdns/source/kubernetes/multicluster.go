@@ -45,10 +45,11 @@ type Mesh struct {
 	vips *vipAllocator
 	kick chan struct{}
 
-	mu       sync.Mutex
-	clusters map[string]*meshCluster // by id; this cluster's under cfg.Cluster
-	decided  map[string][]Candidate  // last choice per service key, for the debug endpoint
-	answers  map[string][]netip.Addr // last answer per service key
+	mu        sync.Mutex
+	clusters  map[string]*meshCluster // by id; this cluster's under cfg.Cluster
+	decided   map[string][]Candidate  // last choice per service key, for the debug endpoint
+	answers   map[string][]netip.Addr // last answer per service key
+	qualified map[string][]netip.Addr // last answer per "key|cluster", for cluster-qualified names
 }
 
 // meshCluster is one cluster of the mesh with its watch and health.
@@ -341,6 +342,7 @@ func (m *Mesh) entries(now time.Time) []table.Entry {
 	}
 	decided := make(map[string][]Candidate, len(keys))
 	answers := make(map[string][]netip.Addr, len(keys))
+	qualified := make(map[string][]netip.Addr)
 	tiers := map[string]int{}
 	var out []table.Entry
 	for _, key := range keys {
@@ -372,6 +374,7 @@ func (m *Mesh) entries(now time.Time) []table.Entry {
 				}
 				if len(a) > 0 {
 					out = append(out, table.Entry{Host: name + "." + ns + "." + v.ID + "." + suffix, Addrs: a, Registry: table.RegistryExternal, Cluster: v.ID})
+					qualified[key+"|"+v.ID] = a
 				}
 			}
 		}
@@ -380,7 +383,7 @@ func (m *Mesh) entries(now time.Time) []table.Entry {
 		meshServices.WithLabelValues(t).Set(float64(tiers[t]))
 	}
 	m.mu.Lock()
-	m.decided, m.answers = decided, answers
+	m.decided, m.answers, m.qualified = decided, answers, qualified
 	m.mu.Unlock()
 	var valid []table.Entry
 	for _, e := range out {
@@ -410,7 +413,7 @@ func (m *Mesh) watchSecrets(ctx context.Context) func() {
 	f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(m.mc.RemoteSecrets),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = remoteSecretLabel + "=true" }))
 	inf := f.Core().V1().Secrets().Informer()
-	sync := func(obj any, gone bool) {
+	apply := func(obj any, gone bool) {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
 		}
@@ -460,9 +463,9 @@ func (m *Mesh) watchSecrets(ctx context.Context) func() {
 		}
 	}
 	_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { sync(obj, false) },
-		UpdateFunc: func(_, obj any) { sync(obj, false) },
-		DeleteFunc: func(obj any) { sync(obj, true) },
+		AddFunc:    func(obj any) { apply(obj, false) },
+		UpdateFunc: func(_, obj any) { apply(obj, false) },
+		DeleteFunc: func(obj any) { apply(obj, true) },
 	})
 	must(err)
 	sctx, cancel := context.WithCancel(ctx)
@@ -528,11 +531,11 @@ func (m *Mesh) explain(w http.ResponseWriter, r *http.Request) {
 	}
 	if cluster != "" {
 		ex.Answer = []string{}
-		for _, c := range ex.Candidates {
-			if c.Cluster == cluster && !strings.HasPrefix(c.Why, "does not export") && !strings.HasPrefix(c.Why, "withdrawn") {
-				ex.Answer = c.Addrs
-			}
+		m.mu.Lock()
+		for _, a := range m.qualified[key+"|"+cluster] {
+			ex.Answer = append(ex.Answer, a.String())
 		}
+		m.mu.Unlock()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
