@@ -192,18 +192,27 @@ func (s *Stack) SetEndpoints(ns, name string, endpoints ...Endpoint) error {
 			Endpoints:   eps,
 			Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &proto}},
 		}
-		// Update in place when it exists: delete+create would let Istio push an empty set in between.
-		old, err := slices.Get(ctx, sliceName, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
-		case err == nil:
-			es.ResourceVersion = old.ResourceVersion
-			_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+		if err := s.putSlice(ctx, es); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("endpointslice %s/%s: %w", ns, sliceName, err)
-		}
+	}
+	return nil
+}
+
+// putSlice creates EndpointSlice es, or updates it in place when it exists: delete and create would
+// let Istio push an empty set in between.
+func (s *Stack) putSlice(ctx context.Context, es *discoveryv1.EndpointSlice) error {
+	slices := s.Kube.DiscoveryV1().EndpointSlices(es.Namespace)
+	old, err := slices.Get(ctx, es.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = slices.Create(ctx, es, metav1.CreateOptions{})
+	case err == nil:
+		es.ResourceVersion = old.ResourceVersion
+		_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("endpointslice %s/%s: %w", es.Namespace, es.Name, err)
 	}
 	return nil
 }

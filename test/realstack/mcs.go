@@ -134,16 +134,8 @@ func (s *Stack) SetImportEndpoints(ns, name, cluster string, endpoints ...Endpoi
 			AddressType: family,
 			Endpoints:   eps,
 		}
-		cur, err := slices.Get(ctx, sliceName, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
-		case err == nil:
-			es.ResourceVersion = cur.ResourceVersion
-			_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
-		}
-		if err != nil {
-			return fmt.Errorf("endpointslice %s/%s: %w", ns, sliceName, err)
+		if err := s.putSlice(ctx, es); err != nil {
+			return err
 		}
 	}
 	return nil
