@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,7 +130,7 @@ func TestMulticluster(t *testing.T) {
     prometheus 127.0.0.1:%s
 }
 `, port, east.Kubeconfig, west.Kubeconfig, gwPort, holdDown, lease, dport, startUpstream(t).addr, mport)
-	startCoreDNS(t, dir, corefile, addr)
+	srv := startCoreDNS(t, dir, corefile, addr)
 	e := &meshEnv{metrics: "127.0.0.1:" + mport}
 	// Central joins through an Istio remote secret, created while the resolver runs.
 	centralKubeconfig, err := os.ReadFile(central.Kubeconfig)
@@ -255,6 +256,38 @@ func TestMulticluster(t *testing.T) {
 			t.Errorf("withdrawals of west for %s: %v", reason, n)
 		}
 	}
+
+	// A reload (SIGUSR1): the new instance takes over the names, the debug endpoint and the gauges,
+	// which the old one's stopping must not reset.
+	must(srv.cmd.Process.Signal(syscall.SIGUSR1))
+	eventually(t, 15*time.Second, "the reloaded instance serving", func() error {
+		if !strings.Contains(srv.out.String(), "Reloading complete") {
+			return fmt.Errorf("no reload in the log yet")
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // the old instance stops after the new one started
+	waitAnswer("web.shop.global.", westGW, 10*time.Second)
+	eventually(t, 10*time.Second, "gauges after the reload", func() error {
+		for name, want := range map[string]float64{
+			`coredns_meshdns_multicluster_cluster_available{cluster="west"}`:    1,
+			`coredns_meshdns_multicluster_cluster_available{cluster="central"}`: 1,
+			`coredns_meshdns_kubernetes_connected{cluster="east"}`:              1,
+		} {
+			if got := e.metric(t, name); got != want {
+				return fmt.Errorf("%s = %v, want %v", name, got, want)
+			}
+		}
+		resp, err := http.Get("http://127.0.0.1:" + dport + "/multicluster?name=web.shop.global")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("debug endpoint: %s", resp.Status)
+		}
+		return nil
+	})
 
 	// The remote secret removed: central is dropped without a restart.
 	must(east.DeleteSecret("istio-system", "istio-remote-secret-central"))

@@ -549,9 +549,15 @@ func (s *Source) snapshot() []table.Entry {
 // probe checks the API server every probeEvery, for the connected metric and a log line at each
 // change: the informers retry on their own, and the table keeps its last data meanwhile.
 func (s *Source) probe(ctx context.Context, kube kubernetes.Interface) {
+	// The gauge counts the instances that reach the API server, so that the old and the new instance
+	// of a reload, briefly both probing, do not overwrite each other's state.
 	gauge := connectedGauge.WithLabelValues(s.cfg.Cluster)
-	defer gauge.Set(0)
 	state := -1
+	defer func() {
+		if state == 1 {
+			gauge.Dec()
+		}
+	}()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, probeEvery)
 		_, err := kube.Discovery().RESTClient().Get().AbsPath("/version").Do(pctx).Raw()
@@ -569,8 +575,12 @@ func (s *Source) probe(ctx context.Context, kube kubernetes.Interface) {
 			} else if now == 0 {
 				log.Errorf("%s: API server unreachable, serving the last data: %v", s, err)
 			}
+			if now == 1 {
+				gauge.Inc()
+			} else if state == 1 {
+				gauge.Dec()
+			}
 			state = now
-			gauge.Set(float64(now))
 		}
 		select {
 		case <-ctx.Done():

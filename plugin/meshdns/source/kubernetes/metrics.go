@@ -12,7 +12,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: "meshdns",
 		Name:      "kubernetes_connected",
-		Help:      "1 while the Kubernetes API server of cluster answers, 0 while it does not (the last data is served meanwhile).",
+		Help:      "1 while the Kubernetes API server of cluster answers, 0 while it does not (the last data is served meanwhile); during a reload the old and the new instance each count.",
 	}, []string{"cluster"})
 
 	eventsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -42,7 +42,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: "meshdns",
 		Name:      "multicluster_cluster_available",
-		Help:      "1 while a cluster may answer mesh names, 0 while it is withdrawn (gateway probe failed, API server lost past the lease, or in its hold-down).",
+		Help:      "1 while a cluster may answer mesh names, 0 while it is withdrawn (gateway probe failed, API server lost past the lease, or in its hold-down); during a reload the old and the new instance each count.",
 	}, []string{"cluster"})
 
 	withdrawalsTotal = promauto.NewCounterVec(prometheus.CounterOpts{

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coredns/coredns/plugin/pkg/reuseport"
+
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
@@ -128,14 +130,14 @@ func (m *Mesh) add(id string, rc *rest.Config, network string, loc Locality, loc
 		log.Errorf("%s: cluster %s: %v", m, id, err)
 		return
 	}
+	clusterAvailable.WithLabelValues(id).Inc()
 	m.mu.Lock()
 	old := m.clusters[id]
 	m.clusters[id] = &meshCluster{watch: w, local: local, secret: secret}
 	m.mu.Unlock()
 	if old != nil {
-		old.watch.stop()
+		old.stop()
 	}
-	clusterAvailable.WithLabelValues(id).Set(1)
 	log.Infof("%s: watching cluster %s", m, id)
 	m.signal()
 }
@@ -147,10 +149,17 @@ func (m *Mesh) remove(id string) {
 	delete(m.clusters, id)
 	m.mu.Unlock()
 	if c != nil {
-		c.watch.stop()
-		clusterAvailable.DeleteLabelValues(id)
+		c.stop()
 		log.Infof("%s: cluster %s dropped", m, id)
 		m.signal()
+	}
+}
+
+// stop ends the cluster's watch and takes it out of the available count.
+func (c *meshCluster) stop() {
+	c.watch.stop()
+	if !c.health.withdrawn {
+		clusterAvailable.WithLabelValues(c.watch.id).Dec()
 	}
 }
 
@@ -299,10 +308,10 @@ func (m *Mesh) views(now time.Time) []*clusterView {
 			if c.health.update(now, problem, m.mc.HoldDown) {
 				if c.health.withdrawn {
 					withdrawalsTotal.WithLabelValues(id, reason).Inc()
-					clusterAvailable.WithLabelValues(id).Set(0)
+					clusterAvailable.WithLabelValues(id).Dec()
 					log.Warningf("%s: cluster %s withdrawn: %s", m, id, problem)
 				} else {
-					clusterAvailable.WithLabelValues(id).Set(1)
+					clusterAvailable.WithLabelValues(id).Inc()
 					log.Infof("%s: cluster %s back after %v healthy", m, id, m.mc.HoldDown)
 				}
 			}
@@ -477,7 +486,9 @@ func (m *Mesh) watchSecrets(ctx context.Context) func() {
 // serveDebug serves /multicluster?name=NAME[&client=IP]: the clusters considered for the name and
 // why each was chosen or not, as JSON.
 func (m *Mesh) serveDebug() (func(), error) {
-	l, err := net.Listen("tcp", m.mc.Debug)
+	// With SO_REUSEPORT, as CoreDNS's own listeners: on a reload the new instance binds while the old
+	// one still holds the address.
+	l, err := reuseport.Listen("tcp", m.mc.Debug)
 	if err != nil {
 		return nil, fmt.Errorf("multicluster debug: %w", err)
 	}
