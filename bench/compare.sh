@@ -33,6 +33,9 @@
 #                                                   (the cache placement, results in DATE-cache.txt)
 # Settings (environment): SERVERS NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
 #   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD LATENCY; defaults below.
+#   MULTISOCKET=N gives the CoreDNS servers N listening sockets (multisocket N) and unbound N threads,
+#   for throughput on more than one core, e.g. with SERVER_CPU=0,1 CLIENT_CPU=0,1 STUB_CPU=0,1
+#   DNSPERF_THREADS=2 (the results then go to DATE-multisocket.txt).
 #   LATENCY=1 also runs every server at half of hosts's saturation (its median QPS in the same mix)
 #   and reports the p50/p99/p99.9 of every query's latency (dnsperf -v), the issue's "p99 at half
 #   of saturation no worse than hosts".
@@ -65,6 +68,8 @@ PPROF_ADDR=${PPROF_ADDR:-127.0.0.1:6060}
 BUILD=${BUILD:-0}                 # 1: rebuild bin/coredns (istioproxy, mapserver) even if up to date
 KEEP_TMP=${KEEP_TMP:-0}           # 1: keep the generated data and server logs
 LATENCY=${LATENCY:-0}             # 1: latency percentiles at half of hosts's saturation
+MULTISOCKET=${MULTISOCKET:-0}     # N > 0: N listening sockets per CoreDNS server, N unbound threads
+DNSPERF_THREADS=${DNSPERF_THREADS:-1} # dnsperf -T
 RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE[-peers].txt (QUICK: 0)
 
 ((ROUNDS >= 1 && DURATION >= 1)) || { echo "compare.sh: ROUNDS and DURATION must be at least 1" >&2; exit 1; }
@@ -106,6 +111,7 @@ done
 for s in "${SERVER_LIST[@]}"; do
 	[[ $s != *cache* ]] || SUFFIX=-cache
 done
+((MULTISOCKET == 0)) || SUFFIX=-multisocket
 
 # need TOOL PACKAGE: stops with the Debian package to install when TOOL is missing.
 need() {
@@ -233,6 +239,11 @@ cat >"$TMP/Corefile.hosts" <<EOF
 EOF
 sed -e "s/^\.:${PORT[hosts]} {/.:${PORT[cache-hosts]} {/" -e 's/^    bind 127.0.0.1$/&\n    cache 30/' -e "s/:$STUB_PORT\$/:$CACHED_STUB_PORT/" \
 	"$TMP/Corefile.hosts" >"$TMP/Corefile.cache-hosts"
+if ((MULTISOCKET > 0)); then
+	for f in meshdns hosts cache-meshdns meshdns-cache cache-hosts; do
+		sed -i "s/^    bind 127.0.0.1\$/&\n    multisocket $MULTISOCKET/" "$TMP/Corefile.$f"
+	done
+fi
 # Istio's proxy takes its search list (which shapes its table: a CNAME per name with the first search
 # domain appended) from a resolv.conf; this one matches meshdns's default without a namespace. A
 # resolv.conf cannot name a port, so the stub's address is passed as -upstream as well.
@@ -248,7 +259,7 @@ server:
     interface: 127.0.0.1
     port: ${PORT[unbound]}
     do-ip6: no
-    num-threads: 1
+    num-threads: $((MULTISOCKET > 0 ? MULTISOCKET : 1))
     chroot: ""
     username: ""
     directory: "$TMP"
@@ -353,7 +364,7 @@ run_dnsperf() {
 	# dnsperf runs in the background with its pid in a file, so that cleanup can stop it too.
 	log=$(mktemp "$TMP/dnsperf.XXXXXX")
 	(pinned "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$TMP/queries-$mix.txt" \
-		-c "$CLIENTS" -T 1 -q "$OUTSTANDING" -t 2 -l "$secs" >"$log" 2>&1) &
+		-c "$CLIENTS" -T "$DNSPERF_THREADS" -q "$OUTSTANDING" -t 2 -l "$secs" >"$log" 2>&1) &
 	pid=$!
 	echo "$pid" >"$log.pid"
 	if ! wait "$pid"; then
@@ -388,7 +399,7 @@ run_latency() {
 	local port=$1 mix=$2 secs=$3 rate=$4 res=$5 log pid lost
 	log=$(mktemp "$TMP/dnsperf.XXXXXX")
 	(pinned "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$TMP/queries-$mix.txt" \
-		-c "$CLIENTS" -T 1 -q "$OUTSTANDING" -t 2 -l "$secs" -Q "$rate" -v >"$log" 2>&1) &
+		-c "$CLIENTS" -T "$DNSPERF_THREADS" -q "$OUTSTANDING" -t 2 -l "$secs" -Q "$rate" -v >"$log" 2>&1) &
 	pid=$!
 	echo "$pid" >"$log.pid"
 	wait "$pid" || {
@@ -433,7 +444,7 @@ fi
 if has unbound "${SERVER_LIST[@]}"; then
 	VERSIONS+=" unbound $(unbound -V | sed -n 's/^Version //p')"
 fi
-HEADER="# $(date -u +%FT%TZ) rev $REV $(go env GOVERSION)$VERSIONS $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); servers=${SERVER_LIST[*]} names=$NAMES rounds=$ROUNDS duration=${DURATION}s clients=$CLIENTS outstanding=$OUTSTANDING server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU stub_cpu=$STUB_CPU"
+HEADER="# $(date -u +%FT%TZ) rev $REV $(go env GOVERSION)$VERSIONS $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); servers=${SERVER_LIST[*]} names=$NAMES rounds=$ROUNDS duration=${DURATION}s clients=$CLIENTS outstanding=$OUTSTANDING server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU stub_cpu=$STUB_CPU multisocket=$MULTISOCKET dnsperf_threads=$DNSPERF_THREADS"
 echo "$HEADER" | tee -a "$RESULTS" >&2
 
 # Every server gets a short unrecorded run first: Go's heap and the kernel's socket buffers settle.
