@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"github.com/meshdns/meshdns/test/realstack"
 
 	"github.com/miekg/dns"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // gatewayListener is an east-west gateway's port that the test opens and closes.
@@ -118,6 +121,7 @@ func TestMulticluster(t *testing.T) {
             remote west %s locality eu/eu-2
             remote_secrets
             mesh_suffixes global mesh
+            export_label meshdns.io/export=true
             gateway_port %s
             probe_interval 250ms
             hold_down %v
@@ -173,10 +177,16 @@ func TestMulticluster(t *testing.T) {
 	waitAnswer("web.shop.central.global.", centralGW, 10*time.Second)
 	waitAnswer("web.shop.west.global.", westGW, time.Second)
 	waitAnswer("web.shop.east.global.", eastIP, time.Second)
-	// cart: not exported (no ServiceExport, no export label configured): not a mesh name.
+	// cart: not exported (no ServiceExport, no export label): not a mesh name, until central labels it.
 	if got := answer("cart.shop.global."); got != "192.0.2.53" {
 		t.Errorf("cart.shop.global: %q, want the upstream's answer", got)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err = central.Kube.CoreV1().Services("shop").Patch(ctx, "cart", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"meshdns.io/export":"true"}}}`), metav1.PatchOptions{})
+	cancel()
+	must(err)
+	waitAnswer("cart.shop.global.", centralGW, 10*time.Second)
 
 	// East's endpoint becomes ready: the local cluster first.
 	must(east.SetEndpoints("shop", "web", realstack.Endpoint{IP: "10.1.0.5"}))
