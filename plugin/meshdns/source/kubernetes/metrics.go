@@ -49,7 +49,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: "meshdns",
 		Name:      "multicluster_withdrawals_total",
-		Help:      "Times a cluster was withdrawn from mesh answers, by reason (gateway, api).",
+		Help:      "Times a cluster was withdrawn from mesh answers, by reason (gateway: its gateway failed its probe, api: its API server was lost past the lease), and times one of several gateway addresses was (gateway_address).",
 	}, []string{"cluster", "reason"})
 
 	meshServices = promauto.NewGaugeVec(prometheus.GaugeOpts{

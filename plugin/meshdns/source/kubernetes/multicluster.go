@@ -60,7 +60,10 @@ type meshCluster struct {
 	local  bool
 	secret string // "ns/name" of the remote secret that added it
 	health health
-	gwErr  string // the last gateway probe's failure
+	// gwErrs are the last probe's failures by gateway address; gwHealth withdraws and returns each
+	// address on its own, so that one failing address of several leaves the others answering.
+	gwErrs   map[netip.Addr]string
+	gwHealth map[netip.Addr]*health
 }
 
 // NewMesh returns the multicluster source for cfg, or nil when cfg serves no mesh suffix.
@@ -259,9 +262,11 @@ func (m *Mesh) probeGateways(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	timeout := min(m.mc.ProbeInterval, time.Second)
-	errs := make([]string, len(jobs))
+	errs := make([]map[netip.Addr]string, len(jobs))
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, j := range jobs {
+		errs[i] = map[netip.Addr]string{}
 		for _, a := range j.addrs {
 			wg.Add(1)
 			go func() {
@@ -269,9 +274,9 @@ func (m *Mesh) probeGateways(ctx context.Context) {
 				d := net.Dialer{Timeout: timeout}
 				conn, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(a, uint16(m.mc.GatewayPort)).String())
 				if err != nil {
-					m.mu.Lock()
-					errs[i] = err.Error()
-					m.mu.Unlock()
+					mu.Lock()
+					errs[i][a] = err.Error()
+					mu.Unlock()
 					return
 				}
 				conn.Close()
@@ -281,9 +286,55 @@ func (m *Mesh) probeGateways(ctx context.Context) {
 	wg.Wait()
 	m.mu.Lock()
 	for i, j := range jobs {
-		j.c.gwErr = errs[i]
+		j.c.gwErrs = errs[i]
 	}
 	m.mu.Unlock()
+}
+
+// gateways updates the health of each gateway address of c at now and returns those that answer,
+// the problem of the cluster when none of several does, and notes on the withdrawn ones.
+func (m *Mesh) gateways(c *meshCluster, id string, addrs []netip.Addr, now time.Time) (up []netip.Addr, problem string, notes []string) {
+	if c.gwHealth == nil {
+		c.gwHealth = map[netip.Addr]*health{}
+	}
+	for a := range c.gwHealth {
+		if !slices.Contains(addrs, a) {
+			delete(c.gwHealth, a) // no longer a gateway address
+		}
+	}
+	failed := 0
+	for _, a := range addrs {
+		h := c.gwHealth[a]
+		if h == nil {
+			h = &health{}
+			c.gwHealth[a] = h
+		}
+		errText := c.gwErrs[a]
+		if errText != "" {
+			failed++
+			errText = "gateway " + a.String() + " failed its probe: " + errText
+		}
+		if h.update(now, errText, m.mc.HoldDown) && len(addrs) > 1 {
+			if h.withdrawn {
+				withdrawalsTotal.WithLabelValues(id, "gateway_address").Inc()
+				log.Warningf("%s: cluster %s: %s; its other gateway addresses answer", m, id, errText)
+			} else {
+				log.Infof("%s: cluster %s: gateway %s back after %v healthy", m, id, a, m.mc.HoldDown)
+			}
+		}
+		if h.withdrawn {
+			notes = append(notes, a.String()+" withdrawn: "+h.reason)
+		} else {
+			up = append(up, a)
+		}
+	}
+	if failed > 0 && failed == len(addrs) {
+		problem = "gateway probe failed: " + c.gwErrs[addrs[0]]
+		if len(addrs) > 1 {
+			problem = fmt.Sprintf("all %d gateway addresses failed their probes (%s: %s)", len(addrs), addrs[0], c.gwErrs[addrs[0]])
+		}
+	}
+	return up, problem, notes
 }
 
 // views updates every cluster's health at now and returns the clusters as the choice sees them,
@@ -296,14 +347,15 @@ func (m *Mesh) views(now time.Time) []*clusterView {
 		w := c.watch
 		v := &clusterView{ID: id, Local: c.local, Network: w.networkOf(), Locality: w.locality, Exports: w.exported()}
 		if !c.local {
-			v.Gateway = w.gateway()
+			up, gwProblem, notes := m.gateways(c, id, w.gateway(), now)
+			v.Gateway = up
 			problem, reason := "", ""
 			lastOK, apiErr := w.api()
 			switch {
 			case now.Sub(lastOK) > m.mc.Lease:
 				problem, reason = fmt.Sprintf("API server unreachable since %s (lease %v): %s", lastOK.Format(time.TimeOnly), m.mc.Lease, apiErr), "api"
-			case c.gwErr != "":
-				problem, reason = "gateway probe failed: "+c.gwErr, "gateway"
+			case gwProblem != "":
+				problem, reason = gwProblem, "gateway"
 			}
 			if c.health.update(now, problem, m.mc.HoldDown) {
 				if c.health.withdrawn {
@@ -316,6 +368,9 @@ func (m *Mesh) views(now time.Time) []*clusterView {
 				}
 			}
 			v.Withdrawn, v.Health = c.health.withdrawn, c.health.reason
+			if !v.Withdrawn && len(notes) > 0 {
+				v.Health = "healthy; gateway " + strings.Join(notes, "; ")
+			}
 		}
 		if v.Health == "" {
 			v.Health = "healthy"
