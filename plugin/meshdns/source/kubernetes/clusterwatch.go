@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -85,7 +86,9 @@ func newClusterWatch(id string, rc *rest.Config, mc *Multicluster, network strin
 	}{f, nf}
 	var df dynamicinformer.DynamicSharedInformerFactory
 	for _, gvr := range serviceExportGVRs {
-		if servesResource(kube, gvr) {
+		// A cluster that cannot be asked gets no ServiceExport watch: it is made again when the
+		// cluster is added again.
+		if servesResource(kube, gvr, false) {
 			df = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 			w.exports = df.ForResource(gvr).Informer()
 			must(w.exports.SetTransform(trimToMeta))
@@ -245,12 +248,15 @@ func (w *clusterWatch) networkOf() string {
 	return obj.(*corev1.Namespace).Labels[networkLabel]
 }
 
-// servesResource reports whether the cluster serves gvr; an API server that cannot be asked is
-// assumed not to (the watch is made again when the cluster is added again).
-func servesResource(kube kubernetes.Interface, gvr schema.GroupVersionResource) bool {
+// servesResource reports whether the cluster serves gvr; ifUnknown is the answer when the API server
+// cannot be asked (other than a plain "not found").
+func servesResource(kube kubernetes.Interface, gvr schema.GroupVersionResource, ifUnknown bool) bool {
 	list, err := kube.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
-	if err != nil {
+	switch {
+	case apierrors.IsNotFound(err):
 		return false
+	case err != nil:
+		return ifUnknown
 	}
 	for _, r := range list.APIResources {
 		if r.Name == gvr.Resource {

@@ -20,7 +20,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -279,21 +278,11 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 // serves reports whether the cluster serves the resource gvr, logging why not with why when it is
 // not empty. An API server that cannot be asked yet is assumed to serve it: the informer waits for it.
 func (s *Source) serves(kube kubernetes.Interface, gvr schema.GroupVersionResource, why string) bool {
-	gv := gvr.GroupVersion().String()
-	list, err := kube.Discovery().ServerResourcesForGroupVersion(gv)
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
+	if servesResource(kube, gvr, true) {
 		return true
-	default:
-		for _, r := range list.APIResources {
-			if r.Name == gvr.Resource {
-				return true
-			}
-		}
 	}
 	if why != "" {
-		log.Warningf("%s: the cluster does not serve %s %s (%s)", s, gv, gvr.Resource, why)
+		log.Warningf("%s: the cluster does not serve %s %s (%s)", s, gvr.GroupVersion(), gvr.Resource, why)
 	}
 	return false
 }
