@@ -173,7 +173,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		if cfg.Clients {
 			m.clients = append(m.clients, src)
 		}
-		mesh, err := kubernetes.NewMesh(cfg)
+		mesh, err := src.Mesh()
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d - Error during parsing: %s: multicluster: %v", c.File(), line, cfg, err)
 		}

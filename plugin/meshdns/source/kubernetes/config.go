@@ -154,18 +154,40 @@ func (cfg *Config) restConfig() (*rest.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("no kubeconfig given and not in a cluster: %w", err)
 		}
-	} else {
-		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: cfg.Kubeconfig}
-		overrides := &clientcmd.ConfigOverrides{CurrentContext: cfg.Context}
-		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
-		}
+		return tuned(rc), nil
 	}
-	rc.UserAgent = "meshdns"
-	// Informers list once and then watch: a higher rate only matters for the first lists.
-	rc.QPS, rc.Burst = 50, 100
+	rc, err = kubeconfigRest(cfg.Kubeconfig, cfg.Context, nil)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
+	}
 	return rc, nil
+}
+
+// kubeconfigRest is the client configuration of a kubeconfig: the file at path (with context, or its
+// current one), or the bytes of one (a remote secret's).
+func kubeconfigRest(path, context string, kubeconfig []byte) (*rest.Config, error) {
+	var (
+		rc  *rest.Config
+		err error
+	)
+	if kubeconfig != nil {
+		rc, err = clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	} else {
+		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
+		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tuned(rc), nil
+}
+
+// tuned sets what every client of ours shares: its name, and the rate for the first lists
+// (informers list once and then watch: a higher rate only matters then).
+func tuned(rc *rest.Config) *rest.Config {
+	rc.UserAgent = "meshdns"
+	rc.QPS, rc.Burst = 50, 100
+	return rc
 }
 
 // String names the source in logs and keys its carried table across reloads.

@@ -24,7 +24,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // remoteSecretLabel marks Istio's remote secrets: each data key is a cluster id, its value a
@@ -46,6 +45,8 @@ type Mesh struct {
 	mc   *Multicluster
 	vips *vipAllocator
 	kick chan struct{}
+	// remotes are the client configurations of the Corefile's remote clusters, loaded at setup.
+	remotes map[string]*rest.Config
 
 	mu        sync.Mutex
 	clusters  map[string]*meshCluster // by id; this cluster's under cfg.Cluster
@@ -66,23 +67,23 @@ type meshCluster struct {
 	gwHealth map[netip.Addr]*health
 }
 
-// NewMesh returns the multicluster source for cfg, or nil when cfg serves no mesh suffix.
-func NewMesh(cfg *Config) (*Mesh, error) {
+// Mesh returns the multicluster source of the source's block, or nil when it serves no mesh suffix.
+// It shares the source's client configuration for this cluster.
+func (s *Source) Mesh() (*Mesh, error) {
+	cfg := s.cfg
 	if !cfg.Multicluster.Enabled() {
 		return nil, nil
 	}
-	rc, err := cfg.restConfig()
-	if err != nil {
-		return nil, err
-	}
-	m := &Mesh{cfg: cfg, rest: rc, mc: &cfg.Multicluster, kick: make(chan struct{}, 1), clusters: map[string]*meshCluster{}}
+	m := &Mesh{cfg: cfg, rest: s.rest, mc: &cfg.Multicluster, kick: make(chan struct{}, 1), clusters: map[string]*meshCluster{},
+		remotes: map[string]*rest.Config{}}
+	var err error
 	if len(m.mc.VIPs) > 0 {
 		if m.vips, err = newVIPAllocator(m.mc.VIPs, m.mc.VIPState); err != nil {
 			return nil, err
 		}
 	}
 	for _, r := range m.mc.Remotes {
-		if _, err := remoteConfig(r.Kubeconfig, r.Context, nil); err != nil {
+		if m.remotes[r.ID], err = kubeconfigRest(r.Kubeconfig, r.Context, nil); err != nil {
 			return nil, fmt.Errorf("remote %s: %w", r.ID, err)
 		}
 	}
@@ -99,25 +100,6 @@ func (m *Mesh) String() string {
 
 // StartupTimeout is how long CoreDNS's start waits for the first table.
 func (m *Mesh) StartupTimeout() time.Duration { return m.cfg.StartupTimeout }
-
-func remoteConfig(path, context string, kubeconfig []byte) (*rest.Config, error) {
-	var (
-		rc  *rest.Config
-		err error
-	)
-	if kubeconfig != nil {
-		rc, err = clientcmd.RESTConfigFromKubeConfig(kubeconfig)
-	} else {
-		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
-		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
-	}
-	if err != nil {
-		return nil, err
-	}
-	rc.UserAgent = "meshdns"
-	rc.QPS, rc.Burst = 50, 100
-	return rc, nil
-}
 
 func (m *Mesh) signal() {
 	select {
@@ -170,12 +152,7 @@ func (c *meshCluster) stop() {
 func (m *Mesh) Run(ctx context.Context, sink source.Sink) {
 	m.add(m.cfg.Cluster, m.rest, m.mc.Network, m.mc.Locality, true, "")
 	for _, r := range m.mc.Remotes {
-		rc, err := remoteConfig(r.Kubeconfig, r.Context, nil)
-		if err != nil {
-			sink.Reject(fmt.Errorf("remote %s: %w", r.ID, err))
-			continue
-		}
-		m.add(r.ID, rc, r.Network, r.Locality, false, "")
+		m.add(r.ID, m.remotes[r.ID], r.Network, r.Locality, false, "")
 	}
 	defer func() {
 		m.mu.Lock()
@@ -518,7 +495,7 @@ func (m *Mesh) watchSecrets(ctx context.Context) func() {
 				log.Warningf("%s: remote secret %s names cluster %s, already watched; ignored", m, key, id)
 				continue
 			}
-			rc, err := remoteConfig("", "", sec.Data[id])
+			rc, err := kubeconfigRest("", "", sec.Data[id])
 			if err != nil {
 				log.Errorf("%s: remote secret %s: cluster %s: %v", m, key, id, err)
 				continue
