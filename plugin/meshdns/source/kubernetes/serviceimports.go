@@ -3,7 +3,6 @@ package kubernetes
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
@@ -144,11 +143,7 @@ func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, z
 	} else {
 		out = append(out, e)
 		perEndpoint := map[string]int{} // host -> index in out
-		slices.SortFunc(eps, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
-		for _, s := range eps {
-			if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
-				continue
-			}
+		for _, s := range addressSlices(eps) {
 			cluster := s.Labels[labelSourceCluster]
 			if cluster == "" {
 				cluster = localCluster
@@ -161,12 +156,7 @@ func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, z
 				if !ready(ep) {
 					continue
 				}
-				var addrs []netip.Addr
-				for _, a := range ep.Addresses {
-					if ip, err := netip.ParseAddr(a); err == nil {
-						addrs = append(addrs, ip)
-					}
-				}
+				addrs := endpointAddrs(ep)
 				if len(addrs) == 0 {
 					continue
 				}

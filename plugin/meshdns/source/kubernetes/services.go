@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
@@ -58,30 +59,12 @@ func serviceEntries(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, clust
 func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.EndpointSlice) []table.Entry {
 	out := []table.Entry{svc}
 	pods := map[string]int{} // hostname -> index in out
-	// Slices in name order, endpoints in slice order: the answer order does not depend on the informer.
-	slices.SortFunc(eps, func(a, b *discoveryv1.EndpointSlice) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
-	for _, s := range eps {
-		if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
-			continue // FQDN slices carry names, not addresses
-		}
+	for _, s := range addressSlices(eps) {
 		for _, ep := range s.Endpoints {
 			if !obj.Spec.PublishNotReadyAddresses && !ready(ep) {
 				continue
 			}
-			var addrs []netip.Addr
-			for _, s := range ep.Addresses {
-				if a, err := netip.ParseAddr(s); err == nil {
-					addrs = append(addrs, a)
-				}
-			}
+			addrs := endpointAddrs(ep)
 			out[0].Addrs = appendNew(out[0].Addrs, addrs)
 			if ep.Hostname == nil || len(validation.IsDNS1123Label(*ep.Hostname)) > 0 {
 				continue
@@ -100,6 +83,30 @@ func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.En
 				})
 			}
 			out[i].Addrs = appendNew(out[i].Addrs, addrs)
+		}
+	}
+	return out
+}
+
+// addressSlices returns the slices of eps that carry addresses (FQDN slices carry names), in name
+// order: endpoints then come in slice order, so the answer order does not depend on the informer.
+func addressSlices(eps []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
+	out := make([]*discoveryv1.EndpointSlice, 0, len(eps))
+	for _, s := range eps {
+		if s.AddressType == discoveryv1.AddressTypeIPv4 || s.AddressType == discoveryv1.AddressTypeIPv6 {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// endpointAddrs returns an endpoint's addresses that parse as IPs.
+func endpointAddrs(ep discoveryv1.Endpoint) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ep.Addresses {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a)
 		}
 	}
 	return out
