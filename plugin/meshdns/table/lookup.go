@@ -10,8 +10,8 @@ type Match struct {
 	ptrs   []string // hosts of a reverse (PTR) name
 	zone   string   // SOA owner of a reverse name
 	target string   // CNAME target, when the question carried one of the client's search domains
-	ent    bool     // an empty non-terminal of an authoritative zone (in zone)
-	nx     bool     // absent from the authoritative zone (in zone)
+	ent    bool     // an empty non-terminal of the authoritative zone in zone; without it and any
+	// name, a zone means the question is absent from that zone
 }
 
 // Found reports whether the question names something in the table. A found name is answered by
@@ -20,7 +20,7 @@ func (m Match) Found() bool { return m.n != nil || m.ptrs != nil || m.ent }
 
 // NXDomain reports whether the question is absent from a zone the table is authoritative for (Zone):
 // the answer is NXDOMAIN, never the next plugin's.
-func (m Match) NXDomain() bool { return m.nx }
+func (m Match) NXDomain() bool { return m.n == nil && m.ptrs == nil && !m.ent && m.zone != "" }
 
 // Host returns the canonical host matched ("*.example.com." for a wildcard), or "" for a reverse name.
 func (m Match) Host() string {
@@ -74,7 +74,7 @@ func (t *Table) Lookup(qname string, v *View) Match {
 		return Match{n: n, target: target}
 	}
 	if zone := t.authority(key); zone != "" {
-		return Match{zone: zone, ent: t.isENT(key), nx: !t.isENT(key)}
+		return Match{zone: zone, ent: t.isENT(key)}
 	}
 	return Match{}
 }
