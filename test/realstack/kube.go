@@ -149,11 +149,30 @@ func (s *Stack) createService(svc *corev1.Service) (*corev1.Service, error) {
 // SetEndpoints replaces the endpoints of Service ns/name, writing one EndpointSlice per address family
 // (<name>-ipv4, <name>-ipv6) in place of the endpoint-slice controller, which does not run here.
 func (s *Stack) SetEndpoints(ns, name string, endpoints ...Endpoint) error {
+	byFamily, err := endpointsByFamily(ns+"/"+name, endpoints)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := s.syncPods(ctx, ns, name, endpoints, byFamily); err != nil {
+		return err
+	}
+	portName, port, proto := ServicePortName, int32(ServiceTargetPort), corev1.ProtocolTCP
+	return s.writeSlices(ctx, ns, name, byFamily, func(es *discoveryv1.EndpointSlice) {
+		es.Labels = map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "realstack"}
+		es.Ports = []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &proto}}
+	})
+}
+
+// endpointsByFamily turns endpoints into EndpointSlice endpoints, by address family; what names them
+// in errors.
+func endpointsByFamily(what string, endpoints []Endpoint) (map[discoveryv1.AddressType][]discoveryv1.Endpoint, error) {
 	byFamily := map[discoveryv1.AddressType][]discoveryv1.Endpoint{}
 	for _, e := range endpoints {
 		a, err := netip.ParseAddr(e.IP)
 		if err != nil {
-			return fmt.Errorf("endpoints of %s/%s: %w", ns, name, err)
+			return nil, fmt.Errorf("endpoints of %s: %w", what, err)
 		}
 		t := discoveryv1.AddressTypeIPv4
 		if a.Is6() {
@@ -167,31 +186,27 @@ func (s *Stack) SetEndpoints(ns, name string, endpoints ...Endpoint) error {
 		}
 		byFamily[t] = append(byFamily[t], ep)
 	}
-	ctx, cancel := opContext()
-	defer cancel()
-	if err := s.syncPods(ctx, ns, name, endpoints, byFamily); err != nil {
-		return err
-	}
-	slices := s.Kube.DiscoveryV1().EndpointSlices(ns)
-	for _, t := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
-		sliceName := fmt.Sprintf("%s-%s", name, map[discoveryv1.AddressType]string{discoveryv1.AddressTypeIPv4: "ipv4", discoveryv1.AddressTypeIPv6: "ipv6"}[t])
+	return byFamily, nil
+}
+
+// writeSlices writes one EndpointSlice per family, <prefix>-ipv4 and <prefix>-ipv6, with the
+// endpoints of byFamily and what label adds (labels, ports), and deletes that of a family without any.
+func (s *Stack) writeSlices(ctx context.Context, ns, prefix string, byFamily map[discoveryv1.AddressType][]discoveryv1.Endpoint, label func(*discoveryv1.EndpointSlice)) error {
+	for _, f := range []struct {
+		t      discoveryv1.AddressType
+		suffix string
+	}{{discoveryv1.AddressTypeIPv4, "ipv4"}, {discoveryv1.AddressTypeIPv6, "ipv6"}} {
+		t, sliceName := f.t, prefix+"-"+f.suffix
 		eps := byFamily[t]
 		if len(eps) == 0 {
-			if err := slices.Delete(ctx, sliceName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			err := s.Kube.DiscoveryV1().EndpointSlices(ns).Delete(ctx, sliceName, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
 				return fmt.Errorf("endpointslice %s/%s: %w", ns, sliceName, err)
 			}
 			continue
 		}
-		portName, port, proto := ServicePortName, int32(ServiceTargetPort), corev1.ProtocolTCP
-		es := &discoveryv1.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{Name: sliceName, Namespace: ns, Labels: map[string]string{
-				discoveryv1.LabelServiceName: name,
-				discoveryv1.LabelManagedBy:   "realstack",
-			}},
-			AddressType: t,
-			Endpoints:   eps,
-			Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &proto}},
-		}
+		es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: sliceName, Namespace: ns}, AddressType: t, Endpoints: eps}
+		label(es)
 		if err := s.putSlice(ctx, es); err != nil {
 			return err
 		}

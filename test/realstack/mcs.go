@@ -2,11 +2,9 @@ package realstack
 
 import (
 	"fmt"
-	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -93,52 +91,18 @@ func (s *Stack) DeleteServiceExport(ns, name string) error {
 // EndpointSlice per address family, <name>-<cluster>-ipv4/-ipv6, labelled as the MCS API says. An
 // Endpoint's Hostname goes into the slice as it is (no Pod: the pods live in the other cluster).
 func (s *Stack) SetImportEndpoints(ns, name, cluster string, endpoints ...Endpoint) error {
-	byFamily := map[discoveryv1.AddressType][]discoveryv1.Endpoint{}
-	for _, e := range endpoints {
-		a, err := netip.ParseAddr(e.IP)
-		if err != nil {
-			return fmt.Errorf("endpoints of import %s/%s: %w", ns, name, err)
-		}
-		family := discoveryv1.AddressTypeIPv4
-		if a.Is6() {
-			family = discoveryv1.AddressTypeIPv6
-		}
-		ready := !e.NotReady
-		ep := discoveryv1.Endpoint{Addresses: []string{e.IP}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}
-		if e.Hostname != "" {
-			h := e.Hostname
-			ep.Hostname = &h
-		}
-		byFamily[family] = append(byFamily[family], ep)
+	byFamily, err := endpointsByFamily("import "+ns+"/"+name, endpoints)
+	if err != nil {
+		return err
 	}
 	if err := s.EnsureNamespace(ns); err != nil {
 		return err
 	}
 	ctx, cancel := opContext()
 	defer cancel()
-	slices := s.Kube.DiscoveryV1().EndpointSlices(ns)
-	for _, family := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
-		sliceName := fmt.Sprintf("%s-%s-%s", name, cluster, map[discoveryv1.AddressType]string{discoveryv1.AddressTypeIPv4: "ipv4", discoveryv1.AddressTypeIPv6: "ipv6"}[family])
-		eps, ok := byFamily[family]
-		if !ok {
-			if err := slices.Delete(ctx, sliceName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("endpointslice %s/%s: %w", ns, sliceName, err)
-			}
-			continue
-		}
-		es := &discoveryv1.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{Name: sliceName, Namespace: ns, Labels: map[string]string{
-				LabelImportName: name, LabelSourceCluster: cluster,
-				discoveryv1.LabelManagedBy: "realstack.meshdns.io",
-			}},
-			AddressType: family,
-			Endpoints:   eps,
-		}
-		if err := s.putSlice(ctx, es); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.writeSlices(ctx, ns, name+"-"+cluster, byFamily, func(es *discoveryv1.EndpointSlice) {
+		es.Labels = map[string]string{LabelImportName: name, LabelSourceCluster: cluster, discoveryv1.LabelManagedBy: "realstack.meshdns.io"}
+	})
 }
 
 // CreateGatewayService creates a LoadBalancer Service ns/name (an east-west gateway) whose status
