@@ -1,0 +1,321 @@
+// Package ingress is a batched UDP front for one address that a CoreDNS server listens on.
+//
+// CoreDNS (through miekg/dns) reads each datagram with its own recvmsg, starts a goroutine for it,
+// unpacks it into a dns.Msg and writes the reply with its own sendmsg: past a plugin that answers from
+// prepacked bytes, those are where the time goes. An Ingress joins the address's SO_REUSEPORT group
+// with one socket per CPU, each marked with SO_INCOMING_CPU, which Linux (6.1 and later) prefers over
+// the group's other sockets for datagrams processed on that CPU: the datagrams come to it rather
+// than to CoreDNS's own socket, without a BPF program and whatever order the sockets joined in. Each
+// socket's loop reads them in batches (recvmmsg), asks Respond for an answer from bytes, writes the
+// answers in batches (sendmmsg), and hands every datagram Respond declines to a dns.Server of its
+// own whose handler is the CoreDNS server's: the chain sees it exactly as it would have.
+//
+// Closing takes the sockets out of the preference first and drains them, so a reload or a shutdown
+// loses no datagram already steered here; from then on CoreDNS's socket (or a newer Ingress) gets them.
+package ingress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// Respond appends to out the reply to query, sent by client, and reports whether it did; it must not
+// keep query or out. A false sends the query through the CoreDNS chain instead.
+type Respond func(out, query []byte, client netip.AddrPort) ([]byte, bool)
+
+// Counts are what an Ingress did with the datagrams it read.
+type Counts struct {
+	Answered func() // Respond answered it
+	Chained  func() // handed to the chain
+	Dropped  func() // not served: the chain's queue was full, or it was larger than a read buffer
+}
+
+const (
+	batchSize  = 32   // datagrams per recvmmsg and sendmmsg
+	bufferSize = 4096 // bytes read per datagram: larger queries are dropped, as EDNS0 clients do not send them
+	chainQueue = 1024 // datagrams waiting for the chain; past this they are dropped, as a full socket would
+	drainQuiet = 20 * time.Millisecond
+	drainMax   = time.Second
+	chainGrace = 5 * time.Second // in-flight chain queries (a forward to a slow upstream) finish within this
+)
+
+// Ingress serves one specific address (not a wildcard: replies leave from the bound address).
+type Ingress struct {
+	addr    *net.UDPAddr
+	conns   []*net.UDPConn
+	respond Respond
+	counts  Counts
+	chain   *dns.Server
+	queue   *chainConn
+
+	closing atomic.Bool
+	loops   sync.WaitGroup
+	served  chan error
+	once    sync.Once
+}
+
+// Listen joins the SO_REUSEPORT group of addr (host:port with a specific IP, as CoreDNS binds it) with
+// one socket per CPU and starts serving: Respond first, the rest through handler as a dns.Server
+// with tsig's secrets would serve it.
+func Listen(addr string, respond Respond, handler dns.Handler, tsig map[string]string, counts Counts) (*Ingress, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: %q is not an IP address and port: %w", addr, err)
+	}
+	if ap.Addr().IsUnspecified() {
+		return nil, fmt.Errorf("ingress: %s is a wildcard address: replies would need the destination of each query", addr)
+	}
+	g := &Ingress{addr: net.UDPAddrFromAddrPort(ap), respond: respond, counts: counts, served: make(chan error, 1)}
+	for cpu := range possibleCPUs() {
+		c, err := listenSteered(addr, cpu)
+		if err != nil {
+			g.closeConns()
+			return nil, err
+		}
+		g.conns = append(g.conns, c)
+	}
+	g.queue = &chainConn{local: g.conns[0].LocalAddr(), out: g.conns[0], in: make(chan datagram, chainQueue), done: make(chan struct{})}
+	started := make(chan struct{})
+	g.chain = &dns.Server{PacketConn: g.queue, Net: "udp", Handler: handler, TsigSecret: tsig,
+		NotifyStartedFunc: func() { close(started) }}
+	go func() { g.served <- g.chain.ActivateAndServe() }()
+	select {
+	case <-started: // Close may shut it down from now on
+	case err := <-g.served:
+		g.closeConns()
+		return nil, fmt.Errorf("ingress: serving %s through the chain: %w", addr, err)
+	}
+	for _, c := range g.conns {
+		g.loops.Add(1)
+		go g.loop(c)
+	}
+	return g, nil
+}
+
+// Addr is the address served.
+func (g *Ingress) Addr() *net.UDPAddr { return g.addr }
+
+// Close withdraws the sockets from the preference, answers what was already steered to them, lets the
+// chain finish its queries (up to chainGrace) and closes the sockets.
+func (g *Ingress) Close() error {
+	g.once.Do(func() {
+		g.closing.Store(true)
+		for _, c := range g.conns {
+			withdraw(c, g.addr)
+			c.SetReadDeadline(time.Now().Add(drainQuiet))
+		}
+		g.loops.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), chainGrace)
+		defer cancel()
+		g.chain.ShutdownContext(ctx)
+		<-g.served
+		g.closeConns()
+	})
+	return nil
+}
+
+func (g *Ingress) closeConns() {
+	for _, c := range g.conns {
+		c.Close()
+	}
+}
+
+// loop serves one socket until Close has drained it.
+func (g *Ingress) loop(c *net.UDPConn) {
+	defer g.loops.Done()
+	b := newBatcher(c, g.addr.IP.To4() != nil)
+	drainStart := time.Time{}
+	for {
+		n, err := b.read()
+		if g.closing.Load() {
+			if drainStart.IsZero() {
+				drainStart = time.Now()
+			}
+			if n == 0 || time.Since(drainStart) > drainMax {
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(drainQuiet)) // quiet for that long: nothing more was steered here
+		} else if err != nil && n == 0 {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			runtime.Gosched() // a transient error (ENOBUFS): try again, without spinning the CPU alone
+			continue
+		}
+		out := 0
+		for i := range n {
+			query := b.in[i].Buffers[0][:b.in[i].N]
+			from, _ := b.in[i].Addr.(*net.UDPAddr)
+			if from == nil || b.in[i].N == bufferSize {
+				g.counts.Dropped()
+				continue
+			}
+			reply, ok := g.tryRespond(b.out[out].Buffers[0][:0], query, from.AddrPort())
+			if ok {
+				b.out[out].Buffers[0] = reply
+				b.out[out].Addr = from
+				out++
+				g.counts.Answered()
+				continue
+			}
+			select {
+			case g.queue.in <- datagram{b: append([]byte(nil), query...), from: from}:
+				g.counts.Chained()
+			default:
+				g.counts.Dropped()
+			}
+		}
+		b.write(out)
+	}
+}
+
+// tryRespond is Respond, but a query that makes it panic goes to the chain, whose server recovers and
+// logs, instead of taking the process down.
+func (g *Ingress) tryRespond(out, query []byte, client netip.AddrPort) (reply []byte, ok bool) {
+	defer func() {
+		if recover() != nil {
+			reply, ok = out, false
+		}
+	}()
+	return g.respond(out, query, client)
+}
+
+// batcher holds one socket's batches of datagrams read and replies to write.
+type batcher struct {
+	in, out    []ipv4.Message // ipv6.Message is the same type
+	readBatch  func([]ipv4.Message, int) (int, error)
+	writeBatch func([]ipv4.Message, int) (int, error)
+}
+
+func newBatcher(c *net.UDPConn, v4 bool) *batcher {
+	b := &batcher{in: make([]ipv4.Message, batchSize), out: make([]ipv4.Message, batchSize)}
+	for i := range batchSize {
+		b.in[i].Buffers = [][]byte{make([]byte, bufferSize)}
+		b.out[i].Buffers = [][]byte{make([]byte, 0, bufferSize)}
+	}
+	if v4 {
+		p := ipv4.NewPacketConn(c)
+		b.readBatch, b.writeBatch = p.ReadBatch, p.WriteBatch
+	} else {
+		p := ipv6.NewPacketConn(c)
+		b.readBatch, b.writeBatch = p.ReadBatch, p.WriteBatch
+	}
+	return b
+}
+
+func (b *batcher) read() (int, error) {
+	n, err := b.readBatch(b.in, 0)
+	if n < 0 {
+		n = 0
+	}
+	return n, err
+}
+
+// write sends the first n replies; a reply the kernel refuses (a destination it cannot reach) is
+// skipped, as the single write of CoreDNS would have failed it alone.
+func (b *batcher) write(n int) {
+	for off := 0; off < n; {
+		sent, err := b.writeBatch(b.out[off:n], 0)
+		if sent < 0 {
+			sent = 0
+		}
+		off += sent
+		if err != nil {
+			off++
+		}
+	}
+	for i := range n {
+		b.out[i].Addr = nil
+	}
+}
+
+// listenSteered opens a socket in addr's SO_REUSEPORT group, preferred for datagrams processed on cpu.
+func listenSteered(addr string, cpu int) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var opterr error
+		err := rc.Control(func(fd uintptr) {
+			if opterr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); opterr != nil {
+				return
+			}
+			opterr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_INCOMING_CPU, cpu)
+		})
+		if err != nil {
+			return err
+		}
+		return opterr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: joining %s for CPU %d: %w", addr, cpu, err)
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+// withdraw stops the group from choosing c, keeping what is queued on it to be read: it drops the CPU
+// preference and connects c to its own address, and the kernel passes over connected sockets when
+// it picks one for a datagram from anyone else. Replies still go out: a UDP socket sends to an
+// explicit address connected or not.
+func withdraw(c *net.UDPConn, self *net.UDPAddr) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return // closed already
+	}
+	rc.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_INCOMING_CPU, -1)
+		var sa unix.Sockaddr
+		if ip4 := self.IP.To4(); ip4 != nil {
+			sa = &unix.SockaddrInet4{Port: self.Port, Addr: [4]byte(ip4)}
+		} else {
+			sa = &unix.SockaddrInet6{Port: self.Port, Addr: [16]byte(self.IP.To16())}
+		}
+		unix.Connect(int(fd), sa)
+	})
+}
+
+// possibleCPUs is the number of CPUs the kernel may process datagrams on: every one of them needs a
+// socket, whatever this process's own affinity.
+func possibleCPUs() int {
+	b, err := os.ReadFile("/sys/devices/system/cpu/possible")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	n, ok := parseCPUList(strings.TrimSpace(string(b)))
+	if !ok {
+		return runtime.NumCPU()
+	}
+	return n
+}
+
+// parseCPUList returns one more than the highest CPU of a kernel CPU list ("0-3,8").
+func parseCPUList(s string) (int, bool) {
+	highest := -1
+	for _, part := range strings.Split(s, ",") {
+		first, last, isRange := strings.Cut(part, "-")
+		if !isRange {
+			last = first
+		}
+		lo, err1 := strconv.Atoi(first)
+		n, err2 := strconv.Atoi(last)
+		if err1 != nil || err2 != nil || lo < 0 || n < lo || n > 4095 {
+			return 0, false
+		}
+		highest = max(highest, n)
+	}
+	return highest + 1, highest >= 0
+}
