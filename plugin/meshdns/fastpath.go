@@ -41,11 +41,36 @@ func passesBytes(w dns.ResponseWriter) bool {
 	}
 }
 
+// fastQuery is what the fast path reads of a query: from its dns.Msg in ServeDNS, or straight from
+// its datagram on the batched UDP path (parseQuery).
+type fastQuery struct {
+	id       uint16
+	flags    uint16 // the reply's: QR, the opcode, AA, and the query's RD and CD
+	question []byte // the question section as sent, or nil to pack name, qtype and qclass
+	name     string
+	qtype    uint16
+	qclass   uint16
+	edns     bool
+	udpSize  uint16
+	do       bool
+}
+
+// replyFlags are the header flags of an authoritative reply to a query with opcode, rd and cd.
+func replyFlags(opcode int, rd, cd bool) uint16 {
+	flags := uint16(1<<15 | uint16(opcode&0xf)<<11 | 1<<10) // QR, opcode, AA
+	if rd {
+		flags |= 1 << 8
+	}
+	if cd {
+		flags |= 1 << 4
+	}
+	return flags
+}
+
 // writeFast answers r from the prepacked records of match: its addresses, or the SOA of its zone
 // when it has none of the asked type (only in the root zone, where that SOA is the name's own). It
 // reports what it answered, or none (having written nothing) when this reply needs the slow path.
 func (m *MeshDNS) writeFast(w dns.ResponseWriter, r *dns.Msg, t *table.Table, match table.Match, zone string) (outcome, error) {
-	q := r.Question[0]
 	opt := r.IsEdns0()
 	if opt != nil && len(opt.Option) > 0 { // options (cookies, NSID) are for the slow path to echo
 		return outcomeNone, nil
@@ -53,58 +78,77 @@ func (m *MeshDNS) writeFast(w dns.ResponseWriter, r *dns.Msg, t *table.Table, ma
 	if !passesBytes(w) {
 		return outcomeNone, nil
 	}
+	q := fastQuery{
+		id:     r.Id,
+		flags:  replyFlags(r.Opcode, r.RecursionDesired, r.CheckingDisabled),
+		name:   r.Question[0].Name,
+		qtype:  r.Question[0].Qtype,
+		qclass: r.Question[0].Qclass,
+	}
+	if opt != nil {
+		q.edns, q.udpSize, q.do = true, opt.UDPSize(), opt.Do()
+	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	b := (*bp)[:12]
-	binary.BigEndian.PutUint16(b[0:], r.Id)
-	flags := uint16(1<<15 | uint16(r.Opcode&0xf)<<11 | 1<<10) // QR, opcode, AA
-	if r.RecursionDesired {
-		flags |= 1 << 8
-	}
-	if r.CheckingDisabled {
-		flags |= 1 << 4
-	}
-	binary.BigEndian.PutUint16(b[2:], flags)
-	binary.BigEndian.PutUint16(b[4:], 1) // QDCOUNT
-	binary.BigEndian.PutUint16(b[8:], 0) // NSCOUNT, until a negative answer sets it
-	b = appendName(b, q.Name)
-	if b == nil {
+	b, result := appendReply((*bp)[:0], &q, t, match, zone, w.RemoteAddr().Network() == "udp")
+	if result == outcomeNone {
 		return outcomeNone, nil
-	}
-	b = binary.BigEndian.AppendUint16(b, q.Qtype)
-	b = binary.BigEndian.AppendUint16(b, q.Qclass)
-	b, count := t.AppendWire(b, match, q.Qtype)
-	result := outcomeHit
-	if count == 0 {
-		var nodata bool
-		if zone == "." {
-			b, nodata = t.AppendNoData(b, match, q.Qtype)
-		}
-		if !nodata {
-			return outcomeNone, nil
-		}
-		result = outcomeNoData
-		binary.BigEndian.PutUint16(b[8:], 1) // NSCOUNT
-	}
-	binary.BigEndian.PutUint16(b[6:], uint16(count)) // ANCOUNT
-	additional := uint16(0)
-	limit := dns.MinMsgSize
-	if opt != nil {
-		additional = 1
-		limit = max(int(opt.UDPSize()), dns.MinMsgSize)
-		b = append(b, 0)                                         // owner: root
-		b = binary.BigEndian.AppendUint16(b, dns.TypeOPT)        // type
-		b = binary.BigEndian.AppendUint16(b, opt.UDPSize())      // class: the client's size, as CoreDNS echoes it
-		b = binary.BigEndian.AppendUint32(b, opt.Hdr.Ttl&0x8000) // extended rcode 0, version 0, the DO bit
-		b = binary.BigEndian.AppendUint16(b, 0)                  // no options
-	}
-	binary.BigEndian.PutUint16(b[10:], additional) // ARCOUNT
-	if len(b) > dns.MaxMsgSize || len(b) > limit && w.RemoteAddr().Network() == "udp" {
-		return outcomeNone, nil // the slow path truncates and sets TC
 	}
 	*bp = b
 	_, err := w.Write(b)
 	return result, err
+}
+
+// appendReply appends the reply to q from the prepacked records of match (see writeFast) and reports
+// what it answered, or none, with b unchanged, when this reply needs the slow path. Over UDP the
+// reply must fit the client's EDNS0 size, or 512 bytes. b starts empty: the prepacked records point
+// at the question's name by its offset in the message, 12.
+func appendReply(b []byte, q *fastQuery, t *table.Table, match table.Match, zone string, udp bool) ([]byte, outcome) {
+	start := len(b)
+	b = binary.BigEndian.AppendUint16(b, q.id)
+	b = binary.BigEndian.AppendUint16(b, q.flags)
+	b = append(b, 0, 1, 0, 0, 0, 0, 0, 0) // QDCOUNT 1; ANCOUNT, NSCOUNT and ARCOUNT set below
+	if q.question != nil {
+		b = append(b, q.question...)
+	} else {
+		if b = appendName(b, q.name); b == nil {
+			return nil, outcomeNone
+		}
+		b = binary.BigEndian.AppendUint16(b, q.qtype)
+		b = binary.BigEndian.AppendUint16(b, q.qclass)
+	}
+	b, count := t.AppendWire(b, match, q.qtype)
+	result := outcomeHit
+	if count == 0 {
+		var nodata bool
+		if zone == "." {
+			b, nodata = t.AppendNoData(b, match, q.qtype)
+		}
+		if !nodata {
+			return b[:start], outcomeNone
+		}
+		result = outcomeNoData
+		binary.BigEndian.PutUint16(b[start+8:], 1) // NSCOUNT
+	}
+	binary.BigEndian.PutUint16(b[start+6:], uint16(count)) // ANCOUNT
+	limit := dns.MinMsgSize
+	if q.edns {
+		limit = max(int(q.udpSize), dns.MinMsgSize)
+		binary.BigEndian.PutUint16(b[start+10:], 1)       // ARCOUNT
+		b = append(b, 0)                                  // owner: root
+		b = binary.BigEndian.AppendUint16(b, dns.TypeOPT) // type
+		b = binary.BigEndian.AppendUint16(b, q.udpSize)   // class: the client's size, as CoreDNS echoes it
+		ttl := uint32(0)                                  // extended rcode 0, version 0
+		if q.do {
+			ttl = 0x8000 // the DO bit
+		}
+		b = binary.BigEndian.AppendUint32(b, ttl)
+		b = binary.BigEndian.AppendUint16(b, 0) // no options
+	}
+	if size := len(b) - start; size > dns.MaxMsgSize || size > limit && udp {
+		return b[:start], outcomeNone // the slow path truncates and sets TC
+	}
+	return b, result
 }
 
 // appendName appends name in wire format, uncompressed, or returns nil if it does not pack.

@@ -32,11 +32,13 @@ type MeshDNS struct {
 	Zones []string
 	Fall  fall.F
 
-	view     *table.View      // the configured namespace's, for clients no source knows
-	views    *views           // per client namespace
-	clients  []source.Clients // sources that know client addresses
-	store    *store
-	counters answerCounters
+	view       *table.View      // the configured namespace's, for clients no source knows
+	views      *views           // per client namespace
+	clients    []source.Clients // sources that know client addresses
+	store      *store
+	counters   answerCounters
+	udp        udpIngresses // the batched UDP path's listeners
+	noBatchUDP bool         // batch_udp off
 }
 
 // Name implements plugin.Handler.

@@ -5,6 +5,8 @@ import (
 
 	"github.com/coredns/coredns/plugin"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/ingress"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -30,6 +32,13 @@ var (
 		Name:      "table_update_timestamp_seconds",
 		Help:      "When the name table being served was built, in seconds since the Unix epoch.",
 	}, []string{"server"})
+
+	batchedDatagrams = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "meshdns",
+		Name:      "batched_udp_datagrams_total",
+		Help:      "Datagrams read on the batched UDP path, by what became of them: answered (from the table), chain (served by CoreDNS's plugins), dropped (the chain's queue was full, or too large).",
+	}, []string{"server", "path"})
 
 	answers = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
@@ -70,4 +79,12 @@ func (a *answerCounters) inc(server string, o outcome) {
 		v, _ = a.byServer.LoadOrStore(server, &cs)
 	}
 	v.(*[numOutcomes]prometheus.Counter)[o].Inc()
+}
+
+// ingressCounts counts a batched listener's datagrams, its counters resolved once.
+func ingressCounts(server string) ingress.Counts {
+	answered := batchedDatagrams.WithLabelValues(server, "answered")
+	chain := batchedDatagrams.WithLabelValues(server, "chain")
+	dropped := batchedDatagrams.WithLabelValues(server, "dropped")
+	return ingress.Counts{Answered: answered.Inc, Chained: chain.Inc, Dropped: dropped.Inc}
 }

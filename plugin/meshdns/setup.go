@@ -42,9 +42,13 @@ func setup(c *caddy.Controller) error {
 		return nil
 	})
 	c.OnShutdown(func() error {
+		m.closeUDP()
 		m.store.stop()
 		return nil
 	})
+	if !m.noBatchUDP {
+		cfg.UDPDecorateWriterFunc = m.decorate(cfg, cfg.UDPDecorateWriterFunc)
+	}
 	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {
 		m.Next = next
 		return m
@@ -140,6 +144,11 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 				ttl = uint32(n)
 			case "fallthrough":
 				m.Fall.SetZonesFromArgs(args)
+			case "batch_udp":
+				if len(args) != 1 || args[0] != "on" && args[0] != "off" {
+					return nil, c.Errf("batch_udp: want on or off, got %q", strings.Join(args, " "))
+				}
+				m.noBatchUDP = args[0] == "off"
 			default:
 				return nil, c.Errf("unknown property '%s'", prop)
 			}

@@ -40,6 +40,11 @@ func (m *MeshDNS) viewOf(w dns.ResponseWriter) *table.View {
 	if !ok {
 		return m.view
 	}
+	return m.viewFor(addr)
+}
+
+// viewFor is the view of the client at addr.
+func (m *MeshDNS) viewFor(addr netip.Addr) *table.View {
 	for _, c := range m.clients {
 		if ns, ok := c.NamespaceOf(addr); ok {
 			return m.views.of(ns)

@@ -1,0 +1,292 @@
+package meshdns
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics/vars"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/ingress"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The batched UDP path: when a block's UDP listener starts, meshdns puts an ingress.Ingress on its
+// address, which answers what the table answers from bytes and hands every other datagram to the
+// listener's CoreDNS server. It does so only where skipping CoreDNS's per-query path changes nothing
+// a client or an operator sees: the address is a specific one (bind), every zone the answer could be
+// routed to on it is this block's alone (no view, no other block's more specific zone), and the
+// plugins above meshdns in the block are ones that do nothing to an answer meshdns writes (errors)
+// or that this path does itself (prometheus: its request metrics are reported from here). Otherwise
+// the listener stays CoreDNS's, and the log says why.
+
+// transparentAbove are the plugins that may run before meshdns without turning the path off.
+var transparentAbove = map[string]bool{"errors": true, "prometheus": true}
+
+// udpIngresses are one MeshDNS's batched listeners, by CoreDNS server address.
+type udpIngresses struct {
+	mu      sync.Mutex
+	off     bool // batch_udp off, or shut down
+	byAddr  map[string]*ingress.Ingress
+	decided map[string]bool
+}
+
+// decorate is the block's dnsserver.Config.UDPDecorateWriterFunc: CoreDNS calls it as each UDP
+// listener starts serving, which is when the server and its routing are complete. It decorates
+// nothing itself, and keeps a decorator set before it (the shed plugin's).
+func (m *MeshDNS) decorate(cfg *dnsserver.Config, previous func(*dnsserver.Server) dns.DecorateWriter) func(*dnsserver.Server) dns.DecorateWriter {
+	return func(s *dnsserver.Server) dns.DecorateWriter {
+		m.attach(s, cfg)
+		if previous != nil {
+			return previous(s)
+		}
+		return nil
+	}
+}
+
+// attach puts an ingress on s's address once (multisocket starts several servers on one address).
+func (m *MeshDNS) attach(s *dnsserver.Server, cfg *dnsserver.Config) {
+	u := &m.udp
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.off || u.decided[s.Addr] {
+		return
+	}
+	if u.decided == nil {
+		u.decided, u.byAddr = map[string]bool{}, map[string]*ingress.Ingress{}
+	}
+	u.decided[s.Addr] = true
+	route, why := routeOf(s, cfg)
+	if why == "" {
+		why = pluginAbove(cfg)
+	}
+	if why != "" {
+		log.Infof("batched UDP path off for %s: %s", s.Addr, why)
+		return
+	}
+	l := &udpListener{m: m, server: s.Addr, route: route}
+	if cfg.Handler("prometheus") != nil {
+		l.metrics = &requestMetrics{server: s.Addr}
+	}
+	g, err := ingress.Listen(strings.TrimPrefix(s.Addr, "dns://"), l.respond, chainHandler(s), s.TsigSecret, ingressCounts(s.Addr))
+	if err != nil {
+		log.Warningf("batched UDP path off for %s: %v", s.Addr, err)
+		return
+	}
+	u.byAddr[s.Addr] = g
+	log.Infof("batched UDP path on for %s", s.Addr)
+}
+
+// closeUDP closes every ingress, handing their addresses back to CoreDNS's listeners.
+func (m *MeshDNS) closeUDP() {
+	u := &m.udp
+	u.mu.Lock()
+	u.off = true
+	all := u.byAddr
+	u.byAddr = nil
+	u.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, g := range all {
+		wg.Go(func() { g.Close() })
+	}
+	wg.Wait()
+}
+
+// chainHandler serves a datagram as CoreDNS's own UDP server does.
+func chainHandler(s *dnsserver.Server) dns.Handler {
+	return dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		ctx := context.WithValue(context.Background(), dnsserver.Key{}, s)
+		ctx = context.WithValue(ctx, dnsserver.LoopKey{}, 0)
+		s.ServeDNS(ctx, w, r)
+	})
+}
+
+// pluginAbove names the first plugin before meshdns in cfg's chain that must see every query.
+func pluginAbove(cfg *dnsserver.Config) string {
+	for _, h := range cfg.Handlers() { // in chain order
+		if h.Name() == pluginName {
+			return ""
+		}
+		if !transparentAbove[h.Name()] {
+			return fmt.Sprintf("%s runs before meshdns and must see every query", h.Name())
+		}
+	}
+	return ""
+}
+
+// zoneRoute is which zones of an address route queries to this block: CoreDNS gives a query to the
+// longest zone on the address that holds it, or to the root zone.
+type zoneRoute struct {
+	ours map[string]bool // every zone on the address: whether only this block serves it
+}
+
+// zone is the zone q routes to when that zone is this block's alone.
+func (r *zoneRoute) zone(qname string) (string, bool) {
+	q := lowerASCII(qname)
+	for off, end := 0, false; !end; off, end = dns.NextLabel(q, off) {
+		if ours, ok := r.ours[q[off:]]; ok {
+			return q[off:], ours
+		}
+	}
+	ours := r.ours["."]
+	return ".", ours
+}
+
+// routeOf reads which zones s routes to which blocks. CoreDNS keeps that unexported
+// (dnsserver.Server.zones), so it is read by reflection; a CoreDNS that changed it turns the path
+// off (TestRouteOfReadsThisCoreDNS pins it), as do listener features the path does not reproduce.
+func routeOf(s *dnsserver.Server, cfg *dnsserver.Config) (*zoneRoute, string) {
+	if cfg.Transport != "dns" {
+		return nil, "not a dns:// listener"
+	}
+	if _, err := netip.ParseAddrPort(strings.TrimPrefix(s.Addr, "dns://")); err != nil {
+		return nil, "it listens on every address (bind one to turn it on)"
+	}
+	v := reflect.ValueOf(s).Elem()
+	zones, opcodes := v.FieldByName("zones"), v.FieldByName("allowedOpcodes")
+	if zones.Kind() != reflect.Map || opcodes.Kind() != reflect.Map || zones.Type().Elem() != reflect.TypeFor[[]*dnsserver.Config]() {
+		return nil, "this CoreDNS does not show how its server routes zones"
+	}
+	if opcodes.Len() > 0 {
+		return nil, "a plugin accepts opcodes other than QUERY and NOTIFY"
+	}
+	if !isNilField(v, "connPolicy") {
+		return nil, "the listener reads PROXY protocol headers"
+	}
+	plugins := reflect.ValueOf(cfg.Plugin).Pointer() // the blocks's configs share its plugin list
+	route := &zoneRoute{ours: map[string]bool{}}
+	anyOurs := false
+	for _, zone := range zones.MapKeys() {
+		configs := zones.MapIndex(zone)
+		ours := configs.Len() == 1
+		if ours {
+			c := configs.Index(0).Elem()
+			ours = c.FieldByName("Plugin").Pointer() == plugins && c.FieldByName("FilterFuncs").Len() == 0 &&
+				c.FieldByName("ViewName").String() == "" && isNilField(c, "metaCollector")
+		}
+		route.ours[zone.String()] = ours
+		anyOurs = anyOurs || ours
+	}
+	if !anyOurs {
+		return nil, "every zone of this block shares it with a view or another block"
+	}
+	return route, ""
+}
+
+// isNilField reports whether v's field name exists and is nil.
+func isNilField(v reflect.Value, name string) bool {
+	f := v.FieldByName(name)
+	switch f.Kind() {
+	case reflect.Interface, reflect.Pointer, reflect.Func, reflect.Map, reflect.Slice:
+		return f.IsNil()
+	}
+	return false
+}
+
+func lowerASCII(s string) string {
+	for i := range len(s) {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// udpListener answers one address's datagrams from the table.
+type udpListener struct {
+	m       *MeshDNS
+	server  string // CoreDNS's name for the listener, the metrics' server label
+	route   *zoneRoute
+	metrics *requestMetrics // nil without the prometheus plugin
+}
+
+// respond is the ingress's Respond: ServeDNS's fast path from bytes. What it declines (a name not in
+// the table, a negative answer, an alias, EDNS options, a reply too large) the chain serves.
+func (l *udpListener) respond(out, query []byte, client netip.AddrPort) ([]byte, bool) {
+	q, ok := parseQuery(query)
+	if !ok {
+		return out, false
+	}
+	serverZone, ours := l.route.zone(q.name)
+	if !ours {
+		return out, false
+	}
+	m := l.m
+	zone := plugin.Zones(m.Zones).Matches(q.name)
+	if zone == "" {
+		return out, false
+	}
+	t := m.store.table()
+	if t == nil {
+		return out, false
+	}
+	start := time.Now()
+	match := t.Lookup(q.name, m.viewFor(client.Addr().Unmap()))
+	if !match.Found() {
+		return out, false
+	}
+	reply, result := appendReply(out, &q, t, match, zone, true)
+	if result == outcomeNone {
+		return out, false
+	}
+	m.counters.inc(l.server, result)
+	if l.metrics != nil {
+		l.metrics.report(serverZone, client.Addr(), &q, len(query), len(reply), start)
+	}
+	return reply, true
+}
+
+// requestMetrics reports a query answered on the batched path in CoreDNS's request metrics, as the
+// prometheus plugin reports every query it sees (vars.Report), with the label values resolved once.
+type requestMetrics struct {
+	server string
+	byZone sync.Map // zoneFamilyType -> *requestObservers
+}
+
+type zoneFamilyType struct {
+	zone   string
+	family string
+	qtype  uint16
+}
+
+type requestObservers struct {
+	count, do, rcode            prometheus.Counter
+	duration, respSize, reqSize prometheus.Observer
+}
+
+func (r *requestMetrics) report(zone string, client netip.Addr, q *fastQuery, reqSize, respSize int, start time.Time) {
+	family := "1"
+	if client.Is6() && !client.Is4In6() {
+		family = "2"
+	}
+	key := zoneFamilyType{zone, family, q.qtype}
+	v, ok := r.byZone.Load(key)
+	if !ok {
+		const view = ""
+		v, _ = r.byZone.LoadOrStore(key, &requestObservers{
+			count:    vars.RequestCount.WithLabelValues(r.server, zone, view, "udp", family, dns.Type(q.qtype).String()),
+			do:       vars.RequestDo.WithLabelValues(r.server, zone, view),
+			rcode:    vars.ResponseRcode.WithLabelValues(r.server, zone, view, "NOERROR", pluginName),
+			duration: vars.RequestDuration.WithLabelValues(r.server, zone, view),
+			respSize: vars.ResponseSize.WithLabelValues(r.server, zone, view, "udp"),
+			reqSize:  vars.RequestSize.WithLabelValues(r.server, zone, view, "udp"),
+		})
+	}
+	o := v.(*requestObservers)
+	if q.do {
+		o.do.Inc()
+	}
+	o.count.Inc()
+	o.duration.Observe(time.Since(start).Seconds())
+	o.respSize.Observe(float64(respSize))
+	o.reqSize.Observe(float64(reqSize))
+	o.rcode.Inc()
+}

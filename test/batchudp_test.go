@@ -1,0 +1,224 @@
+package test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// batchTable has a name with 60 addresses, whose answer does not fit 512 bytes.
+func batchTable(t *testing.T, dir string) string {
+	t.Helper()
+	example, err := os.ReadFile("../example/nametable.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ips []string
+	for i := range 60 {
+		ips = append(ips, fmt.Sprintf("%q", fmt.Sprintf("10.1.0.%d", i+1)))
+	}
+	big := fmt.Sprintf("  big.bookinfo.svc.cluster.local:\n    ips: [%s]\n    registry: Kubernetes\n    shortname: big\n    namespace: bookinfo\n", strings.Join(ips, ", "))
+	path := filepath.Join(dir, "nametable.yaml")
+	if err := os.WriteFile(path, append(example, big...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func batchCorefile(port, metricsPort, table, upstream, batch, extra string) string {
+	return fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    errors%s
+    prometheus 127.0.0.1:%s
+    meshdns {
+        file %s 0
+        namespace bookinfo
+        fallthrough
+        batch_udp %s
+    }
+    forward . %s
+}
+`, port, extra, metricsPort, table, batch, upstream)
+}
+
+// batchedCount reads coredns_meshdns_batched_udp_datagrams_total{path} from the metrics endpoint.
+func batchedCount(t *testing.T, metricsPort, path string) int {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + metricsPort + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	re := regexp.MustCompile(`coredns_meshdns_batched_udp_datagrams_total\{path="` + path + `"[^}]*\} (\d+)`)
+	m := re.FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// comparable is a reply with what may differ between two servers taken out: the ID, and the order
+// order of rotated answers, and which of them a truncated reply holds.
+func comparable(r *dns.Msg) string {
+	sorted := func(rrs []dns.RR) []string {
+		var s []string
+		for _, rr := range rrs {
+			s = append(s, rr.String())
+		}
+		slices.Sort(s)
+		return s
+	}
+	h := r.MsgHdr
+	h.Id = 0
+	answer := fmt.Sprint(sorted(r.Answer))
+	if h.Truncated { // which of the rotated addresses fit is the rotation's
+		answer = fmt.Sprintf("%d records", len(r.Answer))
+	}
+	return fmt.Sprintf("%+v q=%v an=%s ns=%v ex=%v", h, r.Question, answer, sorted(r.Ns), sorted(r.Extra))
+}
+
+// The batched UDP path answers exactly as CoreDNS's own path does, over every client; a reload
+// under load loses nothing; a plugin above meshdns that sees every query keeps it off.
+func TestBatchedUDP(t *testing.T) {
+	up := startUpstream(t)
+	dir := t.TempDir()
+	table := batchTable(t, dir)
+	onPort, onMetrics, offPort, offMetrics := freePort(t), freePort(t), freePort(t), freePort(t)
+	onAddr, offAddr := "127.0.0.1:"+onPort, "127.0.0.1:"+offPort
+	onDir, offDir := filepath.Join(dir, "on"), filepath.Join(dir, "off")
+	os.Mkdir(onDir, 0o755)
+	os.Mkdir(offDir, 0o755)
+	on := startCoreDNS(t, onDir, batchCorefile(onPort, onMetrics, table, up.addr, "on", ""), onAddr)
+	startCoreDNS(t, offDir, batchCorefile(offPort, offMetrics, table, up.addr, "off", ""), offAddr)
+	if !strings.Contains(on.out.String(), "batched UDP path on for dns://"+onAddr) {
+		t.Fatalf("the batched path did not start:\n%s", on.out)
+	}
+
+	type question struct {
+		name  string
+		qtype uint16
+		edit  func(*dns.Msg)
+	}
+	edns := func(size uint16, do bool) func(*dns.Msg) { return func(m *dns.Msg) { m.SetEdns0(size, do) } }
+	questions := []question{
+		{"productpage.bookinfo.svc.cluster.local.", dns.TypeA, nil},
+		{"ProductPage.BookInfo.SVC.cluster.local.", dns.TypeA, edns(1232, false)},
+		{"reviews.", dns.TypeA, nil},
+		{"reviews.bookinfo.", dns.TypeAAAA, edns(1232, true)}, // NODATA with the SOA
+		{"reviews.bookinfo.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { m.RecursionDesired = false }},
+		{"big.bookinfo.svc.cluster.local.", dns.TypeA, nil},               // truncated: the chain sets TC
+		{"big.bookinfo.svc.cluster.local.", dns.TypeA, edns(4096, false)}, // fits
+		{"elsewhere.example.org.", dns.TypeA, nil},                        // forwarded
+		{"reviews.bookinfo.svc.cluster.local.", dns.TypeMX, nil},          // other types: the chain
+		{"reviews.bookinfo.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { // a cookie: the chain echoes it
+			m.SetEdns0(1232, false)
+			m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}
+		}},
+	}
+	for _, netw := range []string{"udp", "tcp"} {
+		for _, q := range questions {
+			m := new(dns.Msg)
+			m.SetQuestion(q.name, q.qtype)
+			if q.edit != nil {
+				q.edit(m)
+			}
+			c := &dns.Client{Net: netw, Timeout: 2 * time.Second}
+			got, _, err := c.Exchange(m, onAddr)
+			if err != nil {
+				t.Fatalf("%s %s: %v", netw, q.name, err)
+			}
+			want, _, err := c.Exchange(m, offAddr)
+			if err != nil {
+				t.Fatalf("%s %s (batch_udp off): %v", netw, q.name, err)
+			}
+			if comparable(got) != comparable(want) {
+				t.Errorf("%s %s %s:\n batched %s\nCoreDNS's %s", netw, q.name, dns.TypeToString[q.qtype], comparable(got), comparable(want))
+			}
+		}
+	}
+	if n := batchedCount(t, onMetrics, "answered"); n < 5 {
+		t.Errorf("%d questions answered on the batched path, want the 5 it answers over UDP", n)
+	}
+	if n := batchedCount(t, offMetrics, "answered"); n != -1 {
+		t.Errorf("batch_udp off: %d answered on a batched path", n)
+	}
+
+	// Real clients: the Go resolver and dig.
+	addrs, err := goResolver(onAddr).LookupHost(t.Context(), "productpage.bookinfo.svc.cluster.local")
+	if err != nil || len(addrs) != 1 || addrs[0] != "10.96.10.10" {
+		t.Errorf("Go resolver: %v %v", addrs, err)
+	}
+	requireTool(t, "dig")
+	if out, err := execCommand("dig", "+nocookie", "+short", "-p", onPort, "@127.0.0.1", "reviews").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "10.96.10.12" {
+		t.Errorf("dig: %q %v", out, err)
+	}
+
+	// Reloads while clients ask: every question answered, by the old instance or the new.
+	var asked, lost atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			c := &dns.Client{Timeout: time.Second}
+			m := new(dns.Msg)
+			m.SetQuestion("productpage.bookinfo.svc.cluster.local.", dns.TypeA)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				asked.Add(1)
+				if r, _, err := c.Exchange(m, onAddr); err != nil || len(r.Answer) != 1 {
+					lost.Add(1)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	corefile := filepath.Join(onDir, "Corefile")
+	for i := range 5 {
+		time.Sleep(300 * time.Millisecond)
+		body := batchCorefile(onPort, onMetrics, table, up.addr, "on", fmt.Sprintf("\n    # reload %d", i))
+		if err := os.WriteFile(corefile, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		on.cmd.Process.Signal(syscall.SIGUSR1)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if lost.Load() > 0 {
+		t.Errorf("%d of %d questions lost across 5 reloads", lost.Load(), asked.Load())
+	}
+	if n := strings.Count(on.out.String(), "batched UDP path on for"); n < 6 {
+		t.Errorf("the batched path started %d times, want once per instance (6)", n)
+	}
+
+	// log above meshdns sees every query: the path stays off and says why.
+	logPort, logMetrics := freePort(t), freePort(t)
+	logDir := filepath.Join(dir, "log")
+	os.Mkdir(logDir, 0o755)
+	withLog := startCoreDNS(t, logDir, batchCorefile(logPort, logMetrics, table, up.addr, "on", "\n    log"), "127.0.0.1:"+logPort)
+	if r := exchange(t, "udp", "127.0.0.1:"+logPort, "reviews.", dns.TypeA, 0); len(r.Answer) != 1 {
+		t.Fatalf("with log: %v", r)
+	}
+	if !strings.Contains(withLog.out.String(), "batched UDP path off for dns://127.0.0.1:"+logPort+": log runs before meshdns") {
+		t.Errorf("with log above: no reason logged:\n%s", withLog.out)
+	}
+}
