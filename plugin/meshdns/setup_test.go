@@ -50,6 +50,9 @@ func TestSetup(t *testing.T) {
 		{"ttl too big", "meshdns {\nfile " + good + "\nttl 86401\n}", `ttl: "86401" is not a number of seconds`},
 		{"kubernetes outside a cluster", "meshdns {\nkubernetes\n}", "Testfile:1 - Error during parsing: kubernetes in-cluster: no kubeconfig given and not in a cluster"},
 		{"kubernetes bad option", "meshdns {\nkubernetes {\nclients a b\n}\n}", "Testfile:3 - Error during parsing: kubernetes: clients: want [NODE], got 2 arguments"},
+		{"batch_udp off", "meshdns {\nfile " + good + "\nbatch_udp off\n}", ""},
+		{"batch_udp missing", "meshdns {\nfile " + good + "\nbatch_udp\n}", `Testfile:3 - Error during parsing: batch_udp: want on or off, got ""`},
+		{"batch_udp bad", "meshdns {\nfile " + good + "\nbatch_udp fast\n}", `Testfile:3 - Error during parsing: batch_udp: want on or off, got "fast"`},
 		{"twice in a block", "meshdns {\nfile " + good + "\n}\nmeshdns {\nfile " + good + "\n}", "can only be used once per Server Block"},
 	}
 	for _, tc := range tests {
