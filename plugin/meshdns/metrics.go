@@ -37,7 +37,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: "meshdns",
 		Name:      "batched_udp_datagrams_total",
-		Help:      "Datagrams read on the batched UDP path, by what became of them: answered (from the table), chain (served by CoreDNS's plugins), dropped (the chain's queue was full, or too large).",
+		Help:      "Datagrams read on the batched UDP path, by what became of them: answered (from the table), chain (served by CoreDNS's plugins), dropped (the chain's queue was full).",
 	}, []string{"server", "path"})
 
 	answers = promauto.NewCounterVec(prometheus.CounterOpts{

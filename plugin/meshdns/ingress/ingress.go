@@ -43,13 +43,15 @@ type Respond func(out, query []byte, client netip.AddrPort) ([]byte, bool)
 type Counts struct {
 	Answered func() // Respond answered it
 	Chained  func() // handed to the chain
-	Dropped  func() // not served: the chain's queue was full, or it was larger than a read buffer
+	Dropped  func() // not served: the chain's queue was full
 }
 
 const (
 	batchSize  = 32   // datagrams per recvmmsg and sendmmsg
-	bufferSize = 4096 // bytes read per datagram: larger queries are dropped, as EDNS0 clients do not send them
+	readSize   = 2048 // bytes read per datagram; the chain's server reads 512 of it, as CoreDNS's does
+	replySize  = 512  // bytes first held per reply; a larger one grows its buffer
 	chainQueue = 1024 // datagrams waiting for the chain; past this they are dropped, as a full socket would
+	maxSockets = 256  // per address, one per CPU: past this, CPUs share them by the kernel's hash
 	drainQuiet = 20 * time.Millisecond
 	drainMax   = time.Second
 	chainGrace = 5 * time.Second // in-flight chain queries (a forward to a slow upstream) finish within this
@@ -82,7 +84,7 @@ func Listen(addr string, respond Respond, handler dns.Handler, tsig map[string]s
 		return nil, fmt.Errorf("ingress: %s is a wildcard address: replies would need the destination of each query", addr)
 	}
 	g := &Ingress{addr: net.UDPAddrFromAddrPort(ap), respond: respond, counts: counts, served: make(chan error, 1)}
-	for cpu := range possibleCPUs() {
+	for cpu := range min(possibleCPUs(), maxSockets) {
 		c, err := listenSteered(addr, cpu)
 		if err != nil {
 			g.closeConns()
@@ -162,9 +164,8 @@ func (g *Ingress) loop(c *net.UDPConn) {
 		for i := range n {
 			query := b.in[i].Buffers[0][:b.in[i].N]
 			from, _ := b.in[i].Addr.(*net.UDPAddr)
-			if from == nil || b.in[i].N == bufferSize {
-				g.counts.Dropped()
-				continue
+			if from == nil {
+				continue // not from an IP client: nothing to answer
 			}
 			reply, ok := g.tryRespond(b.out[out].Buffers[0][:0], query, from.AddrPort())
 			if ok {
@@ -206,8 +207,8 @@ type batcher struct {
 func newBatcher(c *net.UDPConn, v4 bool) *batcher {
 	b := &batcher{in: make([]ipv4.Message, batchSize), out: make([]ipv4.Message, batchSize)}
 	for i := range batchSize {
-		b.in[i].Buffers = [][]byte{make([]byte, bufferSize)}
-		b.out[i].Buffers = [][]byte{make([]byte, 0, bufferSize)}
+		b.in[i].Buffers = [][]byte{make([]byte, readSize)}
+		b.out[i].Buffers = [][]byte{make([]byte, 0, replySize)}
 	}
 	if v4 {
 		p := ipv4.NewPacketConn(c)
