@@ -65,12 +65,12 @@ func TestBatchedPathAnswersAsServeDNS(t *testing.T) {
 	}{
 		{"reviews.bookinfo.svc.cluster.local.", dns.TypeA, nil, true},
 		{"ReViEwS.BookInfo.svc.cluster.local.", dns.TypeA, nil, true}, // 0x20: echoed as asked
-		{"reviews.", dns.TypeA, nil, true},                             // the namespace's short name
+		{"reviews.", dns.TypeA, nil, true},                            // the namespace's short name
 		{"reviews.bookinfo.", dns.TypeAAAA, edns(1232, true), true},
 		{"reviews.bookinfo.svc.cluster.local.", dns.TypeA, edns(4096, false), true},
 		{"reviews.bookinfo.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { m.RecursionDesired = false; m.CheckingDisabled = true }, true},
-		{"reviews.bookinfo.svc.cluster.local.", dns.TypeMX, nil, false},               // not A or AAAA
-		{"nothere.example.org.", dns.TypeA, nil, false},                               // not in the table
+		{"reviews.bookinfo.svc.cluster.local.", dns.TypeMX, nil, false}, // not A or AAAA
+		{"nothere.example.org.", dns.TypeA, nil, false},                 // not in the table
 		{"reviews.bookinfo.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }, false},
 		{"reviews.bookinfo.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { m.Response = true }, false},
 		{"reviews.bookinfo.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { m.Truncated = true }, false},
