@@ -37,10 +37,11 @@
 #   for throughput on more than one core, e.g. with SERVER_CPU=0,1 CLIENT_CPU=0,1 STUB_CPU=0,1
 #   DNSPERF_THREADS=2 (the results then go to DATE-multisocket.txt).
 #   LATENCY=1 also runs every server at half of hosts's saturation (its median QPS in the same mix)
-#   and reports the p50/p99/p99.9 of every query's latency (dnsperf -v), the issue's "p99 at half
-#   of saturation no worse than hosts".
+#   and reports the p50/p99/p99.9 of every query's latency (dnsperf -v) and each server's CPU time per
+#   answered query (/proc, at the same rate: a capacity ratio that dnsperf's own limit does not cap);
+#   the issue's "p99 at half of saturation no worse than hosts".
 #   PROFILE=1 also writes a CPU profile of meshdns (pprof -top) to bench/results/DATE-pprof-meshdns.txt.
-# Needs go, dnsperf and dig, and unbound when measured; taskset (util-linux) for pinning, which is
+# Needs go, dnsperf, dig and ss (iproute2), and unbound when measured; taskset (util-linux) for pinning, which is
 # skipped without it; gnuplot for the chart. It installs nothing: a missing tool stops it, naming the
 # Debian package.
 set -euo pipefail
@@ -120,6 +121,7 @@ need() {
 need go golang-go
 need dnsperf dnsperf
 need dig bind9-dnsutils
+need ss iproute2
 if has unbound "${SERVER_LIST[@]}"; then
 	need unbound unbound
 fi
@@ -394,7 +396,7 @@ run_dnsperf() {
 }
 
 # run_latency PORT MIX SECONDS RATE OUT: one dnsperf run at a fixed RATE with every query's latency
-# (-v); writes "p50_ms p99_ms p999_ms lost" to OUT.
+# (-v); writes "p50_ms p99_ms p999_ms lost answered" to OUT.
 run_latency() {
 	local port=$1 mix=$2 secs=$3 rate=$4 res=$5 log pid lost
 	log=$(mktemp "$TMP/dnsperf.XXXXXX")
@@ -413,19 +415,27 @@ run_latency() {
 		{ v[NR] = $1 }
 		END {
 			if (NR == 0) exit 1
-			printf "%.3f %.3f %.3f %s\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[int(NR * 0.999) + 1], lost
+			printf "%.3f %.3f %.3f %s %d\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[int(NR * 0.999) + 1], lost, NR
 		}' >"$res" || die "no latencies in dnsperf's output"
 	rm -f "$log"
 }
 
+# listener_pid PORT: the process serving UDP on 127.0.0.1:PORT (ss, iproute2).
+listener_pid() { ss -Hlunp "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true; }
+# cpu_ticks PID: the user and system CPU time PID has used so far, in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+declare -A SERVER_PID # the server processes themselves, for their CPU time
 start stub "$STUB_CPU" "$STUB_PORT"
 if [[ $SUFFIX == -cache ]]; then
 	start cachedstub "$STUB_CPU" "$CACHED_STUB_PORT"
 fi
 for s in "${SERVER_LIST[@]}"; do
 	start "$s" "$SERVER_CPU" "${PORT[$s]}"
+	SERVER_PID[$s]=$(listener_pid "${PORT[$s]}")
 	if [[ $s == meshdns ]]; then
 		MESH_PID=${PIDS[-1]}
 	fi
@@ -573,7 +583,7 @@ mapfile -t NOT_MESH < <(others meshdns)
 
 # Latency at half of hosts's saturation: every server at the same fixed rate, rounds alternated.
 if [[ $LATENCY == 1 ]] && has hosts "${SERVER_LIST[@]}"; then
-	declare -A P50 P99 P999
+	declare -A P50 P99 P999 CPUQ
 	for mix in $MIXES; do
 		[[ -n ${QPS[$mix hosts]:-} ]] || continue
 		rate=$((${QPS[$mix hosts]%.*} / 2))
@@ -589,18 +599,32 @@ if [[ $LATENCY == 1 ]] && has hosts "${SERVER_LIST[@]}"; then
 				mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
 			fi
 			for s in "${order[@]}"; do
+				[[ -n ${SERVER_PID[$s]} ]] || die "no process found serving $s's port ${PORT[$s]}"
+				ticks=$(cpu_ticks "${SERVER_PID[$s]}")
 				run_latency "${PORT[$s]}" "$mix" "$DURATION" "$rate" "$TMP/lat.res"
-				read -r p50 p99 p999 lost <"$TMP/lat.res"
-				echo "$p50 $p99 $p999" >>"$TMP/lat.$s"
-				printf 'latency %-6s %-13s round %d at %d qps: p50 %s ms, p99 %s ms, p99.9 %s ms, lost %s\n' \
-					"$mix" "$s" "$r" "$rate" "$p50" "$p99" "$p999" "$lost" | tee -a "$RESULTS" >&2
+				ticks=$(($(cpu_ticks "${SERVER_PID[$s]}") - ticks))
+				read -r p50 p99 p999 lost answered <"$TMP/lat.res"
+				cpu=$(awk -v t="$ticks" -v hz="$HZ" -v n="$answered" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+				echo "$p50 $p99 $p999 $cpu" >>"$TMP/lat.$s"
+				printf 'latency %-6s %-13s round %d at %d qps: p50 %s ms, p99 %s ms, p99.9 %s ms, lost %s, server CPU %s us/query\n' \
+					"$mix" "$s" "$r" "$rate" "$p50" "$p99" "$p999" "$lost" "$cpu" | tee -a "$RESULTS" >&2
 			done
 		done
 		for s in "${order[@]}"; do
 			P50[$mix $s]=$(cut -d' ' -f1 "$TMP/lat.$s" | median)
 			P99[$mix $s]=$(cut -d' ' -f2 "$TMP/lat.$s" | median)
 			P999[$mix $s]=$(cut -d' ' -f3 "$TMP/lat.$s" | median)
+			CPUQ[$mix $s]=$(cut -d' ' -f4 "$TMP/lat.$s" | median)
 		done
+	done
+	cpu_cell() { echo "${CPUQ[$1 $2]:-n/a}"; }
+	cpu_ratio_cell() {
+		[[ -n ${CPUQ[$1 $2]:-} && -n ${CPUQ[$1 meshdns]:-} ]] || { echo n/a; return; }
+		awk -v a="${CPUQ[$1 $2]}" -v b="${CPUQ[$1 meshdns]}" 'BEGIN { printf "%.2f", a / b }'
+	}
+	NOT_MESH=()
+	for s in "${SERVER_LIST[@]}"; do
+		[[ $s == meshdns ]] || NOT_MESH+=("$s")
 	done
 	lat_pct_cell() { [[ -n ${P99[$1 $2]:-} ]] && echo "${P50[$1 $2]}/${P99[$1 $2]}/${P999[$1 $2]}" || echo n/a; }
 	p99_ratio_cell() {
@@ -612,6 +636,12 @@ if [[ $LATENCY == 1 ]] && has hosts "${SERVER_LIST[@]}"; then
 		table "latency at half of hosts's saturation, ms: median p50/p99/p99.9 over $ROUNDS rounds" lat_pct_cell "${SERVER_LIST[@]}"
 		echo
 		table "p99 relative to hosts's p99 at the same rate (lower is better)" p99_ratio_cell "${NOT_HOSTS[@]}"
+		echo
+		table "server CPU per answered query at the same rate, us (median)" cpu_cell "${SERVER_LIST[@]}"
+		if has meshdns "${SERVER_LIST[@]}"; then
+			echo
+			table "peer's CPU per query / meshdns's: queries meshdns serves with the CPU a peer spends on one (not bound by the client)" cpu_ratio_cell "${NOT_MESH[@]}"
+		fi
 	} | tee -a "$RESULTS"
 fi
 
