@@ -32,10 +32,13 @@
 #        SERVERS="meshdns hosts cache-meshdns meshdns-cache cache-hosts" bench/compare.sh
 #                                                   (the cache placement, results in DATE-cache.txt)
 # Settings (environment): SERVERS NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
-#   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD LATENCY; defaults below.
+#   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD LATENCY SERVER_SHARE;
+#   defaults below.
 #   MULTISOCKET=N gives the CoreDNS servers N listening sockets (multisocket N) and unbound N threads,
 #   for throughput on more than one core, e.g. with SERVER_CPU=0,1 CLIENT_CPU=0,1 STUB_CPU=0,1
 #   DNSPERF_THREADS=2 (the results then go to DATE-multisocket.txt).
+#   SERVER_SHARE=N limits every server to N% of its core (cgroup CPU quota): a server faster than
+#   dnsperf's own core can then be saturated, and the ratios compare capacity (DATE-...-shareN.txt).
 #   LATENCY=1 also runs every server at half of hosts's saturation (its median QPS in the same mix)
 #   and reports the p50/p99/p99.9 of every query's latency (dnsperf -v) and each server's CPU time per
 #   answered query (/proc, at the same rate: a capacity ratio that dnsperf's own limit does not cap);
@@ -71,6 +74,7 @@ KEEP_TMP=${KEEP_TMP:-0}           # 1: keep the generated data and server logs
 LATENCY=${LATENCY:-0}             # 1: latency percentiles at half of hosts's saturation
 MULTISOCKET=${MULTISOCKET:-0}     # N > 0: N listening sockets per CoreDNS server, N unbound threads
 DNSPERF_THREADS=${DNSPERF_THREADS:-1} # dnsperf -T
+SERVER_SHARE=${SERVER_SHARE:-0}   # N (1-99): each server limited to N% of its core (cgroup CPU quota)
 RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE[-peers].txt (QUICK: 0)
 
 ((ROUNDS >= 1 && DURATION >= 1)) || { echo "compare.sh: ROUNDS and DURATION must be at least 1" >&2; exit 1; }
@@ -113,6 +117,7 @@ for s in "${SERVER_LIST[@]}"; do
 	[[ $s != *cache* ]] || SUFFIX=-cache
 done
 ((MULTISOCKET == 0)) || SUFFIX=-multisocket
+((SERVER_SHARE == 0)) || SUFFIX=$SUFFIX-share$SERVER_SHARE
 
 # need TOOL PACKAGE: stops with the Debian package to install when TOOL is missing.
 need() {
@@ -147,6 +152,10 @@ cleanup() {
 	for pid in "${PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
 	done
+	if [[ -n ${CGROUP:-} ]]; then
+		sleep 0.2 # the killed servers leave the group
+		rmdir "$CGROUP" 2>/dev/null || true
+	fi
 	if [[ $KEEP_TMP == 1 ]]; then
 		echo "compare.sh: kept $TMP" >&2
 	else
@@ -443,6 +452,31 @@ done
 for s in "${SERVER_LIST[@]}"; do
 	check "$s"
 done
+
+# SERVER_SHARE: a server that answers faster than dnsperf can ask on its one core is only measured
+# as a lower bound; limited to a share of its core (the same for every server), each saturates below
+# dnsperf's limit, and the QPS ratios are ratios of capacity. A CFS quota in a cgroup (v2, or v1's cpu
+# controller), over a 20 ms period.
+if ((SERVER_SHARE)); then
+	((SERVER_SHARE < 100)) || die "SERVER_SHARE is a percentage of one core, 1 to 99"
+	if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+		echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+		CGROUP=/sys/fs/cgroup/meshdns-bench.$$
+		mkdir "$CGROUP" || die "SERVER_SHARE needs a writable cgroup tree (root)"
+		echo "$((SERVER_SHARE * 200)) 20000" >"$CGROUP/cpu.max"
+	elif [[ -d /sys/fs/cgroup/cpu ]]; then
+		CGROUP=/sys/fs/cgroup/cpu/meshdns-bench.$$
+		mkdir "$CGROUP" || die "SERVER_SHARE needs a writable cgroup tree (root)"
+		echo 20000 >"$CGROUP/cpu.cfs_period_us"
+		echo "$((SERVER_SHARE * 200))" >"$CGROUP/cpu.cfs_quota_us"
+	else
+		die "SERVER_SHARE needs the cgroup cpu controller at /sys/fs/cgroup"
+	fi
+	for s in "${SERVER_LIST[@]}"; do
+		[[ -n ${SERVER_PID[$s]} ]] || die "no process found serving $s's port ${PORT[$s]}"
+		echo "${SERVER_PID[$s]}" >"$CGROUP/cgroup.procs"
+	done
+fi
 
 # Results collect in $TMP and go to bench/results only once the run completes.
 RESULTS=$TMP/results.txt
