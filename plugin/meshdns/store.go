@@ -220,6 +220,44 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 	}
 }
 
+// publishChanges folds a snapshot of source i into the table being served as changes: only the
+// hosts whose entries differ from the source's last ones, so that a push moving a few addresses in a
+// large table costs those hosts, not a whole build (and none when nothing changed). It reports false,
+// having changed nothing, when the table must be built whole: none served yet, the source's first
+// snapshot, or more changes than an overlay takes. The caller holds mu.
+func (s *store) publishChanges(i int, entries []table.Entry) bool {
+	cur := s.cur.Load()
+	if cur == nil || !s.have[i] {
+		return false
+	}
+	old := s.byHost[i]
+	if old == nil {
+		if old = s.index[i]; old == nil {
+			old = groupByHost(s.snaps[i])
+		}
+	}
+	next := groupByHost(entries)
+	changes := map[string][]table.Entry{}
+	for h, es := range next {
+		if !table.EntriesEqual(old[h], es) {
+			changes[h] = es
+		}
+	}
+	for h := range old {
+		if _, ok := next[h]; !ok {
+			changes[h] = nil
+		}
+	}
+	if cur.Pending()+len(changes) > maxPending(cur.Len()) {
+		return false
+	}
+	s.snaps[i], s.byHost[i], s.index[i] = nil, old, nil // change folds the changes into old
+	if len(changes) > 0 {
+		s.change(i, changes)
+	}
+	return true
+}
+
 // hostEntries returns source j's entries for canonical host h. The caller holds mu.
 func (s *store) hostEntries(j int, h string) []table.Entry {
 	if s.byHost[j] != nil {
@@ -271,9 +309,11 @@ func (k *sink) Publish(entries []table.Entry) {
 	s := k.store
 	src := s.sources[k.index]
 	s.mu.Lock()
-	s.snaps[k.index], s.byHost[k.index], s.index[k.index] = entries, nil, nil
-	s.have[k.index] = true
-	s.rebuild()
+	if !s.publishChanges(k.index, entries) {
+		s.snaps[k.index], s.byHost[k.index], s.index[k.index] = entries, nil, nil
+		s.have[k.index] = true
+		s.rebuild()
+	}
 	n := s.table().Len()
 	s.mu.Unlock()
 	carried.Store(src.String(), carriedRef{store: s, index: k.index})

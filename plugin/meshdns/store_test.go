@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -78,14 +79,24 @@ func TestStoreChanges(t *testing.T) {
 	ext := table.Entry{Host: "API.example.com", Addrs: []netip.Addr{netip.MustParseAddr("240.0.0.3")}, Registry: table.RegistryExternal}
 	kubeSink.Change(map[string][]table.Entry{"API.example.com": {ext}})
 	want("api.example.com.", "240.0.0.2", "240.0.0.3") // equal rank: the union
-	// The other source publishes: the table is built whole, with this source's changes in it.
-	fileSink.Publish([]table.Entry{{Host: "other.example.com", Addrs: []netip.Addr{netip.MustParseAddr("240.0.0.4")}, Registry: table.RegistryExternal}})
-	if st.table().Pending() != 0 {
-		t.Errorf("pending %d after a whole build", st.table().Pending())
+	// The other source publishes a snapshot: only the hosts it changed are folded in (two gone, one
+	// new), merged with this source's changes.
+	pending := st.table().Pending()
+	other := []table.Entry{{Host: "other.example.com", Addrs: []netip.Addr{netip.MustParseAddr("240.0.0.4")}, Registry: table.RegistryExternal}}
+	fileSink.Publish(other)
+	if got := st.table().Pending(); got != pending+1 { // web and api were in the overlay already
+		t.Errorf("pending %d after a snapshot changing 3 hosts, want %d: folded in, not built whole", got, pending+1)
 	}
 	want("api.example.com.", "240.0.0.3")
 	want("db.ns.svc.cluster.local.", "10.0.0.9")
 	want("web.ns.svc.cluster.local.")
+	want("other.example.com.", "240.0.0.4")
+	// The same snapshot again changes nothing: the table served stays.
+	served := st.table()
+	fileSink.Publish(slices.Clone(other))
+	if st.table() != served {
+		t.Error("an unchanged snapshot made a new table")
+	}
 	// Many changes: past maxPending the table is built whole again.
 	many := map[string][]table.Entry{}
 	for i := range maxPending(0) + 1 {
@@ -102,5 +113,34 @@ func TestStoreChanges(t *testing.T) {
 	next.add(kube, nil)
 	if got := len(next.snaps[0]); got != 2+len(many) {
 		t.Errorf("carried %d entries, want %d", got, 2+len(many))
+	}
+}
+
+// Equal must compare every field of Entry: a field it forgets would make a changed snapshot look
+// unchanged, and the table would keep the old entry.
+func TestEntryEqualComparesEveryField(t *testing.T) {
+	base := table.Entry{Host: "a.example.com", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}
+	typ := reflect.TypeFor[table.Entry]()
+	for i := range typ.NumField() {
+		changed := base
+		f := reflect.ValueOf(&changed).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Slice:
+			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", typ.Field(i).Name, f.Kind())
+		}
+		if base.Equal(&changed) {
+			t.Errorf("Equal ignores %s", typ.Field(i).Name)
+		}
+	}
+	same := base
+	same.Addrs = slices.Clone(base.Addrs)
+	if !base.Equal(&same) {
+		t.Error("equal entries are not Equal")
 	}
 }

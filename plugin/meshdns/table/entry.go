@@ -4,6 +4,7 @@ package table
 
 import (
 	"net/netip"
+	"slices"
 )
 
 // Registry names used by sources. They match the strings istiod puts in NameInfo.registry.
@@ -38,6 +39,27 @@ type Entry struct {
 	// lacks is NXDOMAIN rather than passed to the next plugin (clusterset.local, whose absent names the
 	// MCS DNS specification defines).
 	Authoritative bool
+}
+
+// Equal reports whether e and o are the same entry, field for field.
+func (e *Entry) Equal(o *Entry) bool {
+	return e.Host == o.Host && slices.Equal(e.Addrs, o.Addrs) && e.Registry == o.Registry &&
+		e.ShortName == o.ShortName && e.Namespace == o.Namespace && slices.Equal(e.AltHosts, o.AltHosts) &&
+		e.Cluster == o.Cluster && e.Alias == o.Alias && slices.Equal(e.SRV, o.SRV) &&
+		slices.Equal(e.TXT, o.TXT) && e.Authoritative == o.Authoritative
+}
+
+// EntriesEqual reports whether a and b hold equal entries in the same order.
+func EntriesEqual(a, b []Entry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(&b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // SRV is one service record: a port of Target.
