@@ -28,6 +28,11 @@ type datagram struct {
 // deadline but the one in the past that stops its server.
 func (c *chainConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	select {
+	case d := <-c.in: // what is queued comes first, closed or not
+		return copy(p, d.b), d.from, nil
+	default:
+	}
+	select {
 	case d := <-c.in:
 		return copy(p, d.b), d.from, nil // a datagram longer than p is cut, as a socket read would cut it
 	case <-c.done:

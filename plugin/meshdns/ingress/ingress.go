@@ -124,6 +124,10 @@ func (g *Ingress) Close() error {
 			c.SetReadDeadline(time.Now().Add(drainQuiet))
 		}
 		g.loops.Wait()
+		// The chain's server stops reading once shut down: let it take what the loops queued first.
+		for start := time.Now(); len(g.queue.in) > 0 && time.Since(start) < chainGrace; {
+			time.Sleep(time.Millisecond)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), chainGrace)
 		defer cancel()
 		g.chain.ShutdownContext(ctx)

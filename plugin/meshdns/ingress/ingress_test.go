@@ -172,9 +172,15 @@ func TestIngressSurvivesGarbage(t *testing.T) {
 	}
 }
 
-// Closing while clients ask loses nothing: what was steered to the ingress is answered, the rest
-// goes to CoreDNS's socket.
+// Closing while clients ask loses nothing: what was steered to the ingress is answered, from bytes or
+// by the chain, and the rest goes to CoreDNS's socket.
 func TestIngressCloseUnderLoadLosesNothing(t *testing.T) {
+	for _, name := range []string{"fast.example.", "slow.example."} {
+		t.Run(name, func(t *testing.T) { closeUnderLoad(t, name) })
+	}
+}
+
+func closeUnderLoad(t *testing.T, name string) {
 	addr := coreDNSSocket(t, "127.0.0.1:0")
 	g, err := Listen(addr, respondFast, answerWith("10.0.0.3"), nil, (&counted{}).counts())
 	if err != nil {
@@ -189,7 +195,7 @@ func TestIngressCloseUnderLoadLosesNothing(t *testing.T) {
 			defer wg.Done()
 			c := &dns.Client{Timeout: time.Second}
 			m := new(dns.Msg)
-			m.SetQuestion("fast.example.", dns.TypeA)
+			m.SetQuestion(name, dns.TypeA)
 			for {
 				select {
 				case <-stop:
