@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -72,12 +73,18 @@ func batchedCount(t *testing.T, metricsPort, path string) int {
 	return n
 }
 
-// comparable is a reply with what may differ between two servers taken out: the ID, and the order
-// order of rotated answers, and which of them a truncated reply holds.
+// comparable is a reply with what may differ between two servers taken out: the ID, the SOA serial
+// (when each built its table), the order of rotated answers, and which of them a truncated reply
+// holds.
 func comparable(r *dns.Msg) string {
 	sorted := func(rrs []dns.RR) []string {
 		var s []string
 		for _, rr := range rrs {
+			if soa, ok := rr.(*dns.SOA); ok { // the serial is when each server built its table
+				c := *soa
+				c.Serial = 0
+				rr = &c
+			}
 			s = append(s, rr.String())
 		}
 		slices.Sort(s)
@@ -208,6 +215,40 @@ func TestBatchedUDP(t *testing.T) {
 	}
 	if n := strings.Count(on.out.String(), "batched UDP path on for"); n < 6 {
 		t.Errorf("the batched path started %d times, want once per instance (6)", n)
+	}
+
+	// Without bind: a wildcard listener, every reply from the address its query went to.
+	wildPort, wildMetrics := freePort(t), freePort(t)
+	wildDir := filepath.Join(dir, "wild")
+	os.Mkdir(wildDir, 0o755)
+	wildCorefile := strings.Replace(batchCorefile(wildPort, wildMetrics, table, up.addr, "on", ""), "    bind 127.0.0.1\n", "", 1)
+	wild := startCoreDNS(t, wildDir, wildCorefile, "127.0.0.1:"+wildPort)
+	if !strings.Contains(wild.out.String(), "batched UDP path on for dns://:"+wildPort) {
+		t.Fatalf("the batched path did not start on the wildcard listener:\n%s", wild.out)
+	}
+	for _, host := range []string{"127.0.0.1", "127.0.0.2", "::1"} {
+		for _, name := range []string{"productpage.bookinfo.svc.cluster.local.", "elsewhere.example.org."} {
+			conn, err := net.Dial("udp", net.JoinHostPort(host, wildPort)) // takes replies from there only
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := new(dns.Msg)
+			m.SetQuestion(name, dns.TypeA)
+			c := &dns.Conn{Conn: conn}
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			err = c.WriteMsg(m)
+			var r *dns.Msg
+			if err == nil {
+				r, err = c.ReadMsg()
+			}
+			conn.Close()
+			if err != nil || len(r.Answer) != 1 {
+				t.Errorf("wildcard listener, %s via %s: %v %v", name, host, r, err)
+			}
+		}
+	}
+	if n := batchedCount(t, wildMetrics, "answered"); n < 3 {
+		t.Errorf("wildcard listener: %d answered on the batched path, want 3", n)
 	}
 
 	// log above meshdns sees every query: the path stays off and says why.

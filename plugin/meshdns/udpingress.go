@@ -147,9 +147,6 @@ func routeOf(s *dnsserver.Server, cfg *dnsserver.Config) (*zoneRoute, string) {
 	if cfg.Transport != "dns" {
 		return nil, "not a dns:// listener"
 	}
-	if _, err := netip.ParseAddrPort(strings.TrimPrefix(s.Addr, "dns://")); err != nil {
-		return nil, "it listens on every address (bind one to turn it on)"
-	}
 	v := reflect.ValueOf(s).Elem()
 	zones, opcodes := v.FieldByName("zones"), v.FieldByName("allowedOpcodes")
 	if zones.Kind() != reflect.Map || opcodes.Kind() != reflect.Map || zones.Type().Elem() != reflect.TypeFor[[]*dnsserver.Config]() {

@@ -40,7 +40,7 @@ func TestRouteOfReadsThisCoreDNS(t *testing.T) {
 		}
 	}
 
-	if _, why := routeOf(mustServer(t, "dns://:53", ours), ours); !strings.Contains(why, "every address") {
+	if _, why := routeOf(mustServer(t, "dns://:53", ours), ours); why != "" {
 		t.Errorf("wildcard listener: %q", why)
 	}
 	if _, why := routeOf(mustServer(t, "dns://127.0.0.1:53", other), ours); !strings.Contains(why, "another block") {

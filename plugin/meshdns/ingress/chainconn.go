@@ -17,6 +17,50 @@ type chainConn struct {
 	in    chan datagram
 	done  chan struct{}
 	once  sync.Once
+
+	// On a wildcard socket, the control message that sends the reply to each client address handed
+	// over from the address it asked (miekg/dns gives WriteTo the very address ReadFrom returned).
+	mu      sync.Mutex
+	sources map[*net.UDPAddr]replySource
+}
+
+type replySource struct {
+	oob []byte
+	at  time.Time
+}
+
+// A query the chain never answers leaves its source behind: past maxSources they are swept after
+// sourceTTL, longer than any plugin takes to answer.
+const (
+	maxSources = 4096
+	sourceTTL  = 30 * time.Second
+)
+
+func (c *chainConn) remember(from *net.UDPAddr, oob []byte) {
+	if oob == nil {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.sources) >= maxSources {
+		for a, s := range c.sources {
+			if now.Sub(s.at) > sourceTTL {
+				delete(c.sources, a)
+			}
+		}
+	}
+	c.sources[from] = replySource{oob: oob, at: now}
+}
+
+func (c *chainConn) forget(from *net.UDPAddr) (oob []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.sources[from]; ok {
+		delete(c.sources, from)
+		return s.oob
+	}
+	return nil
 }
 
 type datagram struct {
@@ -40,7 +84,15 @@ func (c *chainConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-func (c *chainConn) WriteTo(p []byte, addr net.Addr) (int, error) { return c.out.WriteTo(p, addr) }
+func (c *chainConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if a, ok := addr.(*net.UDPAddr); ok {
+		if oob := c.forget(a); oob != nil {
+			n, _, err := c.out.WriteMsgUDP(p, oob, a)
+			return n, err
+		}
+	}
+	return c.out.WriteTo(p, addr)
+}
 
 // Close stops ReadFrom; the steered socket stays open for the replies still being written.
 func (c *chainConn) Close() error {

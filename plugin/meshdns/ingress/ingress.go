@@ -53,14 +53,17 @@ const (
 	chainQueue    = 1024    // datagrams waiting for the chain; past this they are dropped, as a full socket would
 	maxSockets    = 256     // per address, one per CPU: past this, CPUs share them by the kernel's hash
 	receiveBuffer = 4 << 20 // bytes queued per socket: thousands of queries, some 50 ms at 100k q/s
+	oobSize       = 128     // control message bytes read per datagram: its destination address
 	drainQuiet    = 20 * time.Millisecond
 	drainMax      = time.Second
 	chainGrace    = 5 * time.Second // in-flight chain queries (a forward to a slow upstream) finish within this
 )
 
-// Ingress serves one specific address (not a wildcard: replies leave from the bound address).
+// Ingress serves one address: a specific one, whose replies leave from it, or a wildcard, whose
+// replies leave from the address each query came to (IP_PKTINFO / IPV6_PKTINFO), as miekg/dns does.
 type Ingress struct {
-	addr    *net.UDPAddr
+	addr    *net.UDPAddr // the address bound; on a wildcard, its port with the family's loopback
+	wild    bool
 	conns   []*net.UDPConn
 	respond Respond
 	counts  Counts
@@ -73,27 +76,41 @@ type Ingress struct {
 	once    sync.Once
 }
 
-// Listen joins the SO_REUSEPORT group of addr (host:port with a specific IP, as CoreDNS binds it) with
-// one socket per CPU and starts serving: Respond first, the rest through handler as a dns.Server
-// with tsig's secrets would serve it.
+// Listen joins the SO_REUSEPORT group of addr (host:port as CoreDNS listens on it, the host empty or
+// unspecified for every address) with one socket per CPU and starts serving: Respond first, the rest
+// through handler as a dns.Server with tsig's secrets would serve it.
 func Listen(addr string, respond Respond, handler dns.Handler, tsig map[string]string, counts Counts) (*Ingress, error) {
-	ap, err := netip.ParseAddrPort(addr)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: %q is not an address and port: %w", addr, err)
+	}
+	if host == "" {
+		host = "::" // Go's wildcard listener: one socket for both families
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(host, port))
 	if err != nil {
 		return nil, fmt.Errorf("ingress: %q is not an IP address and port: %w", addr, err)
 	}
-	if ap.Addr().IsUnspecified() {
-		return nil, fmt.Errorf("ingress: %s is a wildcard address: replies would need the destination of each query", addr)
+	g := &Ingress{addr: net.UDPAddrFromAddrPort(ap), wild: ap.Addr().IsUnspecified(), respond: respond, counts: counts, served: make(chan error, 1)}
+	if g.wild { // withdraw connects a socket to itself: to loopback on a wildcard
+		g.addr.IP = net.IPv6loopback
+		if ap.Addr().Is4() {
+			g.addr.IP = net.IPv4(127, 0, 0, 1)
+		}
 	}
-	g := &Ingress{addr: net.UDPAddrFromAddrPort(ap), respond: respond, counts: counts, served: make(chan error, 1)}
 	for cpu := range min(possibleCPUs(), maxSockets) {
 		c, err := listenSteered(addr, cpu)
+		if err == nil && g.wild {
+			err = wantDestinations(c)
+		}
 		if err != nil {
 			g.closeConns()
 			return nil, err
 		}
 		g.conns = append(g.conns, c)
 	}
-	g.queue = &chainConn{local: g.conns[0].LocalAddr(), out: g.conns[0], in: make(chan datagram, chainQueue), done: make(chan struct{})}
+	g.queue = &chainConn{local: g.conns[0].LocalAddr(), out: g.conns[0], in: make(chan datagram, chainQueue),
+		done: make(chan struct{}), sources: map[*net.UDPAddr]replySource{}}
 	started := make(chan struct{})
 	g.chain = &dns.Server{PacketConn: g.queue, Net: "udp", Handler: handler, TsigSecret: tsig,
 		NotifyStartedFunc: func() { close(started) }}
@@ -146,7 +163,7 @@ func (g *Ingress) closeConns() {
 // loop serves one socket until Close has drained it.
 func (g *Ingress) loop(c *net.UDPConn) {
 	defer g.loops.Done()
-	b := newBatcher(c, g.addr.IP.To4() != nil)
+	b := newBatcher(c, c.LocalAddr().(*net.UDPAddr).IP.To4() != nil, g.wild)
 	drainStart := time.Time{}
 	for {
 		n, err := b.read()
@@ -172,18 +189,27 @@ func (g *Ingress) loop(c *net.UDPConn) {
 			if from == nil {
 				continue // not from an IP client: nothing to answer
 			}
+			var source []byte // the control message a reply needs on a wildcard socket
+			if g.wild {
+				if source = b.sourceFor(b.in[i].OOB[:b.in[i].NN]); source == nil {
+					continue // no destination: a reply could leave from the wrong address
+				}
+			}
 			reply, ok := g.tryRespond(b.out[out].Buffers[0][:0], query, from.AddrPort())
 			if ok {
 				b.out[out].Buffers[0] = reply
 				b.out[out].Addr = from
+				b.out[out].OOB = source
 				out++
 				g.counts.Answered()
 				continue
 			}
+			g.queue.remember(from, source)
 			select {
 			case g.queue.in <- datagram{b: append([]byte(nil), query...), from: from}:
 				g.counts.Chained()
 			default:
+				g.queue.forget(from)
 				g.counts.Dropped()
 			}
 		}
@@ -207,13 +233,17 @@ type batcher struct {
 	in, out    []ipv4.Message // ipv6.Message is the same type
 	readBatch  func([]ipv4.Message, int) (int, error)
 	writeBatch func([]ipv4.Message, int) (int, error)
+	sources    map[string][]byte // destination address read -> the control message sending from it
 }
 
-func newBatcher(c *net.UDPConn, v4 bool) *batcher {
-	b := &batcher{in: make([]ipv4.Message, batchSize), out: make([]ipv4.Message, batchSize)}
+func newBatcher(c *net.UDPConn, v4, wild bool) *batcher {
+	b := &batcher{in: make([]ipv4.Message, batchSize), out: make([]ipv4.Message, batchSize), sources: map[string][]byte{}}
 	for i := range batchSize {
 		b.in[i].Buffers = [][]byte{make([]byte, readSize)}
 		b.out[i].Buffers = [][]byte{make([]byte, 0, replySize)}
+		if wild {
+			b.in[i].OOB = make([]byte, oobSize)
+		}
 	}
 	if v4 {
 		p := ipv4.NewPacketConn(c)
@@ -223,6 +253,51 @@ func newBatcher(c *net.UDPConn, v4 bool) *batcher {
 		b.readBatch, b.writeBatch = p.ReadBatch, p.WriteBatch
 	}
 	return b
+}
+
+// sourceFor is the control message that sends a reply from the destination recorded in oob (a
+// datagram's IP_PKTINFO or IPV6_PKTINFO), or nil when there is none. Control messages are made once
+// for each local address.
+func (b *batcher) sourceFor(oob []byte) []byte {
+	if cached, ok := b.sources[string(oob)]; ok { // the compiler does not copy oob for this lookup
+		return cached
+	}
+	var src []byte
+	if dst := destination(oob); dst != nil {
+		if dst.To4() == nil {
+			src = (&ipv6.ControlMessage{Src: dst}).Marshal()
+		} else {
+			src = (&ipv4.ControlMessage{Src: dst}).Marshal()
+		}
+	}
+	if len(b.sources) < 1024 {
+		b.sources[string(oob)] = src
+	}
+	return src
+}
+
+// destination is the address a datagram was sent to, from its control messages.
+func destination(oob []byte) net.IP {
+	var cm6 ipv6.ControlMessage
+	if cm6.Parse(oob) == nil && cm6.Dst != nil {
+		return cm6.Dst
+	}
+	var cm4 ipv4.ControlMessage
+	if cm4.Parse(oob) == nil && cm4.Dst != nil {
+		return cm4.Dst
+	}
+	return nil
+}
+
+// wantDestinations asks for each datagram's destination address, both families' way (a wildcard
+// socket of Go's is dual-stack), as miekg/dns does.
+func wantDestinations(c *net.UDPConn) error {
+	err6 := ipv6.NewPacketConn(c).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+	err4 := ipv4.NewPacketConn(c).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+	if err6 != nil && err4 != nil {
+		return fmt.Errorf("ingress: asking for destination addresses: %w", err4)
+	}
+	return nil
 }
 
 func (b *batcher) read() (int, error) {
@@ -247,7 +322,7 @@ func (b *batcher) write(n int) {
 		}
 	}
 	for i := range n {
-		b.out[i].Addr = nil
+		b.out[i].Addr, b.out[i].OOB = nil, nil
 	}
 }
 

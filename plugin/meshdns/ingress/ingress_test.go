@@ -220,11 +220,57 @@ func closeUnderLoad(t *testing.T, name string) {
 	t.Logf("%d queries, none lost", asked.Load())
 }
 
-func TestListenRefusesWildcardsAndNonAddresses(t *testing.T) {
-	for _, addr := range []string{"0.0.0.0:53", "[::]:53", "localhost:53", "127.0.0.1"} {
+func TestListenRefusesNonAddresses(t *testing.T) {
+	for _, addr := range []string{"localhost:53", "127.0.0.1", "[::1]", "example.org:53"} {
 		if _, err := Listen(addr, respondFast, answerWith("10.0.0.3"), nil, (&counted{}).counts()); err == nil {
 			t.Errorf("%s: no error", addr)
 		}
+	}
+}
+
+// On a wildcard listener (Go's dual-stack ":port", as CoreDNS listens without bind) every reply, from
+// bytes or from the chain, leaves from the address its query was sent to: a connected client takes
+// replies from that address only.
+func TestIngressOnAWildcardAnswersFromTheAddressAsked(t *testing.T) {
+	addr := coreDNSSocket(t, ":0")
+	_, port, _ := net.SplitHostPort(addr)
+	var c counted
+	g, err := Listen(":"+port, respondFast, answerWith("10.0.0.3"), nil, c.counts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for _, host := range []string{"127.0.0.1", "127.0.0.2", "::1"} {
+		for name, want := range map[string]string{"fast.example.": "10.0.0.1", "slow.example.": "10.0.0.3"} {
+			conn, err := net.Dial("udp", net.JoinHostPort(host, port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := new(dns.Msg)
+			m.SetQuestion(name, dns.TypeA)
+			dc := &dns.Conn{Conn: conn}
+			dc.SetDeadline(time.Now().Add(2 * time.Second))
+			if err := dc.WriteMsg(m); err != nil {
+				t.Fatal(err)
+			}
+			r, err := dc.ReadMsg()
+			conn.Close()
+			if err != nil {
+				t.Fatalf("%s %s: %v (a reply from another address is not taken)", host, name, err)
+			}
+			if got := r.Answer[0].(*dns.A).A.String(); got != want {
+				t.Errorf("%s %s: %s, want %s", host, name, got, want)
+			}
+		}
+	}
+	if c.answered.Load() != 3 || c.chained.Load() != 3 {
+		t.Errorf("answered %d, chained %d: want 3 and 3, all through the ingress", c.answered.Load(), c.chained.Load())
+	}
+	g.queue.mu.Lock()
+	left := len(g.queue.sources)
+	g.queue.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d reply sources left behind", left)
 	}
 }
 
