@@ -99,20 +99,20 @@ func (m *MeshDNS) writeFast(w dns.ResponseWriter, r *dns.Msg, t *table.Table, ma
 	return result, err
 }
 
-// appendReply appends the reply to q from the prepacked records of match (see writeFast) and reports
-// what it answered, or none, with b unchanged, when this reply needs the slow path. Over UDP the
-// reply must fit the client's EDNS0 size, or 512 bytes. b starts empty: the prepacked records point
-// at the question's name by its offset in the message, 12.
+// appendReply writes into b, which is empty, the reply to q from the prepacked records of match (see
+// writeFast) and reports what it answered, or none, with b still empty, when this reply needs the
+// slow path. Over UDP the reply must fit the client's EDNS0 size, or 512 bytes. The prepacked
+// records point at the question's name by its offset in the message, 12: hence the empty b.
 func appendReply(b []byte, q *fastQuery, t *table.Table, match table.Match, zone string, udp bool) ([]byte, outcome) {
-	start := len(b)
-	b = binary.BigEndian.AppendUint16(b, q.id)
+	empty := b[:0]
+	b = binary.BigEndian.AppendUint16(empty, q.id)
 	b = binary.BigEndian.AppendUint16(b, q.flags)
 	b = append(b, 0, 1, 0, 0, 0, 0, 0, 0) // QDCOUNT 1; ANCOUNT, NSCOUNT and ARCOUNT set below
 	if q.question != nil {
 		b = append(b, q.question...)
 	} else {
 		if b = appendName(b, q.name); b == nil {
-			return nil, outcomeNone
+			return empty, outcomeNone
 		}
 		b = binary.BigEndian.AppendUint16(b, q.qtype)
 		b = binary.BigEndian.AppendUint16(b, q.qclass)
@@ -125,16 +125,16 @@ func appendReply(b []byte, q *fastQuery, t *table.Table, match table.Match, zone
 			b, nodata = t.AppendNoData(b, match, q.qtype)
 		}
 		if !nodata {
-			return b[:start], outcomeNone
+			return b[:0], outcomeNone
 		}
 		result = outcomeNoData
-		binary.BigEndian.PutUint16(b[start+8:], 1) // NSCOUNT
+		binary.BigEndian.PutUint16(b[8:], 1) // NSCOUNT
 	}
-	binary.BigEndian.PutUint16(b[start+6:], uint16(count)) // ANCOUNT
+	binary.BigEndian.PutUint16(b[6:], uint16(count)) // ANCOUNT
 	limit := dns.MinMsgSize
 	if q.edns {
 		limit = max(int(q.udpSize), dns.MinMsgSize)
-		binary.BigEndian.PutUint16(b[start+10:], 1)       // ARCOUNT
+		binary.BigEndian.PutUint16(b[10:], 1)             // ARCOUNT
 		b = append(b, 0)                                  // owner: root
 		b = binary.BigEndian.AppendUint16(b, dns.TypeOPT) // type
 		b = binary.BigEndian.AppendUint16(b, q.udpSize)   // class: the client's size, as CoreDNS echoes it
@@ -145,8 +145,8 @@ func appendReply(b []byte, q *fastQuery, t *table.Table, match table.Match, zone
 		b = binary.BigEndian.AppendUint32(b, ttl)
 		b = binary.BigEndian.AppendUint16(b, 0) // no options
 	}
-	if size := len(b) - start; size > dns.MaxMsgSize || size > limit && udp {
-		return b[:start], outcomeNone // the slow path truncates and sets TC
+	if len(b) > dns.MaxMsgSize || len(b) > limit && udp {
+		return b[:0], outcomeNone // the slow path truncates and sets TC
 	}
 	return b, result
 }

@@ -222,9 +222,9 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 
 // publishChanges folds a snapshot of source i into the table being served as changes: only the
 // hosts whose entries differ from the source's last ones, so that a push moving a few addresses in a
-// large table costs those hosts, not a whole build (and none when nothing changed). It reports false,
-// having changed nothing, when the table must be built whole: none served yet, the source's first
-// snapshot, or more changes than an overlay takes. The caller holds mu.
+// large table costs those hosts, not a whole build (and none when nothing changed); change builds
+// whole past what an overlay takes. It reports false, having changed nothing, when the table must be
+// built from snapshots: none served yet, or the source's first. The caller holds mu.
 func (s *store) publishChanges(i int, entries []table.Entry) bool {
 	cur := s.cur.Load()
 	if cur == nil || !s.have[i] {
@@ -247,9 +247,6 @@ func (s *store) publishChanges(i int, entries []table.Entry) bool {
 		if _, ok := next[h]; !ok {
 			changes[h] = nil
 		}
-	}
-	if cur.Pending()+len(changes) > maxPending(cur.Len()) {
-		return false
 	}
 	s.snaps[i], s.byHost[i], s.index[i] = nil, old, nil // change folds the changes into old
 	if len(changes) > 0 {

@@ -130,7 +130,7 @@ type zoneRoute struct {
 
 // zone is the zone q routes to when that zone is this block's alone.
 func (r *zoneRoute) zone(qname string) (string, bool) {
-	q := lowerASCII(qname)
+	q := strings.ToLower(qname) // the qname itself when it has no capitals: no copy
 	for off, end := 0, false; !end; off, end = dns.NextLabel(q, off) {
 		if ours, ok := r.ours[q[off:]]; ok {
 			return q[off:], ours
@@ -188,15 +188,6 @@ func isNilField(v reflect.Value, name string) bool {
 	return false
 }
 
-func lowerASCII(s string) string {
-	for i := range len(s) {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return strings.ToLower(s)
-		}
-	}
-	return s
-}
-
 // udpListener answers one address's datagrams from the table.
 type udpListener struct {
 	m       *MeshDNS
@@ -225,7 +216,10 @@ func (l *udpListener) respond(out, query []byte, client netip.AddrPort) ([]byte,
 	if t == nil {
 		return out, false
 	}
-	start := time.Now()
+	var start time.Time // the request duration is only reported with the prometheus plugin
+	if l.metrics != nil {
+		start = time.Now()
+	}
 	match := t.Lookup(q.name, m.viewFor(client.Addr().Unmap()))
 	if !match.Found() {
 		return out, false

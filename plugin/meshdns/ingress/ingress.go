@@ -128,9 +128,6 @@ func Listen(addr string, respond Respond, handler dns.Handler, tsig map[string]s
 	return g, nil
 }
 
-// Addr is the address served.
-func (g *Ingress) Addr() *net.UDPAddr { return g.addr }
-
 // Close withdraws the sockets from the preference, answers what was already steered to them, lets the
 // chain finish its queries (up to chainGrace) and closes the sockets.
 func (g *Ingress) Close() error {
