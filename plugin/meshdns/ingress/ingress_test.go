@@ -82,6 +82,40 @@ func ask(t *testing.T, addr, name string) string {
 	return r.Answer[0].(*dns.A).A.String()
 }
 
+// listen starts an ingress on addr, closed when the test ends (Close may also be called before).
+func listen(t *testing.T, addr string, h dns.Handler, counts Counts) *Ingress {
+	t.Helper()
+	g, err := Listen(addr, respondFast, h, nil, counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
+// askConnected asks addr for name's A record from a connected socket, which takes replies only from
+// addr, and returns the reply and the client's address.
+func askConnected(t *testing.T, addr, name string) (*dns.Msg, netip.AddrPort) {
+	t.Helper()
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	c := &dns.Conn{Conn: conn}
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := c.WriteMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.ReadMsg()
+	if err != nil {
+		t.Fatalf("%s from %s: %v (a reply from another address is not taken)", name, addr, err)
+	}
+	return r, conn.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
 func TestIngressTakesTheAddressAndGivesItBack(t *testing.T) {
 	for _, host := range []string{"127.0.0.1", "[::1]"} {
 		t.Run(host, func(t *testing.T) {
@@ -90,10 +124,7 @@ func TestIngressTakesTheAddressAndGivesItBack(t *testing.T) {
 				t.Fatalf("before the ingress: %s, want CoreDNS's socket (10.0.0.2)", got)
 			}
 			var c counted
-			g, err := Listen(addr, respondFast, answerWith("10.0.0.3"), nil, c.counts())
-			if err != nil {
-				t.Fatal(err)
-			}
+			g := listen(t, addr, answerWith("10.0.0.3"), c.counts())
 			// Every query, from new source ports and whichever CPU sends it, comes to the ingress.
 			for i := range 50 {
 				if got := ask(t, addr, "fast.example."); got != "10.0.0.1" {
@@ -123,27 +154,9 @@ func TestIngressChainSeesTheClient(t *testing.T) {
 		seen.Store(w.RemoteAddr().(*net.UDPAddr).AddrPort())
 		answerWith("10.0.0.3")(w, r)
 	})
-	g, err := Listen(addr, respondFast, h, nil, (&counted{}).counts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	conn, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	m := new(dns.Msg)
-	m.SetQuestion("slow.example.", dns.TypeA)
-	c := &dns.Conn{Conn: conn}
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if err := c.WriteMsg(m); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ReadMsg(); err != nil { // a connected socket takes replies only from addr
-		t.Fatal(err)
-	}
-	if got, want := seen.Load(), conn.LocalAddr().(*net.UDPAddr).AddrPort(); got != want {
+	listen(t, addr, h, (&counted{}).counts())
+	_, client := askConnected(t, addr, "slow.example.")
+	if got, want := seen.Load(), client; got != want {
 		t.Errorf("the chain saw %v, want the client %v", got, want)
 	}
 }
@@ -151,11 +164,7 @@ func TestIngressChainSeesTheClient(t *testing.T) {
 // Garbage is the chain's to refuse (miekg/dns drops what does not parse); the ingress goes on.
 func TestIngressSurvivesGarbage(t *testing.T) {
 	addr := coreDNSSocket(t, "127.0.0.1:0")
-	g, err := Listen(addr, respondFast, answerWith("10.0.0.3"), nil, (&counted{}).counts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	listen(t, addr, answerWith("10.0.0.3"), (&counted{}).counts())
 	conn, err := net.Dial("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -182,10 +191,7 @@ func TestIngressCloseUnderLoadLosesNothing(t *testing.T) {
 
 func closeUnderLoad(t *testing.T, name string) {
 	addr := coreDNSSocket(t, "127.0.0.1:0")
-	g, err := Listen(addr, respondFast, answerWith("10.0.0.3"), nil, (&counted{}).counts())
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := listen(t, addr, answerWith("10.0.0.3"), (&counted{}).counts())
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var asked, lost atomic.Int64
@@ -235,29 +241,10 @@ func TestIngressOnAWildcardAnswersFromTheAddressAsked(t *testing.T) {
 	addr := coreDNSSocket(t, ":0")
 	_, port, _ := net.SplitHostPort(addr)
 	var c counted
-	g, err := Listen(":"+port, respondFast, answerWith("10.0.0.3"), nil, c.counts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := listen(t, ":"+port, answerWith("10.0.0.3"), c.counts())
 	for _, host := range []string{"127.0.0.1", "127.0.0.2", "::1"} {
 		for name, want := range map[string]string{"fast.example.": "10.0.0.1", "slow.example.": "10.0.0.3"} {
-			conn, err := net.Dial("udp", net.JoinHostPort(host, port))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := new(dns.Msg)
-			m.SetQuestion(name, dns.TypeA)
-			dc := &dns.Conn{Conn: conn}
-			dc.SetDeadline(time.Now().Add(2 * time.Second))
-			if err := dc.WriteMsg(m); err != nil {
-				t.Fatal(err)
-			}
-			r, err := dc.ReadMsg()
-			conn.Close()
-			if err != nil {
-				t.Fatalf("%s %s: %v (a reply from another address is not taken)", host, name, err)
-			}
+			r, _ := askConnected(t, net.JoinHostPort(host, port), name)
 			if got := r.Answer[0].(*dns.A).A.String(); got != want {
 				t.Errorf("%s %s: %s, want %s", host, name, got, want)
 			}
