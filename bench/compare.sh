@@ -44,8 +44,8 @@
 #   answered query (/proc, at the same rate: a capacity ratio that dnsperf's own limit does not cap);
 #   the "p99 at half of saturation no worse than hosts".
 #   PROFILE=1 also writes a CPU profile of meshdns (pprof -top) to bench/results/DATE-pprof-meshdns.txt.
-# Needs go, dnsperf, dig and ss (iproute2), and unbound when measured; taskset (util-linux) for pinning, which is
-# skipped without it; gnuplot for the chart. It installs nothing: a missing tool stops it, naming the
+# Needs go, dnsperf, dig and ss (iproute2), and unbound when measured; taskset (util-linux) for
+# pinning, which is skipped without it; gnuplot for the chart. It installs nothing: a missing tool stops it, naming the
 # Debian package.
 set -euo pipefail
 
@@ -445,6 +445,7 @@ fi
 for s in "${SERVER_LIST[@]}"; do
 	start "$s" "$SERVER_CPU" "${PORT[$s]}"
 	SERVER_PID[$s]=$(listener_pid "${PORT[$s]}")
+	[[ -n ${SERVER_PID[$s]} ]] || die "no process found serving $s's port ${PORT[$s]}"
 	if [[ $s == meshdns ]]; then
 		MESH_PID=${PIDS[-1]}
 	fi
@@ -473,7 +474,6 @@ if ((SERVER_SHARE)); then
 		die "SERVER_SHARE needs the cgroup cpu controller at /sys/fs/cgroup"
 	fi
 	for s in "${SERVER_LIST[@]}"; do
-		[[ -n ${SERVER_PID[$s]} ]] || die "no process found serving $s's port ${PORT[$s]}"
 		echo "${SERVER_PID[$s]}" >"$CGROUP/cgroup.procs"
 	done
 fi
@@ -633,7 +633,6 @@ if [[ $LATENCY == 1 ]] && has hosts "${SERVER_LIST[@]}"; then
 				mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
 			fi
 			for s in "${order[@]}"; do
-				[[ -n ${SERVER_PID[$s]} ]] || die "no process found serving $s's port ${PORT[$s]}"
 				ticks=$(cpu_ticks "${SERVER_PID[$s]}")
 				run_latency "${PORT[$s]}" "$mix" "$DURATION" "$rate" "$TMP/lat.res"
 				ticks=$(($(cpu_ticks "${SERVER_PID[$s]}") - ticks))
@@ -656,10 +655,6 @@ if [[ $LATENCY == 1 ]] && has hosts "${SERVER_LIST[@]}"; then
 		[[ -n ${CPUQ[$1 $2]:-} && -n ${CPUQ[$1 meshdns]:-} ]] || { echo n/a; return; }
 		awk -v a="${CPUQ[$1 $2]}" -v b="${CPUQ[$1 meshdns]}" 'BEGIN { printf "%.2f", a / b }'
 	}
-	NOT_MESH=()
-	for s in "${SERVER_LIST[@]}"; do
-		[[ $s == meshdns ]] || NOT_MESH+=("$s")
-	done
 	lat_pct_cell() { [[ -n ${P99[$1 $2]:-} ]] && echo "${P50[$1 $2]}/${P99[$1 $2]}/${P999[$1 $2]}" || echo n/a; }
 	p99_ratio_cell() {
 		[[ -n ${P99[$1 $2]:-} && -n ${P99[$1 hosts]:-} ]] || { echo n/a; return; }
