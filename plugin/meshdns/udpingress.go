@@ -34,7 +34,7 @@ var transparentAbove = map[string]bool{"errors": true, "prometheus": true}
 // udpIngresses are one MeshDNS's batched listeners, by CoreDNS server address.
 type udpIngresses struct {
 	mu      sync.Mutex
-	off     bool // batch_udp off, or shut down
+	off     bool // shut down: no listener gets an ingress any more
 	byAddr  map[string]*ingress.Ingress
 	decided map[string]bool
 }
