@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshdns/meshdns/test/need"
 )
 
 // netns is a network namespace made for one test, with loopback up; it is deleted at the end.
@@ -20,12 +22,7 @@ type netns struct {
 
 func newNetns(t *testing.T) *netns {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("MESHDNS_REQUIRE_TOOLS") == "1" {
-			t.Fatal("MESHDNS_REQUIRE_TOOLS=1: network namespace tests need root")
-		}
-		t.Skip("network namespace tests need root")
-	}
+	need.Root(t, "network namespace tests")
 	requireTool(t, "ip")
 	requireTool(t, "iptables")
 	requireTool(t, "dig")

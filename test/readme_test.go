@@ -15,6 +15,7 @@ import (
 	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds/ndstest"
+	"github.com/meshdns/meshdns/test/need"
 	"github.com/meshdns/meshdns/test/realstack"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -27,14 +28,7 @@ import (
 // installs the tools) turns the skip into a failure, so CI cannot pass by skipping.
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("MESHDNS_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s is required (MESHDNS_REQUIRE_TOOLS=1) but not installed", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return path
+	return need.Tool(t, name)
 }
 
 // TestReadmeQuickStart starts Corefile.example as the README's `make run` does, with free ports and a
@@ -140,17 +134,27 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 		serverKey = regexp.MustCompile(`(?m)^\. \{`)
 	)
 	kubeconfigLine := regexp.MustCompile(`(?m)^(\s*kubeconfig )(\S+)`)
-	var stack *realstack.Stack // started for the first example that watches Kubernetes, for them all
-	parent := t
+	// One kube-apiserver for every example that watches Kubernetes, started here on this test's t:
+	// a subtest must not skip or stop its parent. Without the stack those examples skip themselves.
+	var stack *realstack.Stack
+	var stackMissing error
+	for _, b := range blocks {
+		if kubeconfigLine.MatchString(b[1]) {
+			if _, stackMissing = realstack.Binaries(); stackMissing == nil {
+				stack = realstack.Start(t, realstack.Options{WithoutIstiod: true})
+				if _, err := stack.CreateService("bookinfo", "reviews", "10.96.10.12"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			break
+		}
+	}
 	for i, b := range blocks {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			dir := t.TempDir()
 			if kubeconfigLine.MatchString(b[1]) {
 				if stack == nil {
-					stack = realstack.Start(parent, realstack.Options{WithoutIstiod: true})
-					if _, err := stack.CreateService("bookinfo", "reviews", "10.96.10.12"); err != nil {
-						t.Fatal(err)
-					}
+					need.Skip(t, need.Stack, stackMissing.Error())
 				}
 				b[1] = kubeconfigLine.ReplaceAllString(b[1], "${1}"+stack.Kubeconfig)
 				t.Setenv("NODE_NAME", "node-1")

@@ -43,7 +43,7 @@ func Binaries() (Paths, error) {
 	c := CacheDir()
 	p := Paths{
 		Etcd:           filepath.Join(c, "etcd-"+EtcdVersion, "etcd"),
-		KubeAPIServer:  filepath.Join(c, "kube-apiserver-"+KubeVersion, "kube-apiserver"),
+		KubeAPIServer:  filepath.Join(c, "kubernetes-"+KubeVersion, "kube-apiserver"),
 		PilotDiscovery: filepath.Join(c, "pilot-discovery-"+IstioVersion, "pilot-discovery"),
 		IstioCRDs:      filepath.Join(c, "pilot-discovery-"+IstioVersion, "crd-all.gen.yaml"),
 	}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the real control planes the NDS tests run against (etcd, kube-apiserver, istiod) from the
-# Go module proxy and caches them outside the checkout, keyed by version:
+# Builds the real control planes the tests run against (etcd, kube-apiserver, istiod) and the parts of
+# a real node (kubelet, kube-proxy, kube-controller-manager, kube-scheduler, kubectl, CNI plugins)
+# from the Go module proxy and caches them outside the checkout, keyed by version:
 #   ${MESHDNS_STACK_CACHE:-/var/cache/meshdns/realstack}/<name>-<version>/<binary>
 # A cache hit takes seconds. Each binary is built in its own throwaway module because their
 # dependency versions clash. Keep the versions in step with test/realstack/binaries.go.
@@ -10,11 +11,17 @@ ETCD_VERSION=v3.7.3
 KUBE_VERSION=v1.37.2
 KUBE_STAGING_VERSION=v0.37.2 # the staging modules (k8s.io/api, ...) released with KUBE_VERSION
 ISTIO_VERSION=v0.0.0-20260827124520-eed52ebb66ad
+CNI_VERSION=v1.10.0
 
 CACHE="${MESHDNS_STACK_CACHE:-/var/cache/meshdns/realstack}"
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
-KUBE_DIR="$CACHE/kube-apiserver-$KUBE_VERSION"
+KUBE_DIR="$CACHE/kubernetes-$KUBE_VERSION"
 ISTIO_DIR="$CACHE/pilot-discovery-$ISTIO_VERSION"
+CNI_DIR="$CACHE/cni-plugins-$CNI_VERSION"
+# Every Kubernetes binary comes from one `go build` of one module: they share most packages, so this
+# costs little more than kube-apiserver alone. kube-apiserver is last: install_into's cache-hit marker.
+KUBE_CMDS=(kubelet kube-proxy kube-controller-manager kube-scheduler kubectl kube-apiserver)
+CNI_CMDS=(main/bridge main/loopback ipam/host-local meta/portmap)
 
 export PATH="$PATH:/usr/local/go/bin"
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
@@ -72,7 +79,9 @@ prep_kube() {
     for r in $mods; do
         go mod edit -replace="$r=$r@$KUBE_STAGING_VERSION"
     done
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION"
+    local c pkgs=()
+    for c in "${KUBE_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@$KUBE_VERSION"); done
+    go get "${pkgs[@]}"
 }
 build_kube() {
     cd "$WORK/kube"
@@ -81,9 +90,26 @@ build_kube() {
     minor=${minor%%.*}
     local major=${KUBE_VERSION#v}
     major=${major%%.*}
+    local c pkgs=()
+    for c in "${KUBE_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
     go build -mod=mod -trimpath \
         -ldflags="-s -w -X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=$major -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
-        -o "$WORK/out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+        -o "$WORK/out/" "${pkgs[@]}"
+}
+
+prep_cni() {
+    local m="$WORK/cni"
+    mkdir -p "$m" && cd "$m"
+    go mod init realstack/cni
+    local c pkgs=()
+    for c in "${CNI_CMDS[@]}"; do pkgs+=("github.com/containernetworking/plugins/plugins/$c@$CNI_VERSION"); done
+    go get "${pkgs[@]}"
+}
+build_cni() {
+    cd "$WORK/cni"
+    local c pkgs=()
+    for c in "${CNI_CMDS[@]}"; do pkgs+=("github.com/containernetworking/plugins/plugins/$c"); done
+    go build -mod=mod -trimpath -ldflags='-s -w' -o "$WORK/out/" "${pkgs[@]}"
 }
 
 prep_istio() {
@@ -119,6 +145,7 @@ todo=()
 [ -x "$ETCD_DIR/etcd" ] || todo+=(etcd)
 [ -x "$KUBE_DIR/kube-apiserver" ] || todo+=(kube)
 { [ -x "$ISTIO_DIR/pilot-discovery" ] && [ -s "$ISTIO_DIR/crd-all.gen.yaml" ]; } || todo+=(istio)
+[ -x "$CNI_DIR/portmap" ] || todo+=(cni)
 
 if [ ${#todo[@]} -gt 0 ]; then
     # A bare Debian image has no CA bundle, and the module proxy is HTTPS.
@@ -144,13 +171,15 @@ if [ ${#todo[@]} -gt 0 ]; then
         log "built $t in $((SECONDS - start))s"
         case $t in
         etcd) install_into "$ETCD_DIR" etcd ;;
-        kube) install_into "$KUBE_DIR" kube-apiserver ;;
+        kube) install_into "$KUBE_DIR" "${KUBE_CMDS[@]}" ;;
         istio) install_into "$ISTIO_DIR" crd-all.gen.yaml pilot-discovery ;;
+        cni) install_into "$CNI_DIR" bridge loopback host-local portmap ;;
         esac
     done
 fi
 
 log "etcd: $ETCD_DIR/etcd"
-log "kube-apiserver: $KUBE_DIR/kube-apiserver"
+log "kubernetes: $KUBE_DIR (${KUBE_CMDS[*]})"
 log "pilot-discovery: $ISTIO_DIR/pilot-discovery"
+log "cni plugins: $CNI_DIR"
 echo "$CACHE"

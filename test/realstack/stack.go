@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshdns/meshdns/test/need"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -83,10 +84,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	t.Helper()
 	paths, err := Binaries()
 	if err != nil {
-		if os.Getenv("MESHDNS_REQUIRE_STACK") == "1" {
-			t.Fatalf("MESHDNS_REQUIRE_STACK=1: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
+		need.Skip(t, need.Stack, err.Error())
 	}
 	dir, err := os.MkdirTemp("", "realstack-")
 	if err != nil {
