@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceEntry$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceImport$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTable$$' -fuzztime $(FUZZTIME) ./plugin/pkg/handover
 
 # dnsperf at a fixed rate for SOAK while both sources change the table every second and the upstream
 # flaps: mesh names must get every answer. Results go to bench/results.

@@ -50,17 +50,39 @@ func (n *netns) try(args ...string) (string, error) {
 	return string(out), err
 }
 
-// rulesFor lists the iptables rules (raw and filter) that mention addr.
+// rulesFor lists the iptables (ip6tables for an IPv6 address) rules, raw and filter, that mention addr.
 func (n *netns) rulesFor(addr string) []string {
+	cmd := "iptables"
+	if strings.Contains(addr, ":") {
+		cmd = "ip6tables"
+	}
 	var out []string
 	for _, table := range []string{"raw", "filter"} {
-		for _, line := range strings.Split(n.run("iptables", "-t", table, "-S"), "\n") {
-			if strings.Contains(line, addr) {
+		for _, line := range strings.Split(n.run(cmd, "-t", table, "-S"), "\n") {
+			if strings.Contains(line, addr+"/") {
 				out = append(out, table+" "+line)
 			}
 		}
 	}
 	return out
+}
+
+// waitRules waits until addr has want iptables rules: a start adds them in the background, after
+// the interface, so as not to delay serving.
+func (n *netns) waitRules(addr string, want int) {
+	n.t.Helper()
+	n.waitRulesIn("iptables", addr, want)
+}
+
+// waitRulesIn is waitRules for the firewall of mode (iptables or nftables).
+func (n *netns) waitRulesIn(mode, addr string, want int) {
+	n.t.Helper()
+	eventually(n.t, 10*time.Second, fmt.Sprintf("%d %s rules for %s", want, mode, addr), func() error {
+		if got := n.rulesIn(mode, addr); len(got) != want {
+			return fmt.Errorf("%d rules:\n%s", len(got), strings.Join(got, "\n"))
+		}
+		return nil
+	})
 }
 
 // dig asks the resolver at server inside the namespace and returns the short answer.
@@ -154,9 +176,7 @@ func TestNodeCache(t *testing.T) {
 	if out := ns.run("ip", "-br", "addr", "show", "nodelocaldns"); !strings.Contains(out, local+"/32") {
 		t.Errorf("interface: %s", out)
 	}
-	if got := ns.rulesFor(local); len(got) != wantRules {
-		t.Errorf("%d rules, want %d:\n%s", len(got), wantRules, strings.Join(got, "\n"))
-	}
+	ns.waitRules(local, wantRules)
 	if got, err := ns.dig(local, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
 		t.Errorf("query to %s inside the namespace: %q %v", local, got, err)
 	}
@@ -203,9 +223,7 @@ func TestNodeCache(t *testing.T) {
 	ns.run("iptables", "-t", "raw", "-A", "PREROUTING", "-p", "tcp", "-d", local, "--dport", "53", "-j", "NOTRACK")
 	ns.run("iptables", "-t", "filter", "-A", "INPUT", "-p", "udp", "-d", local, "--dport", "53", "-j", "ACCEPT")
 	cmd = ns.startIn(dir, corefile("        skip_teardown\n"), local)
-	if got := ns.rulesFor(local); len(got) != wantRules {
-		t.Errorf("on a dirty host: %d rules, want %d:\n%s", len(got), wantRules, strings.Join(got, "\n"))
-	}
+	ns.waitRules(local, wantRules) // and no more: nothing doubled on a dirty host
 	// With skip_teardown, the shutdown leaves them for the next start (an upgrade without a gap).
 	stop(t, cmd)
 	if got := ns.rulesFor(local); len(got) != wantRules {
@@ -258,9 +276,7 @@ func TestNodeCacheCompat(t *testing.T) {
 		if got, err := ns.dig(addr, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
 			t.Errorf("query to %s: %q %v", addr, got, err)
 		}
-		if got := ns.rulesFor(addr); len(got) != 14 {
-			t.Errorf("%s: %d rules, want 14", addr, len(got))
-		}
+		ns.waitRules(addr, 14)
 	}
 	stop(t, cmd)
 	if got := ns.rulesFor("169.254.20.10"); len(got) != 0 {
@@ -297,9 +313,7 @@ func TestNodeCacheReadme(t *testing.T) {
 				if got, err := ns.dig(addr, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
 					t.Errorf("query to %s: %q %v", addr, got, err)
 				}
-				if got := ns.rulesFor(addr); len(got) != 14 {
-					t.Errorf("%s: %d rules, want 14", addr, len(got))
-				}
+				ns.waitRules(addr, 14)
 			}
 		})
 	}

@@ -20,4 +20,10 @@ var (
 		Name:      "setup_errors_total",
 		Help:      "Periodic checks of the node-local setup that failed.",
 	})
+	handovers = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "handovers_total",
+		Help:      "Shutdowns that left the node-local setup and the queries to another instance serving the same addresses.",
+	})
 )
