@@ -42,7 +42,7 @@ func TestParseTable(t *testing.T) {
 		t.Errorf("IPv6 socket on %v", got)
 	}
 	for _, bad := range []string{
-		"header\n 1: 0A14FEA9:0035 00000000:0000 07\n",                                                 // too few fields
+		"header\n 1: 0A14FEA9:0035 00000000:0000 07\n",                                                // too few fields
 		"header\n 1: 0A14FEA9 00000000:0000 07 0:0 0 0 0 0 1 2\n",                                     // no port
 		"header\n 1: 0A14FE:0035 00000000:0000 07 0:0 0 0 0 0 1 2\n",                                  // three bytes
 		"header\n 1: 0A14FEA9:0035 00000000:0000 07 00000000 0 0 0 0 1 2\n",                           // no rx queue
