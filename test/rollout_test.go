@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -359,4 +360,41 @@ func writeRolloutTable(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestNodeCacheGoodbye follows one instance's SIGTERM: readiness goes false at once, queries are
+// still answered through the lameduck period, and then, being the last one out, it tears down.
+func TestNodeCacheGoodbye(t *testing.T) {
+	ns := newNetns(t)
+	requireTool(t, "ip6tables")
+	requireTool(t, "wget")
+	dir := t.TempDir()
+	cmd := ns.startIn(dir, rolloutCorefile(writeRolloutTable(t, dir), "iptables"), localV4)
+	ready := func() (string, error) {
+		return ns.try("wget", "-q", "-O-", "http://"+localV4+":8181/ready")
+	}
+	eventually(t, 10*time.Second, "ready", func() error {
+		_, err := ready()
+		return err
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	eventually(t, time.Second, "readiness false after SIGTERM", func() error {
+		if out, err := ready(); err == nil {
+			return fmt.Errorf("still ready: %q", out)
+		}
+		return nil
+	})
+	for time.Since(signalled) < 4*time.Second { // within the default lameduck of 5s
+		if got, err := ns.dig(localV4, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
+			t.Fatalf("%v after SIGTERM, within the lameduck: %q %v", time.Since(signalled).Round(time.Millisecond), got, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stop(t, cmd)
+	if out, err := ns.try("ip", "link", "show", "nodelocaldns"); err == nil {
+		t.Errorf("the last instance out left the interface: %s", out)
+	}
 }
