@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -317,4 +318,81 @@ func TestNodeCacheReadme(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHelperHoldAddress is not a test: TestNodeCacheAddressHeld runs it inside a namespace, where it
+// holds an address without sharing it, as a resolver that is not ours would.
+func TestHelperHoldAddress(t *testing.T) {
+	addr := os.Getenv("MESHDNS_HOLD_ADDR")
+	if addr == "" {
+		t.Skip("helper process only")
+	}
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Println("holding", addr)
+	time.Sleep(time.Minute)
+}
+
+// TestNodeCacheAddressHeld starts the node-local resolver while something else holds its address:
+// it does not exit (no crash loop), it logs who holds the address, and it serves as soon as the
+// address is free.
+func TestNodeCacheAddressHeld(t *testing.T) {
+	ns := newNetns(t)
+	dir := t.TempDir()
+	const local = "169.254.20.10"
+	ns.run("ip", "link", "add", "nodelocaldns", "type", "bridge") // this kernel may have no dummy interfaces
+	ns.run("ip", "addr", "add", local+"/32", "dev", "nodelocaldns")
+	ns.run("ip", "link", "set", "nodelocaldns", "up")
+	holder := exec.Command("ip", "netns", "exec", ns.name, os.Args[0], "-test.run=^TestHelperHoldAddress$")
+	holder.Env = append(os.Environ(), "MESHDNS_HOLD_ADDR="+local+":53")
+	holderOut := &syncBuffer{}
+	holder.Stdout, holder.Stderr = holderOut, holderOut
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	eventually(t, 10*time.Second, "the holder bound", func() error {
+		if !strings.Contains(holderOut.String(), "holding") {
+			return fmt.Errorf("holder: %q", holderOut.String())
+		}
+		return nil
+	})
+
+	corefile := filepath.Join(dir, "Corefile")
+	if err := os.WriteFile(corefile, []byte(rolloutCorefile(writeRolloutTable(t, dir), "iptables")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command("ip", "netns", "exec", ns.name, binary, "-conf", corefile)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { cmd.Process.Kill(); <-exited }()
+	eventually(t, 10*time.Second, "the conflict logged", func() error {
+		if !strings.Contains(out.String(), local+":53 is held by pid ") {
+			return fmt.Errorf("log so far:\n%s", out)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second)
+	select {
+	case err := <-exited:
+		t.Fatalf("the resolver exited while its address was held: %v\n%s", err, out)
+	default:
+	}
+	holder.Process.Kill()
+	holder.Wait()
+	eventually(t, 10*time.Second, "answers once the address is free", func() error {
+		got, err := ns.dig(local, "reviews.bookinfo.svc.cluster.local.")
+		if err != nil || got != "10.96.10.12" {
+			return fmt.Errorf("%q %v", got, err)
+		}
+		return nil
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
@@ -81,6 +82,40 @@ func (n *NodeCache) ensureRules() ([]string, error) {
 		return nil, nil
 	}
 	return n.ruleset().ensure()
+}
+
+// conflictRetry is how often a held address is tried again.
+const conflictRetry = time.Second
+
+// conflictLogEvery spaces the log lines while an address is held by something else.
+const conflictLogEvery = 30 * time.Second
+
+// waitForAddresses waits while something that does not share it (not another instance of ours)
+// holds a DNS address, logging who and counting it, instead of letting the servers' bind fail and
+// the process exit into a crash loop: the resolver starts as soon as the address is free.
+func (n *NodeCache) waitForAddresses() error {
+	for _, a := range n.dnsAddrs() {
+		var logged time.Time
+		for {
+			err := handover.Probe(a)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				return err
+			}
+			if time.Since(logged) >= conflictLogEvery {
+				addressConflicts.Inc()
+				log.Errorf("cannot serve yet: %v; waiting for it to go (checking every %v)", err, conflictRetry)
+				logged = time.Now()
+			}
+			time.Sleep(conflictRetry)
+		}
+		if !logged.IsZero() {
+			log.Infof("%s is free: starting", a)
+		}
+	}
+	return nil
 }
 
 // teardown removes the rules and the interface, unless told to leave them or another instance still

@@ -40,6 +40,9 @@ func setup(c *caddy.Controller) error {
 		if err != nil {
 			return plugin.Error(pluginName, err)
 		}
+		if err := n.waitForAddresses(); err != nil {
+			return plugin.Error(pluginName, err)
+		}
 		n.start()
 		live.Store(n, struct{}{})
 		return nil
