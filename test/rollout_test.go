@@ -83,7 +83,8 @@ func rolloutModes(t *testing.T, f func(t *testing.T, ns *netns, mode string)) {
 
 // stubLoad asks the node-local addresses at a fixed rate from inside a network namespace, as a stub
 // resolver does: a fresh socket per query, so a send error (the address gone) is counted rather than
-// hidden, a timeout of one second, and an answer that is not the table's counts as failed too. Unlike
+// hidden, a timeout of two seconds (glibc's first try waits five; a lost datagram never comes, a late
+// one on a loaded machine may), and an answer that is not the table's counts as failed too. Unlike
 // loadGen (one query at a time per worker) it is open-loop: an outage does not slow it down, and each
 // query's send time is kept, which gives the longest outage.
 type stubLoad struct {
@@ -155,7 +156,7 @@ func (l *stubLoad) ask(server string, id uint16) {
 	go func() {
 		defer l.wg.Done()
 		defer c.Close()
-		c.SetReadDeadline(sent.Add(time.Second))
+		c.SetReadDeadline(sent.Add(2 * time.Second))
 		buf := make([]byte, 512)
 		n, err := c.Read(buf)
 		if err != nil {
@@ -198,6 +199,12 @@ func (l *stubLoad) record(r stubResult) {
 // summary waits for every query's answer and reports the count, the failures and the longest
 // outage: the span from the first to the last query of a run of failures with no success between.
 func (l *stubLoad) summary() (total, failed int, outage time.Duration, why string) {
+	total, failed, outage, _, why = l.outage()
+	return total, failed, outage, why
+}
+
+// outage is summary with the time the longest outage began.
+func (l *stubLoad) outage() (total, failed int, outage time.Duration, began time.Time, why string) {
 	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -210,10 +217,14 @@ func (l *stubLoad) summary() (total, failed int, outage time.Duration, why strin
 		case first.IsZero():
 			first = r.sent
 			failed++
-			outage = max(outage, time.Millisecond) // one lost query: an outage shorter than the interval
+			if outage < time.Millisecond { // one lost query: an outage shorter than the interval
+				outage, began = time.Millisecond, first
+			}
 		default:
 			failed++
-			outage = max(outage, r.sent.Sub(first))
+			if d := r.sent.Sub(first); d > outage {
+				outage, began = d, first
+			}
 		}
 	}
 	var kinds []string
@@ -221,7 +232,7 @@ func (l *stubLoad) summary() (total, failed int, outage time.Duration, why strin
 		kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
 	}
 	sort.Strings(kinds)
-	return len(l.results), failed, outage, strings.Join(kinds, ", ")
+	return len(l.results), failed, outage, began, strings.Join(kinds, ", ")
 }
 
 // servesUDP reports whether the process pid has a UDP socket bound to addr:53 in its namespace:
@@ -288,11 +299,16 @@ func testSurgeFirst(t *testing.T, ns *netns, mode string) {
 		}
 		return nil
 	})
+	serving := time.Since(begin)
 	stop(t, old)
 	handed := time.Since(begin)
 	time.Sleep(3 * time.Second)
 	close(done)
-	total, failed, outage, why := l.summary()
+	total, failed, outage, began, why := l.outage()
+	if failed > 0 {
+		t.Logf("the longest outage began %v after the new instance started; it served after %v, the old one exited after %v",
+			began.Sub(begin).Round(time.Millisecond), serving.Round(time.Millisecond), handed.Round(time.Millisecond))
+	}
 	t.Logf("surge-first, %s: %d queries, %d failed, longest outage %v, handover took %v (%s)", mode, total, failed, outage, handed.Round(time.Millisecond), why)
 	recordResult(t, "rollout", fmt.Sprintf("surge-first, %s, 2000 q/s over both families: %d queries, %d failed, longest outage %v (%s)", mode, total, failed, outage, why))
 	if failed > 0 {
