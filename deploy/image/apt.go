@@ -155,7 +155,8 @@ func fetch(cache string, pkgs []*pkg) (int, error) {
 	cmd := exec.Command("apt-get", aptArgs(args...)...)
 	cmd.Dir = tmp
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
+		// A version apt's lists name but the mirror no longer has is the usual cause.
+		return 0, fmt.Errorf("apt-get %s: %v (are apt's lists current? apt-get update)\n%s", strings.Join(args, " "), err, out)
 	}
 	for _, p := range missing {
 		got := filepath.Join(tmp, p.cacheName())

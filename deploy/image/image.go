@@ -134,11 +134,7 @@ func nodeImage(t *tree, userspace, bin, goarch string, epoch time.Time) (v1.Imag
 // writeArchive writes img as a docker-archive (manifest.json naming ref, the config, the layers),
 // which `ctr images import` and `docker load` read; through a temporary file, so that a failed run
 // leaves no half archive under out's name.
-func writeArchive(out, ref string, img v1.Image) error {
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		return fmt.Errorf("-ref %q: %v", ref, err)
-	}
+func writeArchive(out string, tag name.Tag, img v1.Image) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}

@@ -23,6 +23,10 @@ func TestNodeImage(t *testing.T) {
 	if err := os.WriteFile(bin, []byte("not really ELF"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	tag, err := name.NewTag("ghcr.io/meshdns/meshdns:test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	write := func(out string) {
 		tr := newTree(time.Unix(0, 0))
 		if err := tr.addPackage("p", bytes.NewReader(mkTar(t, entry{"./usr/sbin/iptables-nft", "elf"}))); err != nil {
@@ -35,7 +39,7 @@ func TestNodeImage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := writeArchive(out, "ghcr.io/meshdns/meshdns:test", img); err != nil {
+		if err := writeArchive(out, tag, img); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -49,7 +53,6 @@ func TestNodeImage(t *testing.T) {
 		t.Errorf("the temporary archive is left: %v", err)
 	}
 
-	tag, _ := name.NewTag("ghcr.io/meshdns/meshdns:test")
 	img, err := tarball.ImageFromPath(a, &tag)
 	if err != nil {
 		t.Fatal(err)
@@ -87,9 +90,6 @@ func TestNodeImage(t *testing.T) {
 		}
 	}
 
-	if err := writeArchive(filepath.Join(dir, "c.tar"), "Not A Reference", img); err == nil {
-		t.Errorf("a bad reference was accepted")
-	}
 }
 
 func readAll(t *testing.T, path string) []byte {

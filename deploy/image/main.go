@@ -17,9 +17,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // DefaultRef is the image's name when -ref is not given: a development build, never a release's
@@ -54,7 +57,13 @@ func run(bin, ref, out, packages, cache, rootfs string) error {
 	if !ok {
 		return fmt.Errorf("no Debian architecture known for GOARCH %s", goarch)
 	}
+	var tag name.Tag
 	if rootfs == "" {
+		t, err := name.NewTag(ref)
+		if err != nil {
+			return fmt.Errorf("-ref %q: %v", ref, err)
+		}
+		tag = t
 		if err := checkBinary(bin, a, goarch); err != nil {
 			return err
 		}
@@ -92,10 +101,14 @@ func run(bin, ref, out, packages, cache, rootfs string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeArchive(out, ref, img); err != nil {
+	if err := writeArchive(out, tag, img); err != nil {
 		return err
 	}
 	id, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	layers, err := img.Layers()
 	if err != nil {
 		return err
 	}
@@ -103,15 +116,19 @@ func run(bin, ref, out, packages, cache, rootfs string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s %s %s (%.1f MB, 2 layers)\n", ref, id, out, float64(st.Size())/1e6)
+	fmt.Printf("%s %s %s (%.1f MB, %d layers)\n", ref, id, out, float64(st.Size())/1e6, len(layers))
 	return nil
 }
 
 // userspace returns the packages the image holds: roots and what they depend on, and ca-certificates
 // without its dependencies (openssl and debconf run its postinst, which this program does itself).
 func userspace(debArch string, roots []string) ([]*pkg, error) {
+	roots = slices.DeleteFunc(roots, func(r string) bool { return strings.TrimSpace(r) == "" })
 	for i, r := range roots {
 		roots[i] = strings.TrimSpace(r)
+	}
+	if len(roots) == 0 {
+		return nil, fmt.Errorf("-packages names no package")
 	}
 	pkgs, err := closure(debArch, roots)
 	if err != nil {
