@@ -75,6 +75,8 @@ type Stack struct {
 	etcd   *process
 	kapi   *process
 	istiod *process
+	kcm    *process // kube-controller-manager and kube-scheduler, once StartControllers ran
+	sched  *process
 	ports  map[string]int
 }
 
@@ -371,7 +373,7 @@ func (s *Stack) IstiodRunning() bool {
 func (s *Stack) cleanup() {
 	s.mu.Lock()
 	// Reverse start order, so nothing logs about a dependency that vanished first.
-	for _, p := range []*process{s.istiod, s.kapi, s.etcd} {
+	for _, p := range []*process{s.sched, s.kcm, s.istiod, s.kapi, s.etcd} {
 		p.kill()
 	}
 	s.mu.Unlock()
