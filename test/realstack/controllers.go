@@ -11,6 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // StartControllers starts kube-controller-manager (every default controller: Deployment,
@@ -39,6 +41,7 @@ func (s *Stack) StartControllers() error {
 		"--root-ca-file="+filepath.Join(certDir, "apiserver.crt"),
 		"--use-service-account-credentials=false",
 		"--cluster-name=realstack",
+		"--flex-volume-plugin-dir="+filepath.Join(s.Dir, "flexvolume"), // else it makes /usr/libexec/kubernetes
 		"--controllers=*")
 	if err != nil {
 		return err
@@ -90,7 +93,14 @@ func (s *Stack) SetAPIServerEndpoint(ip string, port int) error {
 			Ports:     []corev1.EndpointPort{{Name: "https", Port: p, Protocol: corev1.ProtocolTCP}}, //nolint:staticcheck
 		}},
 	}
-	eps := s.Kube.CoreV1().Endpoints(ns) //nolint:staticcheck
+	// v1 Endpoints are deprecated and every call says so on stderr; the kubernetes Service has them.
+	quiet := rest.CopyConfig(s.Config)
+	quiet.WarningHandler = rest.NoWarnings{}
+	kube, err := kubernetes.NewForConfig(quiet)
+	if err != nil {
+		return err
+	}
+	eps := kube.CoreV1().Endpoints(ns) //nolint:staticcheck
 	if old, err := eps.Get(ctx, name, metav1.GetOptions{}); err == nil {
 		ep.ResourceVersion = old.ResourceVersion
 		_, err = eps.Update(ctx, ep, metav1.UpdateOptions{})

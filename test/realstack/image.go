@@ -4,15 +4,21 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/meshdns/meshdns/test/need"
 )
 
 // ImageFile is one entry of an image's single layer. Exactly one of Data (a regular file), Link (a
@@ -146,4 +152,54 @@ func layerTar(files []ImageFile) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// BusyboxImageRef is the name BusyboxImage gives its image.
+const BusyboxImageRef = "realstack.local/busybox:1"
+
+// BusyboxImage writes an image archive (BusyboxImageRef) holding the machine's static busybox
+// (Debian's busybox-static) with a link for each of its applets in /bin, and returns its path. It
+// skips t when busybox is missing or not static (Debian's busybox package is dynamic).
+func BusyboxImage(t testing.TB, dir string) string {
+	t.Helper()
+	bin := need.Tool(t, "busybox")
+	if real, err := filepath.EvalSymlinks(bin); err == nil {
+		bin = real
+	}
+	if f, err := elf.Open(bin); err != nil {
+		t.Fatalf("busybox %s: %v", bin, err)
+	} else {
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				f.Close()
+				need.Skip(t, need.Tools, bin+" is dynamically linked: install busybox-static")
+			}
+		}
+		f.Close()
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := exec.Command(bin, "--list").Output()
+	if err != nil {
+		t.Fatalf("%s --list: %v", bin, err)
+	}
+	files := []ImageFile{
+		{Name: "bin/busybox", Mode: 0o755, Data: data},
+		{Name: "etc/passwd", Data: []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")},
+		{Name: "etc/group", Data: []byte("root:x:0:\nnogroup:x:65534:\n")},
+		{Name: "tmp", Dir: true, Mode: 0o1777},
+		{Name: "root", Dir: true, Mode: 0o700},
+	}
+	for _, applet := range strings.Fields(string(list)) {
+		if applet != "busybox" {
+			files = append(files, ImageFile{Name: "bin/" + applet, Link: "busybox"})
+		}
+	}
+	out := filepath.Join(dir, "busybox.tar")
+	if err := WriteImageArchive(out, BusyboxImageRef, ImageConfig{Cmd: []string{"sh"}}, files); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -106,6 +106,7 @@ func StartNode(t testing.TB, s *Stack, opts NodeOptions) *Node {
 	}
 	n := &Node{Name: opts.Name, Dir: filepath.Join(s.Dir, "node-"+opts.Name), s: s, t: t, opts: opts, paths: paths, conns: map[net.Conn]bool{}}
 	cleanStaleNodes(t)
+	_ = os.RemoveAll(n.Dir) // a node started again under the same name starts afresh
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -407,6 +408,7 @@ clusterCIDR: %s
 bindAddress: %s
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [primary]
 conntrack:
   maxPerCore: 0
   min: 0
@@ -440,6 +442,10 @@ func (n *Node) containerdConfig() (string, error) {
 		{`(?m)^(\s*)path = "/opt/containerd"$`, fmt.Sprintf("${1}path = %q", n.path("containerd", "opt"))},
 		{`(?m)^(\s*)SystemdCgroup = .*$`, "${1}SystemdCgroup = false"},
 		{`(?m)^(\s*)snapshotter = ".*"$`, `${1}snapshotter = "overlayfs"`},
+		// Lowering an oom_score_adj (the kubelet asks -998 for sandboxes) needs CAP_SYS_RESOURCE, which
+		// some machines (this kind of VM among them) do not give even to root: runc then fails with
+		// "failed to update /proc/self/oom_score_adj". Restricted, containerd caps it at its own value.
+		{`(?m)^(\s*)restrict_oom_score_adj = .*$`, "${1}restrict_oom_score_adj = true"},
 	} {
 		re := regexp.MustCompile(e.re)
 		if !re.MatchString(cfg) {
@@ -534,11 +540,13 @@ func (n *Node) startKubelet(ctx context.Context) error {
 		return err
 	}
 	n.kubelet = p
-	return n.waitReady(ctx)
+	return n.waitReady(ctx, time.Now().Truncate(time.Second))
 }
 
-// waitReady waits until the Node is Ready; the error says which condition and which log lines.
-func (n *Node) waitReady(ctx context.Context) error {
+// waitReady waits until this kubelet reports the Node Ready (a heartbeat since it started: a Node
+// left by an earlier kubelet of the same name still says Ready); the error says which condition and
+// which log lines.
+func (n *Node) waitReady(ctx context.Context, since time.Time) error {
 	for {
 		if err := n.alive(); err != nil {
 			return err
@@ -546,7 +554,7 @@ func (n *Node) waitReady(ctx context.Context) error {
 		node, err := n.s.Kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err == nil {
 			for _, c := range node.Status.Conditions {
-				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && !c.LastHeartbeatTime.Time.Before(since) {
 					return nil
 				}
 			}
@@ -778,6 +786,11 @@ func (n *Node) WaitPods(ns, selector string, count int, timeout time.Duration) (
 					return nil, fmt.Errorf("pod %s/%s container %s: %s: %s\n%s", ns, p.Name, cs.Name, w.Reason, w.Message, n.Diagnose(ns, p.Name))
 				}
 			}
+			if p.Spec.NodeName != "" && time.Since(p.CreationTimestamp.Time) > 10*time.Second {
+				if e := n.repeatedWarning(ns, p.Name); e != nil {
+					return nil, fmt.Errorf("pod %s/%s: the kubelet keeps failing: %s: %s (x%d)\n%s", ns, p.Name, e.Reason, e.Message, e.Count, n.Diagnose(ns, p.Name))
+				}
+			}
 		}
 		if len(ready) >= count {
 			return ready, nil
@@ -803,6 +816,25 @@ func (n *Node) WaitPods(ns, selector string, count int, timeout time.Duration) (
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// repeatedWarnings are the kubelet's events that, seen three times for a pod, mean it will not start
+// (the sandbox, the network or a volume is refused at every retry).
+var repeatedWarnings = map[string]bool{"FailedCreatePodSandBox": true, "FailedMount": true, "FailedKillPod": true, "FailedPostStartHook": true}
+
+func (n *Node) repeatedWarning(ns, pod string) *corev1.Event {
+	ctx, cancel := opContext()
+	defer cancel()
+	evs, err := n.s.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod + ",type=Warning"})
+	if err != nil {
+		return nil
+	}
+	for i, e := range evs.Items {
+		if repeatedWarnings[e.Reason] && e.Count >= 3 {
+			return &evs.Items[i]
+		}
+	}
+	return nil
 }
 
 func podReady(p *corev1.Pod) bool {

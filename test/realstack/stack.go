@@ -248,7 +248,9 @@ func (s *Stack) spawnAPIServer(ctx context.Context) error {
 		// Dual stack, so that tests can give Services IPv6 cluster IPs too.
 		"--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
 		// The default reconciler refuses a loopback advertise address and exits.
-		"--endpoint-reconciler-type=none")
+		"--endpoint-reconciler-type=none",
+		// A node's kubelet (StartNode) is reached at its InternalIP: its hostname resolves nowhere.
+		"--kubelet-preferred-address-types=InternalIP")
 	if err != nil {
 		return err
 	}
