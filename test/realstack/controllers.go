@@ -2,7 +2,10 @@ package realstack
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -33,12 +36,16 @@ func (s *Stack) StartControllers() error {
 		return err
 	}
 	certDir := filepath.Join(s.Dir, "apiserver")
+	ca, err := writeCA(certDir)
+	if err != nil {
+		return err
+	}
 	s.kcm, err = s.spawn("kube-controller-manager", paths.ControllerManager, s.Dir, minimalEnv(s.Dir),
 		"--kubeconfig="+s.Kubeconfig,
 		"--leader-elect=false",
 		"--secure-port=0", // no metrics or health endpoint wanted: readiness is seen through the API
 		"--service-account-private-key-file="+filepath.Join(certDir, "sa.key"),
-		"--root-ca-file="+filepath.Join(certDir, "apiserver.crt"),
+		"--root-ca-file="+ca, // what pods get as kube-root-ca.crt
 		"--use-service-account-credentials=false",
 		"--cluster-name=realstack",
 		"--flex-volume-plugin-dir="+filepath.Join(s.Dir, "flexvolume"), // else it makes /usr/libexec/kubernetes
@@ -119,4 +126,30 @@ func (s *Stack) SetAPIServerEndpoint(ip string, port int) error {
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
 		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &p, Protocol: &proto}},
 	})
+}
+
+// writeCA writes the CA certificate of the API server's self-signed serving certificate (apiserver.crt
+// holds both) to ca.crt and returns its path. The controller manager publishes its --root-ca-file as
+// ClusterTrustBundles too, which refuse a certificate that is not a CA.
+func writeCA(certDir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
+	if err != nil {
+		return "", err
+	}
+	var out []byte
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil && c.IsCA {
+			out = append(out, pem.EncodeToMemory(b)...)
+		}
+	}
+	if len(out) == 0 {
+		return "", fmt.Errorf("no CA certificate in %s", filepath.Join(certDir, "apiserver.crt"))
+	}
+	path := filepath.Join(certDir, "ca.crt")
+	return path, os.WriteFile(path, out, 0o644)
 }
