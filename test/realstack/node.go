@@ -619,6 +619,16 @@ func (n *Node) Kubectl(args ...string) (string, error) {
 	return string(out), nil
 }
 
+// Apply applies a YAML manifest with kubectl (server-side, so that big objects such as CRDs fit).
+func (n *Node) Apply(manifest string) error {
+	cmd := exec.Command(n.paths.Kubectl, "--kubeconfig="+n.s.Kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", "-")
+	cmd.Env, cmd.Stdin = minimalEnv(n.s.Dir), strings.NewReader(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("kubectl apply: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // alive says which node process exited, with the last lines of its log.
 func (n *Node) alive() error {
 	n.mu.Lock()
@@ -713,6 +723,11 @@ func (n *Node) describePod(ctx context.Context, ns, name string) string {
 		fmt.Fprintf(&b, "pod %s/%s container %s: %s (restarts %d)\n", ns, name, cs.Name, stateString(cs.State), cs.RestartCount)
 		if cs.LastTerminationState.Terminated != nil {
 			fmt.Fprintf(&b, "pod %s/%s container %s: last %s\n", ns, name, cs.Name, stateString(cs.LastTerminationState))
+			tail := int64(5)
+			logs, err := n.s.Kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: cs.Name, Previous: true, TailLines: &tail}).DoRaw(ctx)
+			if err == nil {
+				fmt.Fprintf(&b, "pod %s/%s container %s: last lines of its previous run:\n%s\n", ns, name, cs.Name, strings.TrimSpace(string(logs)))
+			}
 		}
 	}
 	b.WriteString(n.events(ctx, ns, "involvedObject.name="+name))

@@ -3,6 +3,7 @@
 package realstack
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -175,6 +176,53 @@ func TestNodeRunsPods(t *testing.T) {
 		// In-cluster clients reach the API server through the kubernetes Service.
 		if out, err := exec(client[0].Name, "sh", "-c", "nc -w 3 10.96.0.1 443 </dev/null && echo connected"); err != nil || !strings.Contains(out, "connected") {
 			t.Errorf("kubernetes Service 10.96.0.1:443 from a pod: %q, %v", out, err)
+		}
+	})
+
+	// What the node refuses comes back at once, naming the pod, the container and the reason.
+	t.Run("refusals", func(t *testing.T) {
+		for _, c := range []struct{ name, image, command, want string }{
+			{"noimage", "realstack.local/missing:1", "true", "ErrImageNeverPull"},
+			{"crash", BusyboxImageRef, "echo cannot start: no config >&2; exit 3", "CrashLoopBackOff"},
+		} {
+			// The readiness probe keeps the crashing container from counting as ready in the moment
+			// before it exits.
+			err := node.Apply(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: %[3]s
+        imagePullPolicy: Never
+        command: ["sh", "-c", %[4]q]
+        readinessProbe: {exec: {command: ["true"]}, initialDelaySeconds: 30}
+`, c.name, ns, c.image, c.command))
+			if err != nil {
+				t.Fatal(err)
+			}
+			begin := time.Now()
+			_, err = node.WaitPods(ns, "app="+c.name, 1, time.Minute)
+			if err == nil {
+				t.Fatalf("%s: pod ran", c.name)
+			}
+			msg := err.Error()
+			if c.name == "crash" && !strings.Contains(msg, "cannot start: no config") {
+				t.Errorf("crash: the error does not quote the container's log:\n%s", msg)
+			}
+			if !strings.Contains(msg, c.want) || !strings.Contains(msg, "pod "+ns+"/"+c.name+"-") || time.Since(begin) > 50*time.Second {
+				t.Errorf("%s: after %v, want an error naming the pod and %s:\n%s", c.name, time.Since(begin).Round(time.Millisecond), c.want, msg)
+			}
+			first, _, _ := strings.Cut(msg, "\n")
+			t.Logf("%s: refused after %v: %s", c.name, time.Since(begin).Round(time.Millisecond), first)
+			if _, err := node.Kubectl("delete", "deployment", "-n", ns, c.name); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 
