@@ -1,7 +1,9 @@
 // Package realstack runs the real control planes meshdns talks to — etcd, kube-apiserver and istiod
-// (pilot-discovery) — on 127.0.0.1 for tests. The binaries are built by build.sh (next to this file)
-// from the Go module proxy and cached outside the checkout; tests skip when they are missing, unless
-// MESHDNS_REQUIRE_STACK=1 (CI), where they fail.
+// (pilot-discovery) — on 127.0.0.1 for tests, and beside them a real Kubernetes node (StartNode:
+// kube-controller-manager and kube-scheduler on the host; containerd, the kubelet and kube-proxy in a
+// network namespace joined to the host by a veth). The binaries are built by build.sh (next to this
+// file) from the Go module proxy and cached outside the checkout; tests skip when they are missing,
+// unless MESHDNS_REQUIRE_STACK=1 (CI), where they fail.
 package realstack
 
 import (
