@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +25,9 @@ import (
 
 	"github.com/meshdns/meshdns/test/need"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // PauseImage is the sandbox image of every pod on a node: our own pause program (./pause), imported
@@ -77,8 +81,8 @@ type Node struct {
 	containerd *process
 	kubelet    *process
 	proxy      *process
-	api        net.Listener
-	conns      map[net.Conn]bool
+	listeners  []net.Listener    // Expose's
+	conns      map[net.Conn]bool // forwarded connections; nil once stopped
 	stopOnce   sync.Once
 }
 
@@ -214,22 +218,80 @@ func (n *Node) makeNetwork() error {
 // processes and pods (through the kubernetes Service) reach it there, and its serving certificate,
 // made for 127.0.0.1, also names kubernetes.default.svc and 10.96.0.1, which they verify instead.
 func (n *Node) startAPIProxy() error {
-	port := strconv.Itoa(n.s.ports["apiserver"])
-	l, err := net.Listen("tcp", net.JoinHostPort(n.HostIP.String(), port))
+	_, err := n.Expose(n.s.ports["apiserver"], n.s.APIServer[len("https://"):])
 	if err != nil {
 		return fmt.Errorf("API server proxy: %w", err)
 	}
-	n.api = l
+	return nil
+}
+
+// Expose forwards TCP connections to HostIP:port (from the node, its pods, or the host) to target, an
+// address on the host such as the stack's istiod on 127.0.0.1, and returns HostIP:port. The stack's
+// servers listen on loopback only; this is how the node reaches them. It ends with the node.
+func (n *Node) Expose(port int, target string) (string, error) {
+	addr := net.JoinHostPort(n.HostIP.String(), strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	n.mu.Lock()
+	if n.conns == nil {
+		n.mu.Unlock()
+		l.Close()
+		return "", fmt.Errorf("node %s is stopped", n.Name)
+	}
+	n.listeners = append(n.listeners, l)
+	n.mu.Unlock()
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			go n.forward(c, net.JoinHostPort("127.0.0.1", port))
+			go n.forward(c, target)
 		}
 	}()
-	return nil
+	return addr, nil
+}
+
+// ExposeService makes Service ns/name (selector-less ClusterIP, created or updated) lead to servers on
+// the host: each port P of ports is forwarded from HostIP:P (see Expose) to ports[P], and the
+// Service's EndpointSlice lists HostIP with those ports. Pods then reach, say, the stack's istiod as
+// istiod.istio-system.svc:15012 (with ports {15012: Stack.IstiodSecureGRPC}).
+func (n *Node) ExposeService(ns, name string, ports map[int]string) error {
+	if err := n.s.EnsureNamespace(ns); err != nil {
+		return err
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	var slicePorts []discoveryv1.EndpointPort
+	for _, p := range slices.Sorted(maps.Keys(ports)) {
+		if _, err := n.Expose(p, ports[p]); err != nil {
+			return fmt.Errorf("service %s/%s: %w", ns, name, err)
+		}
+		portName, port, proto := "tcp-"+strconv.Itoa(p), int32(p), corev1.ProtocolTCP
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: portName, Port: port, Protocol: proto, TargetPort: intstr.FromInt32(port)})
+		slicePorts = append(slicePorts, discoveryv1.EndpointPort{Name: &portName, Port: &port, Protocol: &proto})
+	}
+	services := n.s.Kube.CoreV1().Services(ns)
+	if old, err := services.Get(ctx, name, metav1.GetOptions{}); err == nil {
+		old.Spec.Ports = svc.Spec.Ports
+		if _, err := services.Update(ctx, old, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("service %s/%s: %w", ns, name, err)
+		}
+	} else if _, err := services.Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("service %s/%s: %w", ns, name, err)
+	}
+	ready := true
+	return n.s.putSlice(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-host", Namespace: ns, Labels: map[string]string{
+			discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "realstack",
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{n.HostIP.String()}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports:       slicePorts,
+	})
 }
 
 func (n *Node) forward(c net.Conn, to string) {
@@ -873,7 +935,7 @@ func (n *Node) Stop() {
 		n.mu.Lock()
 		procs := []*process{n.kubelet, n.proxy, n.containerd}
 		holder := n.holder
-		conns := n.conns
+		conns, listeners := n.conns, n.listeners
 		n.conns = nil
 		n.mu.Unlock()
 		if n.t.Failed() && n.kubelet != nil {
@@ -892,8 +954,8 @@ func (n *Node) Stop() {
 			errs = teardownNode(n.NetNS, n.hostVeth, n.Cgroup)
 		}
 		holder.kill()
-		if n.api != nil {
-			n.api.Close()
+		for _, l := range listeners {
+			l.Close()
 		}
 		for c := range conns {
 			c.Close()

@@ -4,6 +4,8 @@ package realstack
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -173,6 +175,31 @@ func TestNodeRunsPods(t *testing.T) {
 			_, body, _ := strings.Cut(out, "\r\n\r\n")
 			t.Logf("from pod %s: %s answered %q through kube-proxy (%v)", from, url, strings.TrimSpace(body), time.Since(begin).Round(time.Millisecond))
 		}
+		// A server on the host's loopback, as the stack's are, reached from a pod through a Service.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from the host") })}
+		go srv.Serve(l)
+		defer srv.Close()
+		if err := node.ExposeService(ns, "host", map[int]string{8000: l.Addr().String()}); err != nil {
+			t.Fatal(err)
+		}
+		hostSvc, err := st.Kube.CoreV1().Services(ns).Get(ctx, "host", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for begin := time.Now(); ; time.Sleep(300 * time.Millisecond) {
+			out, err := exec(client[0].Name, "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 "+hostSvc.Spec.ClusterIP+" 8000")
+			if err == nil && strings.Contains(out, "hello from the host") {
+				break
+			}
+			if time.Since(begin) > 30*time.Second {
+				t.Fatalf("Service %s:8000 (ExposeService to %s) from a pod: %q, %v", hostSvc.Spec.ClusterIP, l.Addr(), out, err)
+			}
+		}
+
 		// In-cluster clients reach the API server through the kubernetes Service.
 		if out, err := exec(client[0].Name, "sh", "-c", "nc -w 3 10.96.0.1 443 </dev/null && echo connected"); err != nil || !strings.Contains(out, "connected") {
 			t.Errorf("kubernetes Service 10.96.0.1:443 from a pod: %q, %v", out, err)
