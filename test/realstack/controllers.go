@@ -14,8 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 )
 
 // StartControllers starts kube-controller-manager (every default controller: Deployment,
@@ -92,31 +90,8 @@ func (s *Stack) SetAPIServerEndpoint(ip string, port int) error {
 	} else if err != nil {
 		return fmt.Errorf("service %s/%s: %w", ns, name, err)
 	}
+	// An EndpointSlice only: v1 Endpoints are deprecated, and every client here reads slices.
 	p := int32(port)
-	ep := &corev1.Endpoints{ //nolint:staticcheck // still read by older clients
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{discoveryv1.LabelSkipMirror: "true"}},
-		Subsets: []corev1.EndpointSubset{{ //nolint:staticcheck
-			Addresses: []corev1.EndpointAddress{{IP: ip}},
-			Ports:     []corev1.EndpointPort{{Name: "https", Port: p, Protocol: corev1.ProtocolTCP}}, //nolint:staticcheck
-		}},
-	}
-	// v1 Endpoints are deprecated and every call says so on stderr; the kubernetes Service has them.
-	quiet := rest.CopyConfig(s.Config)
-	quiet.WarningHandler = rest.NoWarnings{}
-	kube, err := kubernetes.NewForConfig(quiet)
-	if err != nil {
-		return err
-	}
-	eps := kube.CoreV1().Endpoints(ns) //nolint:staticcheck
-	if old, err := eps.Get(ctx, name, metav1.GetOptions{}); err == nil {
-		ep.ResourceVersion = old.ResourceVersion
-		_, err = eps.Update(ctx, ep, metav1.UpdateOptions{})
-		if err != nil {
-			return fmt.Errorf("endpoints %s/%s: %w", ns, name, err)
-		}
-	} else if _, err := eps.Create(ctx, ep, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("endpoints %s/%s: %w", ns, name, err)
-	}
 	portName, proto, ready := "https", corev1.ProtocolTCP, true
 	return s.putSlice(ctx, &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
