@@ -119,6 +119,19 @@ func TestNodeRunsPods(t *testing.T) {
 		}
 	}
 
+	// The kubelet's volume mounts (the pods' service account tokens) and containerd's exist in the
+	// node's mount namespace only.
+	mounts, err := node.Exec("cat", "/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mounts), filepath.Join(node.Dir, "kubelet", "pods")) {
+		t.Errorf("no kubelet volume mounts in the node's mount namespace:\n%s", mounts)
+	}
+	if m := mountsUnder(node.Dir); len(m) > 0 {
+		t.Errorf("the node's mounts show on the host: %v", m)
+	}
+
 	exec := func(pod string, cmd ...string) (string, error) {
 		return node.Kubectl(append([]string{"exec", "-n", ns, pod, "--"}, cmd...)...)
 	}
