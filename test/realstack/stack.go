@@ -75,6 +75,8 @@ type Stack struct {
 	etcd   *process
 	kapi   *process
 	istiod *process
+	kcm    *process // kube-controller-manager and kube-scheduler, once StartControllers ran
+	sched  *process
 	ports  map[string]int
 }
 
@@ -246,7 +248,9 @@ func (s *Stack) spawnAPIServer(ctx context.Context) error {
 		// Dual stack, so that tests can give Services IPv6 cluster IPs too.
 		"--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
 		// The default reconciler refuses a loopback advertise address and exits.
-		"--endpoint-reconciler-type=none")
+		"--endpoint-reconciler-type=none",
+		// A node's kubelet (StartNode) is reached at its InternalIP: its hostname resolves nowhere.
+		"--kubelet-preferred-address-types=InternalIP")
 	if err != nil {
 		return err
 	}
@@ -371,7 +375,7 @@ func (s *Stack) IstiodRunning() bool {
 func (s *Stack) cleanup() {
 	s.mu.Lock()
 	// Reverse start order, so nothing logs about a dependency that vanished first.
-	for _, p := range []*process{s.istiod, s.kapi, s.etcd} {
+	for _, p := range []*process{s.sched, s.kcm, s.istiod, s.kapi, s.etcd} {
 		p.kill()
 	}
 	s.mu.Unlock()
