@@ -4,12 +4,21 @@ BIN      := bin/coredns
 FUZZTIME ?= 30s
 PKGS     ?= ./...
 
-.PHONY: all build run test generate fuzz soak chaos bench bench-push bench-kube clean
+.PHONY: all build image run test generate fuzz soak chaos bench bench-push bench-kube clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/coredns
+	$(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/coredns
+
+# The node-local image (deploy/docker/Dockerfile's node stage) as an archive, without Docker:
+# ctr -n k8s.io images import bin/meshdns-node.tar. The binary is built as the Dockerfile builds it;
+# the Debian packages are cached in /var/cache/meshdns/debs ($MESHDNS_DEB_CACHE).
+IMAGE ?= ghcr.io/meshdns/meshdns:dev
+image: export CGO_ENABLED = 0
+image: BUILDFLAGS = -trimpath -ldflags "-s -w"
+image: build
+	$(GO) run ./deploy/image -bin $(BIN) -ref $(IMAGE) -o bin/meshdns-node.tar
 
 # Serves example/nametable.yaml on 127.0.0.1:1053 and forwards other names to this machine's resolvers.
 run: build
@@ -37,6 +46,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceEntry$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceImport$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTable$$' -fuzztime $(FUZZTIME) ./plugin/pkg/handover
+	$(GO) test -run '^$$' -fuzz '^FuzzParseStanzas$$' -fuzztime $(FUZZTIME) ./deploy/image
+	$(GO) test -run '^$$' -fuzz '^FuzzDependsNames$$' -fuzztime $(FUZZTIME) ./deploy/image
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAlternatives$$' -fuzztime $(FUZZTIME) ./deploy/image
+	$(GO) test -run '^$$' -fuzz '^FuzzAddPackage$$' -fuzztime $(FUZZTIME) ./deploy/image
 
 # dnsperf at a fixed rate for SOAK while both sources change the table every second and the upstream
 # flaps: mesh names must get every answer. Results go to bench/results.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,17 +190,7 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			r.change[len(r.change)/2].Seconds()/p.change[len(p.change)/2].Seconds())
 	}
 	b.Log("\n" + out.String())
-	if dir := os.Getenv("MESHDNS_RESULTS"); dir != "" {
-		path := filepath.Join(dir, time.Now().Format("2006-01-02")+"-kubescale.txt")
-		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err == nil {
-			_, err = fmt.Fprintf(f, "# %s\n%s\n", time.Now().UTC().Format(time.RFC3339), out.String())
-			f.Close()
-		}
-		if err != nil {
-			b.Error(err)
-		}
-	}
+	recordResult(b, "kubescale", out.String())
 	b.ReportMetric(m.ready.Seconds(), "meshdns-ready-s")
 	b.ReportMetric(m.rssMiB, "meshdns-rss-MiB")
 	b.ReportMetric(float64(m.change[len(m.change)/2].Milliseconds()), "meshdns-change-ms")

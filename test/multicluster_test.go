@@ -255,12 +255,7 @@ func TestMulticluster(t *testing.T) {
 		t.Errorf("west withdrawn after %v, before its lease of %v", gone, lease)
 	}
 	t.Log("\n" + report.String())
-	if dir := os.Getenv("MESHDNS_RESULTS"); dir != "" {
-		if f, err := os.OpenFile(filepath.Join(dir, time.Now().Format("2006-01-02")+"-multicluster.txt"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			fmt.Fprintln(f, report.String())
-			f.Close()
-		}
-	}
+	recordResult(t, "multicluster", report.String())
 	for _, reason := range []string{"gateway", "api"} {
 		if n := e.metric(t, `coredns_meshdns_multicluster_withdrawals_total{cluster="west",reason="`+reason+`"}`); n < 1 {
 			t.Errorf("withdrawals of west for %s: %v", reason, n)

@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,17 +51,39 @@ func (n *netns) try(args ...string) (string, error) {
 	return string(out), err
 }
 
-// rulesFor lists the iptables rules (raw and filter) that mention addr.
+// rulesFor lists the iptables (ip6tables for an IPv6 address) rules, raw and filter, that mention addr.
 func (n *netns) rulesFor(addr string) []string {
+	cmd := "iptables"
+	if strings.Contains(addr, ":") {
+		cmd = "ip6tables"
+	}
 	var out []string
 	for _, table := range []string{"raw", "filter"} {
-		for _, line := range strings.Split(n.run("iptables", "-t", table, "-S"), "\n") {
-			if strings.Contains(line, addr) {
+		for _, line := range strings.Split(n.run(cmd, "-t", table, "-S"), "\n") {
+			if strings.Contains(line, addr+"/") {
 				out = append(out, table+" "+line)
 			}
 		}
 	}
 	return out
+}
+
+// waitRules waits until addr has want iptables rules: a start adds them in the background, after
+// the interface, so as not to delay serving.
+func (n *netns) waitRules(addr string, want int) {
+	n.t.Helper()
+	n.waitRulesIn("iptables", addr, want)
+}
+
+// waitRulesIn is waitRules for the firewall of mode (iptables or nftables).
+func (n *netns) waitRulesIn(mode, addr string, want int) {
+	n.t.Helper()
+	eventually(n.t, 10*time.Second, fmt.Sprintf("%d %s rules for %s", want, mode, addr), func() error {
+		if got := n.rulesIn(mode, addr); len(got) != want {
+			return fmt.Errorf("%d rules:\n%s", len(got), strings.Join(got, "\n"))
+		}
+		return nil
+	})
 }
 
 // dig asks the resolver at server inside the namespace and returns the short answer.
@@ -154,9 +177,7 @@ func TestNodeCache(t *testing.T) {
 	if out := ns.run("ip", "-br", "addr", "show", "nodelocaldns"); !strings.Contains(out, local+"/32") {
 		t.Errorf("interface: %s", out)
 	}
-	if got := ns.rulesFor(local); len(got) != wantRules {
-		t.Errorf("%d rules, want %d:\n%s", len(got), wantRules, strings.Join(got, "\n"))
-	}
+	ns.waitRules(local, wantRules)
 	if got, err := ns.dig(local, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
 		t.Errorf("query to %s inside the namespace: %q %v", local, got, err)
 	}
@@ -203,9 +224,7 @@ func TestNodeCache(t *testing.T) {
 	ns.run("iptables", "-t", "raw", "-A", "PREROUTING", "-p", "tcp", "-d", local, "--dport", "53", "-j", "NOTRACK")
 	ns.run("iptables", "-t", "filter", "-A", "INPUT", "-p", "udp", "-d", local, "--dport", "53", "-j", "ACCEPT")
 	cmd = ns.startIn(dir, corefile("        skip_teardown\n"), local)
-	if got := ns.rulesFor(local); len(got) != wantRules {
-		t.Errorf("on a dirty host: %d rules, want %d:\n%s", len(got), wantRules, strings.Join(got, "\n"))
-	}
+	ns.waitRules(local, wantRules) // and no more: nothing doubled on a dirty host
 	// With skip_teardown, the shutdown leaves them for the next start (an upgrade without a gap).
 	stop(t, cmd)
 	if got := ns.rulesFor(local); len(got) != wantRules {
@@ -258,9 +277,7 @@ func TestNodeCacheCompat(t *testing.T) {
 		if got, err := ns.dig(addr, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
 			t.Errorf("query to %s: %q %v", addr, got, err)
 		}
-		if got := ns.rulesFor(addr); len(got) != 14 {
-			t.Errorf("%s: %d rules, want 14", addr, len(got))
-		}
+		ns.waitRules(addr, 14)
 	}
 	stop(t, cmd)
 	if got := ns.rulesFor("169.254.20.10"); len(got) != 0 {
@@ -297,10 +314,85 @@ func TestNodeCacheReadme(t *testing.T) {
 				if got, err := ns.dig(addr, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
 					t.Errorf("query to %s: %q %v", addr, got, err)
 				}
-				if got := ns.rulesFor(addr); len(got) != 14 {
-					t.Errorf("%s: %d rules, want 14", addr, len(got))
-				}
+				ns.waitRules(addr, 14)
 			}
 		})
 	}
+}
+
+// TestHelperHoldAddress is not a test: TestNodeCacheAddressHeld runs it inside a namespace, where it
+// holds an address without sharing it, as a resolver that is not ours would.
+func TestHelperHoldAddress(t *testing.T) {
+	addr := os.Getenv("MESHDNS_HOLD_ADDR")
+	if addr == "" {
+		t.Skip("helper process only")
+	}
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Println("holding", addr)
+	time.Sleep(time.Minute)
+}
+
+// TestNodeCacheAddressHeld starts the node-local resolver while something else holds its address:
+// it does not exit (no crash loop), it logs who holds the address, and it serves as soon as the
+// address is free.
+func TestNodeCacheAddressHeld(t *testing.T) {
+	ns := newNetns(t)
+	dir := t.TempDir()
+	const local = "169.254.20.10"
+	ns.run("ip", "link", "add", "nodelocaldns", "type", "bridge") // this kernel may have no dummy interfaces
+	ns.run("ip", "addr", "add", local+"/32", "dev", "nodelocaldns")
+	ns.run("ip", "link", "set", "nodelocaldns", "up")
+	holder := exec.Command("ip", "netns", "exec", ns.name, os.Args[0], "-test.run=^TestHelperHoldAddress$")
+	holder.Env = append(os.Environ(), "MESHDNS_HOLD_ADDR="+local+":53")
+	holderOut := &syncBuffer{}
+	holder.Stdout, holder.Stderr = holderOut, holderOut
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	eventually(t, 10*time.Second, "the holder bound", func() error {
+		if !strings.Contains(holderOut.String(), "holding") {
+			return fmt.Errorf("holder: %q", holderOut.String())
+		}
+		return nil
+	})
+
+	corefile := filepath.Join(dir, "Corefile")
+	if err := os.WriteFile(corefile, []byte(rolloutCorefile(writeRolloutTable(t, dir), "iptables")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command("ip", "netns", "exec", ns.name, binary, "-conf", corefile)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { cmd.Process.Kill(); <-exited }()
+	eventually(t, 10*time.Second, "the conflict logged", func() error {
+		if !strings.Contains(out.String(), local+":53 is held by pid ") {
+			return fmt.Errorf("log so far:\n%s", out)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second)
+	select {
+	case err := <-exited:
+		t.Fatalf("the resolver exited while its address was held: %v\n%s", err, out)
+	default:
+	}
+	holder.Process.Kill()
+	holder.Wait()
+	eventually(t, 10*time.Second, "answers once the address is free", func() error {
+		got, err := ns.dig(local, "reviews.bookinfo.svc.cluster.local.")
+		if err != nil || got != "10.96.10.12" {
+			return fmt.Errorf("%q %v", got, err)
+		}
+		return nil
+	})
 }

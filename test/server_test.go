@@ -230,6 +230,27 @@ func exchange(t testing.TB, netw, addr, name string, qtype uint16, bufsize uint1
 	return r
 }
 
+// recordResult appends report, under the time, to bench/results' file of the day for name when
+// MESHDNS_RESULTS names that folder (make soak, make bench-kube, ...).
+func recordResult(t testing.TB, name, report string) {
+	t.Helper()
+	dir := os.Getenv("MESHDNS_RESULTS")
+	if dir == "" {
+		return
+	}
+	path := filepath.Join(dir, time.Now().Format("2006-01-02")+"-"+name+".txt")
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err == nil {
+		_, err = fmt.Fprintf(f, "# %s\n%s\n", time.Now().UTC().Format(time.RFC3339), strings.TrimRight(report, "\n"))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Errorf("recording results: %v", err)
+	}
+}
+
 // eventually retries check until it passes or the timeout ends.
 func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
 	t.Helper()

@@ -311,14 +311,7 @@ func TestSoak(t *testing.T) {
 	fmt.Fprintf(&report, "resident memory: %d MiB at the start, %d MiB at the end (anonymous: %d MiB, %d MiB)\n",
 		rssStart/1024, rssEnd/1024, anonStart/1024, anonEnd/1024)
 	t.Log("\n" + report.String())
-	if dir := os.Getenv("MESHDNS_RESULTS"); dir != "" {
-		path := filepath.Join(dir, time.Now().Format("2006-01-02")+"-soak.txt")
-		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err == nil {
-			fmt.Fprintln(f, report.String())
-			f.Close()
-		}
-	}
+	recordResult(t, "soak", report.String())
 
 	fail := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)

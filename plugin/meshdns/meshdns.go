@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
+	"github.com/meshdns/meshdns/plugin/pkg/handover"
 
 	"github.com/miekg/dns"
 )
@@ -44,8 +45,9 @@ type MeshDNS struct {
 // Name implements plugin.Handler.
 func (m *MeshDNS) Name() string { return pluginName }
 
-// Ready implements ready.Readiness: true once every source has delivered its first table.
-func (m *MeshDNS) Ready() bool { return m.store.ready.Load() }
+// Ready implements ready.Readiness: true once every source has delivered its first table, and false
+// again once the process is shutting down (with `ready { monitor continuously }`, which polls it).
+func (m *MeshDNS) Ready() bool { return m.store.ready.Load() && !handover.Leaving() }
 
 // ServeDNS implements plugin.Handler.
 func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {

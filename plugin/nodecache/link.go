@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // ensureInterface makes sure the interface name exists, is up and holds every address in ips, as
@@ -51,6 +52,11 @@ func ensureInterface(name string, ips []netip.Addr) ([]string, error) {
 		}
 		bits := ip.BitLen()
 		addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+		if ip.Is6() {
+			// No duplicate address detection: the address is this node's own, and a tentative one
+			// cannot be bound for the second or so that DAD takes.
+			addr.Flags = unix.IFA_F_NODAD
+		}
 		if err := netlink.AddrAdd(link, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
 			return did, fmt.Errorf("adding %s to %s: %w", ip, name, err)
 		}

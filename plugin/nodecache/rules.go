@@ -90,12 +90,22 @@ func ensureRules(fw firewall, rules []rule) ([]string, error) {
 	return did, nil
 }
 
-// removeRules deletes every one of rules that is there, going on past errors, and returns the first.
+// removeRules deletes every copy of each of rules (two instances checking at the same moment can each
+// have added one), going on past errors, and returns the first.
 func removeRules(fw firewall, rules []rule) error {
 	var first error
 	for _, r := range rules {
-		if err := fw.DeleteIfExists(r.table, r.chain, r.spec...); err != nil && first == nil {
-			first = fmt.Errorf("removing rule %s: %w", r, err)
+		for {
+			ok, err := fw.Exists(r.table, r.chain, r.spec...)
+			if err == nil && ok {
+				err = fw.DeleteIfExists(r.table, r.chain, r.spec...)
+			}
+			if err != nil && first == nil {
+				first = fmt.Errorf("removing rule %s: %w", r, err)
+			}
+			if err != nil || !ok {
+				break
+			}
 		}
 	}
 	return first

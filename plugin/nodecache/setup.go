@@ -19,6 +19,9 @@ const (
 	DefaultInterface     = "nodelocaldns"
 	DefaultHealthPort    = 8080
 	DefaultCheckInterval = 60 * time.Second
+	// DefaultLameduck covers a surge handover: the instance taking over may report ready a moment
+	// before its DNS sockets have joined the address.
+	DefaultLameduck = 5 * time.Second
 )
 
 func setup(c *caddy.Controller) error {
@@ -27,20 +30,25 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	n := newNodeCache(cfg)
-	// Before the servers listen, so that they can bind the local addresses; again at each reload,
-	// which finds everything in place.
+	// The interface before the servers listen, so that they can bind the local addresses (the rules
+	// follow in the background); again at each reload, which finds everything in place.
 	c.OnStartup(func() error {
-		did, err := n.ensure()
+		did, err := n.ensureLink()
 		if len(did) > 0 {
 			log.Infof("node-local setup: %s", strings.Join(did, "; "))
 		}
 		if err != nil {
 			return plugin.Error(pluginName, err)
 		}
+		if err := n.waitForAddresses(); err != nil {
+			return plugin.Error(pluginName, err)
+		}
 		n.start()
+		live.Store(n, struct{}{})
 		return nil
 	})
 	c.OnShutdown(func() error {
+		live.Delete(n)
 		n.stop()
 		return nil
 	})
@@ -61,6 +69,8 @@ func parse(c *caddy.Controller) (Config, error) {
 		Port:           53,
 		HealthPort:     DefaultHealthPort,
 		CheckInterval:  DefaultCheckInterval,
+		Lameduck:       DefaultLameduck,
+		Rules:          "auto",
 	}
 	i := 0
 	for c.Next() {
@@ -124,19 +134,31 @@ func parse(c *caddy.Controller) (Config, error) {
 						cfg.SetupIPTables = v == "on"
 					}
 				}
+			case "rules":
+				var v string
+				if v, err = one("iptables, nftables or auto"); err == nil {
+					if v != "iptables" && v != "nftables" && v != "auto" {
+						return cfg, c.Errf("rules: %q is not iptables, nftables or auto", v)
+					}
+					cfg.Rules = v
+				}
 			case "skip_teardown":
 				if len(args) != 0 {
 					return cfg, c.Errf("skip_teardown: want no arguments, got %d", len(args))
 				}
 				cfg.SkipTeardown = true
-			case "check_interval":
+			case "check_interval", "lameduck":
 				var v string
-				if v, err = one("a duration such as 60s"); err == nil {
+				if v, err = one("a duration such as 5s"); err == nil {
 					d, perr := time.ParseDuration(v)
 					if perr != nil || d < 0 {
-						return cfg, c.Errf("check_interval: %q is not a duration such as 60s (0 turns checking off)", v)
+						return cfg, c.Errf("%s: %q is not a duration such as 5s (0 turns it off)", prop, v)
 					}
-					cfg.CheckInterval = d
+					if prop == "check_interval" {
+						cfg.CheckInterval = d
+					} else {
+						cfg.Lameduck = d
+					}
 				}
 			default:
 				return cfg, c.Errf("unknown property '%s'", prop)
