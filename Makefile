@@ -4,7 +4,7 @@ BIN      := bin/coredns
 FUZZTIME ?= 30s
 PKGS     ?= ./...
 
-.PHONY: all build image run test generate fuzz soak chaos bench bench-push bench-kube clean
+.PHONY: e2e-node all build image run test generate fuzz soak chaos bench bench-push bench-kube clean
 
 all: build
 
@@ -79,6 +79,14 @@ SCALE ?= 1
 bench-kube:
 	MESHDNS_SCALE=$(SCALE) MESHDNS_REQUIRE_STACK=1 MESHDNS_RESULTS=$(CURDIR)/bench/results \
 		$(GO) test -run '^$$' -bench '^BenchmarkKubernetesScale$$' -benchtime 1x -timeout 30m ./test/
+
+# The node-local role on a real node (kubelet, containerd, kube-proxy, the image, the manifests as
+# they are), with real clients in pods: a PASS or FAIL line per check and a count at the end. Builds
+# what is missing first (cached: bash test/realstack/build.sh).
+e2e-node:
+	bash test/realstack/build.sh
+	MESHDNS_E2E_NODE=1 MESHDNS_REQUIRE_STACK=1 MESHDNS_REQUIRE_TOOLS=1 MESHDNS_RESULTS=$(CURDIR)/bench/results \
+		$(GO) test -count=1 -run '^TestNodeLocalE2E$$' -v -timeout 30m ./test/
 
 clean:
 	rm -rf bin

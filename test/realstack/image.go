@@ -157,10 +157,10 @@ func layerTar(files []ImageFile) ([]byte, error) {
 // BusyboxImageRef is the name BusyboxImage gives its image.
 const BusyboxImageRef = "realstack.local/busybox:1"
 
-// BusyboxImage writes an image archive (BusyboxImageRef) holding the machine's static busybox
-// (Debian's busybox-static) with a link for each of its applets in /bin, and returns its path. It
-// skips t when busybox is missing or not static (Debian's busybox package is dynamic).
-func BusyboxImage(t testing.TB, dir string) string {
+// BusyboxFiles are the files of a busybox image: the machine's static busybox (Debian's
+// busybox-static) with a link for each of its applets in /bin, /etc/passwd and /etc/group, /tmp and
+// /root. It skips t when busybox is missing or not static (Debian's busybox package is dynamic).
+func BusyboxFiles(t testing.TB) []ImageFile {
 	t.Helper()
 	bin := need.Tool(t, "busybox")
 	if real, err := filepath.EvalSymlinks(bin); err == nil {
@@ -197,6 +197,13 @@ func BusyboxImage(t testing.TB, dir string) string {
 			files = append(files, ImageFile{Name: "bin/" + applet, Link: "busybox"})
 		}
 	}
+	return files
+}
+
+// BusyboxImage writes an image archive (BusyboxImageRef) of BusyboxFiles and returns its path.
+func BusyboxImage(t testing.TB, dir string) string {
+	t.Helper()
+	files := BusyboxFiles(t)
 	out := filepath.Join(dir, "busybox.tar")
 	if err := WriteImageArchive(out, BusyboxImageRef, ImageConfig{Cmd: []string{"sh"}}, files); err != nil {
 		t.Fatal(err)
