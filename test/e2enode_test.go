@@ -77,7 +77,7 @@ func TestNodeLocalE2E(t *testing.T) {
 	}
 	clients := clientsArchive(t, dir)
 
-	stack := realstack.Start(t, realstack.Options{WithoutIstiod: true})
+	stack := realstack.Start(t, realstack.Options{})
 	node := realstack.StartNode(t, stack, realstack.NodeOptions{Images: []string{mesh, next, clients}})
 	startE2EUpstream(t, node.HostIP.String())
 
@@ -227,6 +227,61 @@ func TestNodeLocalE2E(t *testing.T) {
 		}
 		r.check(fmt.Sprintf("%s under 500 q/s from a pod loses no query (%s)", roll.name, strings.TrimSpace(got)), serr)
 		figures += fmt.Sprintf("; %s under 500 q/s: %s", roll.name, strings.TrimSpace(got))
+	}
+
+	// The nds overlay in its place: mesh names from istiod over TLS with the pod's projected token,
+	// istiod reached as istiod.istio-system.svc:15012 (the stack's, through a selector-less Service).
+	if out, err := node.Kubectl("delete", "-k", overlay, "--wait=true", "--timeout=60s"); err != nil {
+		t.Fatalf("kubectl delete -k overlays/kubernetes: %v\n%s", err, out)
+	}
+	err = pollFor(time.Minute, func() error { // the old pods end after their lameduck, the last one tearing down
+		out, err := node.Kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=meshdns", "-o", "name")
+		if err == nil && strings.TrimSpace(out) != "" {
+			err = fmt.Errorf("still there: %s", out)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the kubernetes overlay's pods: %v", err)
+	}
+	if err := node.ExposeService(realstack.IstioNamespace, "istiod", map[int]string{15012: stack.IstiodSecureGRPC}); err != nil {
+		t.Fatal(err)
+	}
+	applied = time.Now()
+	if out, err := node.Kubectl("apply", "-k", e2eOverlay(t, filepath.Join(dir, "nds"), "nds")); err != nil {
+		t.Fatalf("kubectl apply -k deploy/kubernetes/overlays/nds: %v\n%s", err, out)
+	}
+	if _, err := node.WaitPods("kube-system", "k8s-app=meshdns", 1, 2*time.Minute); err != nil {
+		t.Fatalf("the nds overlay's pod: %v", err)
+	}
+	err = pollFor(2*time.Minute, func() error {
+		out, err := node.Kubectl("exec", "-n", "web", "client", "--", "/resolve-glibc", "api.payments.example")
+		if err != nil || !strings.Contains(out, "240.240.0.5") {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+	r.check("the nds overlay answers a ServiceEntry host from istiod", err)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, node.Diagnose("kube-system", ""))
+	}
+	figures += fmt.Sprintf("; nds overlay: kubectl apply to the first answer %v", time.Since(applied).Round(100*time.Millisecond))
+	for _, l := range []lookup{
+		{"shop", "cart.shop.svc.cluster.local", cartIP},
+		{"web", "cart.shop", cartIP},
+		{"shop", "api.payments.example", "240.240.0.5"},
+		{"shop", strings.TrimSuffix(externalName, "."), externalIP},
+		{"web", podIPName, dbIP},
+	} {
+		out, err := node.Kubectl("exec", "-n", l.ns, "client", "--", "/resolve-glibc", l.name)
+		if err == nil && !strings.Contains(out, l.want) {
+			err = fmt.Errorf("%s", strings.TrimSpace(out))
+		}
+		if err != nil {
+			logs, _ := node.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=meshdns", "--tail=20")
+			err = fmt.Errorf("%v\nthe meshdns pod's last log lines:\n%s", err, logs)
+		}
+		r.check(fmt.Sprintf("nds overlay, glibc getaddrinfo in %s: %s = %s", l.ns, l.name, l.want), err)
 	}
 	recordResult(t, "e2e-node", figures)
 }

@@ -28,8 +28,8 @@ var (
 	}
 	// Tools are the client tools and root the integration tests drive (dig, dnsperf, ip, iptables...).
 	Tools = Kind{
-		What:    "root or client tools (dig, dnsperf, ip, iptables, systemd-analyze, containerd, runc, busybox-static)",
-		How:     "as root, apt-get install bind9-dnsutils dnsperf iproute2 iptables systemd containerd runc busybox-static, then make test",
+		What:    "root or client tools (dig, dnsperf, ip, iptables, nft, wget, systemd-analyze, containerd, runc, busybox-static)",
+		How:     "as root, apt-get install bind9-dnsutils dnsperf iproute2 iptables nftables wget systemd containerd runc busybox-static, then make test",
 		Require: "MESHDNS_REQUIRE_TOOLS",
 	}
 )
