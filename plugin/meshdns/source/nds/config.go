@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/coredns/caddy"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source/xds"
 )
 
 // Defaults of the node istiod sees. ISTIO_VERSION only needs to be new enough for istiod to treat the
@@ -137,7 +139,7 @@ func (cfg *Config) nodeID() string {
 	}
 	host, _, _ = strings.Cut(host, ".")
 	ip := "127.0.0.1"
-	if ips := localIPs(); len(ips) > 0 {
+	if ips := xds.LocalIPs(); len(ips) > 0 {
 		ip = ips[0]
 	}
 	return fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.%s", ip, host, cfg.namespace(), cfg.namespace(), cfg.clusterDomain())
@@ -169,27 +171,11 @@ func (cfg *Config) metadata() map[string]string {
 		"NAMESPACE":         cfg.namespace(),
 		"ISTIO_VERSION":     DefaultIstioVersion,
 	}
-	if ips := localIPs(); len(ips) > 0 {
+	if ips := xds.LocalIPs(); len(ips) > 0 {
 		md["INSTANCE_IPS"] = strings.Join(ips, ",")
 	}
 	for k, v := range cfg.Metadata {
 		md[k] = v
 	}
 	return md
-}
-
-// localIPs are this host's global unicast addresses, IPv4 first, as a proxy reports them.
-func localIPs() []string {
-	var v4, v6 []string
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
-			if n.IP.To4() != nil {
-				v4 = append(v4, n.IP.String())
-			} else {
-				v6 = append(v6, n.IP.String())
-			}
-		}
-	}
-	return append(v4, v6...)
 }

@@ -1,0 +1,297 @@
+package ambient
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// index is the Address resources held, with what turns a change into the hosts it touches. It is
+// used by one goroutine at a time (the xds client's, or a successor's Resume under the client's lock).
+type index struct {
+	clusterDomain string
+	network       string
+
+	services  map[string]*Service  // by resource name ("namespace/hostname")
+	workloads map[string]*Workload // by resource name (uid)
+	byHost    map[string]set       // canonical hostname -> service resource names
+	members   map[string]set       // "namespace/hostname" -> workload resource names
+	byAddr    map[netip.Addr]set   // address -> workload resource names
+	podHosts  map[string]set       // canonical hostname -> the per-pod hosts last given for it
+}
+
+type set = map[string]struct{}
+
+func newIndex(clusterDomain, network string) *index {
+	return &index{
+		clusterDomain: clusterDomain, network: network,
+		services: map[string]*Service{}, workloads: map[string]*Workload{},
+		byHost: map[string]set{}, members: map[string]set{}, byAddr: map[netip.Addr]set{}, podHosts: map[string]set{},
+	}
+}
+
+// clone is a copy that shares nothing mutable with x (the decoded resources are never changed).
+func (x *index) clone() *index {
+	deep := func(m map[string]set) map[string]set {
+		out := make(map[string]set, len(m))
+		for k, v := range m {
+			out[k] = maps.Clone(v)
+		}
+		return out
+	}
+	byAddr := make(map[netip.Addr]set, len(x.byAddr))
+	for k, v := range x.byAddr {
+		byAddr[k] = maps.Clone(v)
+	}
+	return &index{
+		clusterDomain: x.clusterDomain, network: x.network,
+		services: maps.Clone(x.services), workloads: maps.Clone(x.workloads),
+		byHost: deep(x.byHost), members: deep(x.members), byAddr: byAddr, podHosts: deep(x.podHosts),
+	}
+}
+
+// touched collects what a change affects: hosts whose entries to compute again, client addresses
+// whose namespace to look up again.
+type touched struct {
+	hosts map[string]struct{}
+	addrs map[netip.Addr]struct{}
+}
+
+func newTouched() *touched {
+	return &touched{hosts: map[string]struct{}{}, addrs: map[netip.Addr]struct{}{}}
+}
+
+func (t *touched) workload(w *Workload) {
+	if w == nil {
+		return
+	}
+	for _, key := range w.Services {
+		_, host, _ := strings.Cut(key, "/")
+		t.hosts[table.CanonicalHost(host)] = struct{}{}
+	}
+	for _, a := range w.Addrs {
+		t.addrs[a] = struct{}{}
+	}
+}
+
+func (t *touched) service(s *Service) {
+	if s != nil {
+		t.hosts[table.CanonicalHost(s.Hostname)] = struct{}{}
+	}
+}
+
+func add[K comparable](m map[K]set, k K, v string) {
+	if m[k] == nil {
+		m[k] = set{}
+	}
+	m[k][v] = struct{}{}
+}
+
+func remove[K comparable](m map[K]set, k K, v string) {
+	delete(m[k], v)
+	if len(m[k]) == 0 {
+		delete(m, k)
+	}
+}
+
+// remove drops resource name, of either kind.
+func (x *index) remove(name string, t *touched) {
+	if s := x.services[name]; s != nil {
+		t.service(s)
+		remove(x.byHost, table.CanonicalHost(s.Hostname), name)
+		delete(x.services, name)
+	}
+	if w := x.workloads[name]; w != nil {
+		t.workload(w)
+		for _, key := range w.Services {
+			remove(x.members, key, name)
+		}
+		for _, a := range w.Addrs {
+			remove(x.byAddr, a, name)
+		}
+		delete(x.workloads, name)
+	}
+}
+
+// put replaces resource name with w or s.
+func (x *index) put(name string, w *Workload, s *Service, t *touched) {
+	x.remove(name, t)
+	if s != nil {
+		t.service(s)
+		add(x.byHost, table.CanonicalHost(s.Hostname), name)
+		x.services[name] = s
+	}
+	if w != nil {
+		t.workload(w)
+		for _, key := range w.Services {
+			add(x.members, key, name)
+		}
+		for _, a := range w.Addrs {
+			add(x.byAddr, a, name)
+		}
+		x.workloads[name] = w
+	}
+}
+
+// onNetwork reports whether an address or workload of network n is reachable from the clients: ""
+// is every network.
+func (x *index) onNetwork(n string) bool { return n == "" || n == x.network }
+
+// changes returns the entries of each touched host, and of the per-pod hosts they have or had; an
+// empty list removes a host.
+func (x *index) changes(hosts map[string]struct{}) map[string][]table.Entry {
+	out := make(map[string][]table.Entry, len(hosts))
+	for h := range hosts {
+		main, pods := x.hostEntries(h)
+		out[h] = main
+		for ph := range x.podHosts[h] {
+			if _, still := pods[ph]; !still {
+				out[ph] = nil
+			}
+		}
+		next := set{}
+		for ph, e := range pods {
+			out[ph] = []table.Entry{e}
+			next[ph] = struct{}{}
+		}
+		if len(next) == 0 {
+			delete(x.podHosts, h)
+		} else {
+			x.podHosts[h] = next
+		}
+	}
+	return out
+}
+
+// all returns the entries of every host, as a snapshot.
+func (x *index) all() []table.Entry {
+	hosts := make(map[string]struct{}, len(x.byHost))
+	for h := range x.byHost {
+		hosts[h] = struct{}{}
+	}
+	for h := range x.podHosts {
+		hosts[h] = struct{}{}
+	}
+	var out []table.Entry
+	ch := x.changes(hosts)
+	for _, h := range slices.Sorted(maps.Keys(ch)) {
+		out = append(out, ch[h]...)
+	}
+	if out == nil {
+		out = []table.Entry{}
+	}
+	return out
+}
+
+// hostEntries is what host h answers, as istiod's ambient index implies: the VIPs on the clients'
+// network of the Services named h (only the canonical ones when some are); for a Kubernetes Service
+// without any VIP (headless), the addresses of its healthy workloads on the network, and one
+// <pod>.<h> host per pod. Services visible to their own namespace only are left out: the table is
+// the same for every client.
+func (x *index) hostEntries(h string) ([]table.Entry, map[string]table.Entry) {
+	var svcs []*Service
+	canonical := false
+	for _, name := range slices.Sorted(maps.Keys(x.byHost[h])) {
+		s := x.services[name]
+		if s.NamespaceOnly {
+			continue
+		}
+		svcs = append(svcs, s)
+		canonical = canonical || s.Canonical
+	}
+	if canonical {
+		svcs = slices.DeleteFunc(svcs, func(s *Service) bool { return !s.Canonical })
+	}
+	var (
+		e    table.Entry
+		kube bool
+		pods map[string]table.Entry
+	)
+	e.Host = strings.TrimSuffix(h, ".") // h is canonical: lower case, a final dot
+	e.Registry = table.RegistryExternal
+	for _, s := range svcs {
+		if x.isKube(s) {
+			kube = true
+			e.Registry, e.ShortName, e.Namespace = table.RegistryKubernetes, s.Name, s.Namespace
+		}
+		for _, a := range s.Addresses {
+			if !a.CIDR && x.onNetwork(a.Network) && !slices.Contains(e.Addrs, a.Addr) {
+				e.Addrs = append(e.Addrs, a.Addr)
+			}
+		}
+		if len(s.Addresses) == 0 && x.isKube(s) {
+			pods = x.headless(s, &e, pods)
+		}
+	}
+	if len(svcs) == 0 || !kube && len(e.Addrs) == 0 {
+		return nil, pods
+	}
+	return []table.Entry{e}, pods
+}
+
+// isKube reports whether s is a Kubernetes Service, name.namespace.svc.DOMAIN, rather than a
+// ServiceEntry host: it then gets the Kubernetes short forms.
+func (x *index) isKube(s *Service) bool {
+	return strings.EqualFold(s.Hostname, s.Name+"."+s.Namespace+".svc."+x.clusterDomain)
+}
+
+// headless adds the addresses of headless Service s's healthy workloads to e, and their per-pod
+// hosts to pods (made when needed), in workload name order so answers do not depend on map order.
+func (x *index) headless(s *Service, e *table.Entry, pods map[string]table.Entry) map[string]table.Entry {
+	members := x.members[s.Namespace+"/"+s.Hostname]
+	ws := make([]*Workload, 0, len(members))
+	for name := range members {
+		if w := x.workloads[name]; w.Healthy && x.onNetwork(w.Network) {
+			ws = append(ws, w)
+		}
+	}
+	slices.SortFunc(ws, func(a, b *Workload) int { return strings.Compare(a.Name+"/"+a.UID, b.Name+"/"+b.UID) })
+	for _, w := range ws {
+		for _, a := range w.Addrs {
+			if !slices.Contains(e.Addrs, a) {
+				e.Addrs = append(e.Addrs, a)
+			}
+		}
+		if w.Name == "" || len(validation.IsDNS1123Label(w.Name)) > 0 || len(w.Addrs) == 0 {
+			continue
+		}
+		if pods == nil {
+			pods = map[string]table.Entry{}
+		}
+		ph := table.CanonicalHost(w.Name + "." + e.Host)
+		p, ok := pods[ph]
+		if !ok {
+			p = table.Entry{Host: strings.TrimSuffix(ph, "."), Registry: table.RegistryKubernetes, ShortName: w.Name + "." + s.Name, Namespace: s.Namespace}
+		}
+		for _, a := range w.Addrs {
+			if !slices.Contains(p.Addrs, a) {
+				p.Addrs = append(p.Addrs, a)
+			}
+		}
+		pods[ph] = p
+	}
+	return pods
+}
+
+// namespaceOf is the namespace of the workloads at a, when they agree: a host-network workload has
+// its node's address, which says nothing of who sends from it, and workloads of other networks may
+// reuse addresses of this one.
+func (x *index) namespaceOf(a netip.Addr) (string, bool) {
+	ns := ""
+	for name := range x.byAddr[a] {
+		w := x.workloads[name]
+		if w.HostNetwork || !x.onNetwork(w.Network) {
+			continue
+		}
+		if ns != "" && ns != w.Namespace {
+			return "", false
+		}
+		ns = w.Namespace
+	}
+	return ns, ns != ""
+}
