@@ -3,6 +3,8 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"github.com/meshdns/meshdns/test/realstack"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/miekg/dns"
 	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -167,8 +170,11 @@ func subscribe(t *testing.T, addr, id string, delta bool, md map[string]any) *wi
 	return r
 }
 
-// TestAmbientIstiodWire records what a real istiod in ambient mode sends, and to whom: the facts the
-// ambient source is built on.
+// TestAmbientIstiodWire checks what a real istiod in ambient mode sends, the facts the ambient source
+// is built on: Services named namespace/hostname with their VIPs (both families of a dual-stack
+// Service, none for a headless one, 240.240.0.0/16 and 2001:2::/48 allocated to a ServiceEntry
+// without addresses, wildcard hosts as they are), pods as Workloads named cluster//Pod/ns/name with
+// their addresses, their Services' keys, and not-ready pods UNHEALTHY; a sidecar node id gets them too.
 func TestAmbientIstiodWire(t *testing.T) {
 	stack := ambientStack(t)
 	createSelectorService(t, stack, "default", "reviews", "10.96.50.1", "fd00:10:96::501")
@@ -184,23 +190,213 @@ func TestAmbientIstiodWire(t *testing.T) {
 	md := map[string]any{"NAMESPACE": "istio-system", "CLUSTER_ID": "Kubernetes", "NODE_NAME": "node-1", "INSTANCE_IPS": "127.0.0.1"}
 	zt := subscribe(t, stack.IstiodGRPC, "ztunnel~127.0.0.1~ztunnel-x.istio-system~istio-system.svc.cluster.local", true, md)
 	sidecar := subscribe(t, stack.IstiodGRPC, "sidecar~127.0.0.2~probe.default~default.svc.cluster.local", true, md)
-	sotw := subscribe(t, stack.IstiodGRPC, "ztunnel~127.0.0.3~ztunnel-y.istio-system~istio-system.svc.cluster.local", false, md)
 
-	time.Sleep(8 * time.Second)
-	for name, r := range map[string]*wireRecorder{"ztunnel delta": zt, "sidecar delta": sidecar, "ztunnel sotw": sotw} {
-		r.mu.Lock()
-		t.Logf("%s: %d responses, errors %v", name, r.responses, r.errs)
-		r.mu.Unlock()
-		for _, n := range r.names() {
-			t.Logf("  %s", n)
+	const (
+		reviews = "default/reviews.default.svc.cluster.local"
+		db      = "default/db.default.svc.cluster.local"
+		db0     = "Kubernetes//Pod/default/db-0"
+		db1     = "Kubernetes//Pod/default/db-1"
+	)
+	eventually(t, 20*time.Second, "every object as an Address", func() error {
+		zt.mu.Lock()
+		defer zt.mu.Unlock()
+		for _, n := range []string{reviews, db, "default/auto.example.org", "default/*.wild.example.com"} {
+			if zt.services[n] == nil {
+				return fmt.Errorf("no service %s", n)
+			}
 		}
-	}
+		for _, n := range []string{db0, db1} {
+			if zt.workloads[n] == nil {
+				return fmt.Errorf("no workload %s", n)
+			}
+		}
+		if len(zt.services["default/auto.example.org"].Addresses) == 0 {
+			return fmt.Errorf("no address allocated yet")
+		}
+		return nil
+	})
 	zt.mu.Lock()
-	for n, w := range zt.workloads {
-		t.Logf("workload %s: %+v", n, *w)
+	if len(zt.errs) > 0 {
+		t.Errorf("resources the decoder refused: %v", zt.errs)
 	}
-	for n, s := range zt.services {
-		t.Logf("service %s: %+v", n, *s)
+	vips := func(name string) []string {
+		var out []string
+		for _, a := range zt.services[name].Addresses {
+			out = append(out, fmt.Sprintf("%s/%s/%v", a.Network, a.Addr, a.CIDR))
+		}
+		sort.Strings(out)
+		return out
+	}
+	if got := strings.Join(vips(reviews), " "); got != "/10.96.50.1/false /fd00:10:96::501/false" {
+		t.Errorf("dual-stack Service VIPs: %s", got)
+	}
+	if got := vips(db); len(got) != 0 {
+		t.Errorf("headless Service VIPs: %v", got)
+	}
+	if got := strings.Join(vips("default/auto.example.org"), " "); !strings.HasPrefix(got, "/2001:2::") || !strings.Contains(got, " /240.240.") {
+		t.Errorf("allocated ServiceEntry addresses: %s", got)
+	}
+	if s := zt.services[reviews]; s.Name != "reviews" || s.Namespace != "default" || !s.Canonical || s.NamespaceOnly {
+		t.Errorf("Service %+v", *s)
+	}
+	w0, w1 := zt.workloads[db0], zt.workloads[db1]
+	if w0.Name != "db-0" || w0.Namespace != "default" || fmt.Sprint(w0.Addrs) != "[127.0.0.31]" || !w0.Healthy || w0.Node != "node-1" ||
+		fmt.Sprint(w0.Services) != "["+db+"]" || !w0.Pod {
+		t.Errorf("workload of a ready pod: %+v", *w0)
+	}
+	if w1.Healthy {
+		t.Errorf("workload of a pod not ready: %+v", *w1)
 	}
 	zt.mu.Unlock()
+	t.Logf("on the wire: %v", zt.names())
+	eventually(t, 10*time.Second, "the same to a sidecar node id", func() error {
+		if got, want := sidecar.names(), zt.names(); fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("a sidecar got %v", got)
+		}
+		return nil
+	})
+}
+
+// TestAmbientIstiod runs the binary with the ambient source against a real istiod in ambient mode,
+// asking from the pods' own (loopback) addresses: Services by every name form, dual stack, headless
+// Services with their ready pods and per-pod names, ServiceEntries, each client's namespace learnt
+// from its workload, deletions, istiod's death and return, TLS with a token.
+func TestAmbientIstiod(t *testing.T) {
+	stack := ambientStack(t)
+	up := startUpstream(t)
+	const forwarded = "192.0.2.53" // what the upstream answers for names meshdns passes on
+
+	dir := t.TempDir()
+	rootCert, err := stack.IstiodRootCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := stack.IstioToken("default", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "istio-token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, tlsPort, mport := freePort(t), freePort(t), freePort(t)
+	addr, tlsAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort
+	corefile := fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        ambient %s
+        namespace default
+        fallthrough
+    }
+    forward . %s
+    prometheus 127.0.0.1:%s
+}
+.:%s {
+    bind 127.0.0.1
+    meshdns {
+        ambient %s {
+            tls %s %s
+            token %s
+        }
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
+`, port, stack.IstiodGRPC, up.addr, mport, tlsPort, stack.IstiodSecureGRPC, rootCert, realstack.IstiodServerName, tokenFile, up.addr)
+	startCoreDNS(t, dir, corefile, addr)
+	e := &meshEnv{metrics: "127.0.0.1:" + mport}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		db0, db1, db2 = "127.0.0.31", "127.0.0.32", "127.0.0.33"
+		shopper       = "127.0.0.41"
+		stranger      = "127.0.0.99" // no workload has this address
+	)
+
+	// A dual-stack ClusterIP Service, by every name form, from a pod of its namespace.
+	createSelectorService(t, stack, "default", "db", corev1.ClusterIPNone)
+	createAmbientPod(t, stack, "default", "db-0", "db", db0, true)
+	createSelectorService(t, stack, "default", "reviews", "10.96.50.1", "fd00:10:96::501")
+	for _, name := range []string{"reviews.default.svc.cluster.local.", "reviews.default.", "reviews.default.svc.cluster.local.default.svc.cluster.local."} {
+		resolvesTo(t, addr, name, dns.TypeA, "10.96.50.1")
+	}
+	resolvesTo(t, addr, "reviews.default.svc.cluster.local.", dns.TypeAAAA, "fd00:10:96::501")
+	resolvesFrom(t, db0, addr, "reviews.", "10.96.50.1")
+	resolvesTo(t, tlsAddr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.50.1")
+
+	// A headless Service: its ready pods, and a name per pod.
+	createAmbientPod(t, stack, "default", "db-1", "db", db1, false)
+	createAmbientPod(t, stack, "default", "db-2", "db", db2, true)
+	resolvesTo(t, addr, "db.default.svc.cluster.local.", dns.TypeA, db0, db2)
+	resolvesTo(t, addr, "db-2.db.default.svc.cluster.local.", dns.TypeA, db2)
+	resolvesTo(t, addr, "db-1.db.default.svc.cluster.local.", dns.TypeA, forwarded) // not ready: not a mesh name
+
+	// A client's namespace comes from its workload: the bare name of a Service in shop resolves from
+	// shop's pod, not from default's pod nor from an address no workload has.
+	createSelectorService(t, stack, "shop", "cart")
+	createAmbientPod(t, stack, "shop", "shopper", "cart", shopper, true)
+	var cartIP string
+	eventually(t, 15*time.Second, "cart.shop", func() error {
+		got := addrsOf(t, addr, "cart.shop.svc.cluster.local.", dns.TypeA)
+		if len(got) != 1 || !strings.HasPrefix(got[0], "10.96.") {
+			return fmt.Errorf("got %v", got)
+		}
+		cartIP = got[0]
+		return nil
+	})
+	resolvesFrom(t, shopper, addr, "cart.", cartIP)
+	resolvesFrom(t, db0, addr, "cart.", forwarded)
+	resolvesFrom(t, stranger, addr, "cart.", forwarded)
+	resolvesFrom(t, stranger, addr, "reviews.", "10.96.50.1") // the block's namespace
+
+	// ServiceEntries: an allocated address (both families), a wildcard host.
+	must(stack.CreateServiceEntry("default", "auto", []string{"auto.example.org"}, nil, "DNS"))
+	eventually(t, 15*time.Second, "an allocated address", func() error {
+		got := addrsOf(t, addr, "auto.example.org.", dns.TypeA)
+		if len(got) != 1 || !strings.HasPrefix(got[0], "240.240.") {
+			return fmt.Errorf("got %v", got)
+		}
+		if got6 := addrsOf(t, addr, "auto.example.org.", dns.TypeAAAA); len(got6) != 1 || !strings.HasPrefix(got6[0], "2001:2::") {
+			return fmt.Errorf("AAAA %v", got6)
+		}
+		return nil
+	})
+	must(stack.CreateServiceEntry("default", "wild", []string{"*.wild.example.com"}, []string{"240.0.0.9"}, "NONE"))
+	resolvesTo(t, addr, "anything.wild.example.com.", dns.TypeA, "240.0.0.9")
+
+	// Deletions.
+	must(stack.DeletePod("default", "db-2"))
+	resolvesTo(t, addr, "db.default.svc.cluster.local.", dns.TypeA, db0)
+	resolvesTo(t, addr, "db-2.db.default.svc.cluster.local.", dns.TypeA, forwarded)
+	must(stack.DeleteServiceEntry("default", "wild"))
+	resolvesTo(t, addr, "anything.wild.example.com.", dns.TypeA, forwarded)
+	must(stack.DeletePod("shop", "shopper"))
+	resolvesFrom(t, shopper, addr, "cart.", forwarded) // no longer a shop client
+
+	// istiod dies: answers go on, the metric says so; what changes meanwhile arrives when it is back,
+	// removals included.
+	stack.StopIstiod()
+	eventually(t, 15*time.Second, "disconnected in the metrics", func() error {
+		if got := e.metric(t, `coredns_meshdns_ambient_connected{address="`+stack.IstiodGRPC+`"}`); got != 0 {
+			return fmt.Errorf("ambient_connected %v", got)
+		}
+		return nil
+	})
+	resolvesTo(t, addr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.50.1")
+	resolvesTo(t, addr, "db-0.db.default.svc.cluster.local.", dns.TypeA, db0)
+	resolvesFrom(t, db0, addr, "reviews.", "10.96.50.1")
+	createSelectorService(t, stack, "default", "ratings", "10.96.50.2")
+	must(stack.DeleteService("shop", "cart"))
+	must(stack.StartIstiod())
+	resolvesTo(t, addr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.50.2")
+	resolvesTo(t, addr, "cart.shop.svc.cluster.local.", dns.TypeA, forwarded)
+	resolvesTo(t, tlsAddr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.50.2")
+	if got := e.metric(t, `coredns_meshdns_ambient_pushes_total{address="`+stack.IstiodGRPC+`",result="rejected"}`); got != 0 {
+		t.Errorf("%v pushes from a real istiod were rejected", got)
+	}
 }
