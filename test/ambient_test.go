@@ -394,6 +394,9 @@ func TestAmbientIstiod(t *testing.T) {
 	must(stack.DeleteService("shop", "cart"))
 	must(stack.StartIstiod())
 	resolvesTo(t, addr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.50.2")
+	if r := exchange(t, "udp", addr, "ratings.default.svc.cluster.local.", dns.TypeAAAA, 0); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
+		t.Errorf("AAAA of an IPv4 Service: want NODATA with an SOA, got %v", r)
+	}
 	resolvesTo(t, addr, "cart.shop.svc.cluster.local.", dns.TypeA, forwarded)
 	resolvesTo(t, tlsAddr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.50.2")
 	if got := e.metric(t, `coredns_meshdns_ambient_pushes_total{address="`+stack.IstiodGRPC+`",result="rejected"}`); got != 0 {

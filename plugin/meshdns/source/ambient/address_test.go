@@ -16,14 +16,14 @@ func TestDecodeRoundTrip(t *testing.T) {
 		Addresses: []NetworkAddress{{Network: "net1", Addr: netip.MustParseAddr("10.96.0.1")}, {Addr: netip.MustParseAddr("fd00::1")},
 			{Network: "net1", Addr: netip.MustParseAddr("10.0.0.0"), CIDR: true}},
 		IPFamilies: 3, Canonical: true, NamespaceOnly: true}
-	w, s, err := DecodeAddress(encodeService(svc))
+	w, s, err := DecodeAddress(EncodeService(svc))
 	if err != nil || w != nil || !reflect.DeepEqual(s, svc) {
 		t.Errorf("service: got %+v, %v, %v", s, w, err)
 	}
 	wl := &Workload{UID: "Kubernetes//Pod/default/db-0", Name: "db-0", Namespace: "default", Network: "net1", Node: "node-1",
 		ClusterID: "Kubernetes", Addrs: addrs("10.244.0.1", "fd00:244::1"), Services: []string{"default/db.default.svc.cluster.local", "default/x.default.svc.cluster.local"},
 		Healthy: false, HostNetwork: true, Pod: true}
-	w, s, err = DecodeAddress(encodeWorkload(wl))
+	w, s, err = DecodeAddress(EncodeWorkload(wl))
 	if err != nil || s != nil || !reflect.DeepEqual(w, wl) {
 		t.Errorf("workload: got %+v, %v, %v", w, s, err)
 	}
@@ -59,14 +59,14 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"empty", nil, "neither a Workload nor a Service"},
 		{"truncated", []byte{0x0a, 0x05, 0x01}, "Address field 1"},
-		{"both", append(encodeService(&Service{Hostname: "a.example"}), encodeWorkload(&Workload{Name: "w"})...), "more than one"},
-		{"no hostname", encodeService(&Service{Name: "x", Namespace: "ns"}), `service "ns/": hostname empty host name`},
-		{"bad hostname", encodeService(&Service{Namespace: "ns", Hostname: "a..b"}), `service "ns/a..b": hostname`},
+		{"both", append(EncodeService(&Service{Hostname: "a.example"}), EncodeWorkload(&Workload{Name: "w"})...), "more than one"},
+		{"no hostname", EncodeService(&Service{Name: "x", Namespace: "ns"}), `service "ns/": hostname empty host name`},
+		{"bad hostname", EncodeService(&Service{Namespace: "ns", Hostname: "a..b"}), `service "ns/a..b": hostname`},
 		{"short address", appendMessage(nil, fieldAddressWorkload, appendMessage(appendString(nil, fieldWorkloadName, "w"), fieldWorkloadAddresses, []byte{1, 2, 3})),
 			`workload "/w": address of 3 bytes`},
 		{"bad vip", appendMessage(nil, fieldAddressService, appendMessage(appendString(nil, fieldServiceHostname, "a.example"), fieldServiceAddresses,
 			appendMessage(nil, fieldNetAddrAddress, []byte{1}))), "address of 1 bytes"},
-		{"bad services key", encodeWorkload(&Workload{Namespace: "ns", Name: "w", Healthy: true, Services: []string{"nohost"}}), `"nohost" is not namespace/hostname`},
+		{"bad services key", EncodeWorkload(&Workload{Namespace: "ns", Name: "w", Healthy: true, Services: []string{"nohost"}}), `"nohost" is not namespace/hostname`},
 	}
 	for _, tc := range tests {
 		_, _, err := DecodeAddress(tc.in)
@@ -79,10 +79,10 @@ func TestDecodeErrors(t *testing.T) {
 // FuzzDecodeAddress: arbitrary bytes decode to one valid Workload or Service, or fail cleanly; what
 // decodes makes entries the table takes.
 func FuzzDecodeAddress(f *testing.F) {
-	f.Add(encodeService(&Service{Name: "a", Namespace: "ns", Hostname: "a.ns.svc.cluster.local", Addresses: vips("", "10.0.0.1", "fd00::1")}))
-	f.Add(encodeService(&Service{Name: "h", Namespace: "ns", Hostname: "h.ns.svc.cluster.local"}))
-	f.Add(encodeService(&Service{Namespace: "ns", Hostname: "*.wild.example", Addresses: vips("n", "240.240.0.1")}))
-	f.Add(encodeWorkload(&Workload{UID: "u", Name: "h-0", Namespace: "ns", Addrs: addrs("10.1.0.1"), Services: []string{"ns/h.ns.svc.cluster.local"}, Healthy: true, Pod: true}))
+	f.Add(EncodeService(&Service{Name: "a", Namespace: "ns", Hostname: "a.ns.svc.cluster.local", Addresses: vips("", "10.0.0.1", "fd00::1")}))
+	f.Add(EncodeService(&Service{Name: "h", Namespace: "ns", Hostname: "h.ns.svc.cluster.local"}))
+	f.Add(EncodeService(&Service{Namespace: "ns", Hostname: "*.wild.example", Addresses: vips("n", "240.240.0.1")}))
+	f.Add(EncodeWorkload(&Workload{UID: "u", Name: "h-0", Namespace: "ns", Addrs: addrs("10.1.0.1"), Services: []string{"ns/h.ns.svc.cluster.local"}, Healthy: true, Pod: true}))
 	f.Add([]byte{0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		w, s, err := DecodeAddress(data)

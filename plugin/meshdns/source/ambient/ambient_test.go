@@ -95,10 +95,10 @@ func TestSource(t *testing.T) {
 
 	// The first push is a snapshot; a bad resource in it is NACKed by name, the rest applied.
 	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "1", SystemVersionInfo: "p1", Resources: []*discovery.Resource{
-		address("default/reviews.default.svc.cluster.local", "1", encodeService(reviewsSvc)),
-		address("default/db.default.svc.cluster.local", "1", encodeService(dbSvc)),
-		address(db0.UID, "1", encodeWorkload(db0)),
-		address("default/broken.example", "1", encodeService(&Service{Namespace: "default", Hostname: "broken..example"})),
+		address("default/reviews.default.svc.cluster.local", "1", EncodeService(reviewsSvc)),
+		address("default/db.default.svc.cluster.local", "1", EncodeService(dbSvc)),
+		address(db0.UID, "1", EncodeWorkload(db0)),
+		address("default/broken.example", "1", EncodeService(&Service{Namespace: "default", Hostname: "broken..example"})),
 	}}
 	snap := next(t, k.published, "snapshot")
 	if len(snap) != 3 { // reviews, db, db-0.db
@@ -114,7 +114,7 @@ func TestSource(t *testing.T) {
 	}
 
 	// Then changes: only the hosts touched.
-	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "2", Resources: []*discovery.Resource{address(db1.UID, "1", encodeWorkload(db1))}}
+	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "2", Resources: []*discovery.Resource{address(db1.UID, "1", EncodeWorkload(db1))}}
 	ch := next(t, k.changed, "change")
 	if len(ch) != 3 || len(ch["db.default.svc.cluster.local."]) != 1 || len(ch["db.default.svc.cluster.local."][0].Addrs) != 2 {
 		t.Errorf("a pod added: %+v", ch)
@@ -157,7 +157,7 @@ func TestReloadCarriesTheWorkloads(t *testing.T) {
 	first := cfg
 	startSource(t, &first, k)
 	srv.Request()
-	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "1", Resources: []*discovery.Resource{address(db0.UID, "5", encodeWorkload(db0))}}
+	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "1", Resources: []*discovery.Resource{address(db0.UID, "5", EncodeWorkload(db0))}}
 	next(t, k.published, "snapshot")
 	srv.Request()
 

@@ -38,8 +38,7 @@ func New(cfg *Config) (*Source, error) {
 	}
 	s := &Source{cfg: cfg}
 	s.client, err = xds.New(xds.Config{
-		Dial: xds.Dial{Address: cfg.Address, CAFile: cfg.CAFile, ServerName: cfg.ServerName,
-			CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TokenFile: cfg.TokenFile},
+		Dial:    cfg.dial(),
 		Name:    s.String(),
 		Node:    &core.Node{Id: cfg.nodeID(), Cluster: cfg.Cluster, Metadata: meta},
 		TypeURL: TypeURL,
