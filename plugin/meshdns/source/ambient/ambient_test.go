@@ -116,7 +116,7 @@ func TestSource(t *testing.T) {
 	// Then changes: only the hosts touched.
 	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "2", Resources: []*discovery.Resource{address(db1.UID, "1", EncodeWorkload(db1))}}
 	ch := next(t, k.changed, "change")
-	if len(ch) != 3 || len(ch["db.default.svc.cluster.local."]) != 1 || len(ch["db.default.svc.cluster.local."][0].Addrs) != 2 {
+	if len(ch) != 2 || len(ch["db.default.svc.cluster.local."]) != 1 || len(ch["db.default.svc.cluster.local."][0].Addrs) != 2 {
 		t.Errorf("a pod added: %+v", ch)
 	}
 	if ack := srv.Request().(*discovery.DeltaDiscoveryRequest); ack.ErrorDetail != nil {
@@ -124,7 +124,7 @@ func TestSource(t *testing.T) {
 	}
 	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, Nonce: "3", RemovedResources: []string{db0.UID, "default/reviews.default.svc.cluster.local"}}
 	ch = next(t, k.changed, "change")
-	if len(ch) != 4 || ch["reviews.default.svc.cluster.local."] != nil || ch["db-0.db.default.svc.cluster.local."] != nil {
+	if len(ch) != 3 || ch["reviews.default.svc.cluster.local."] != nil || ch["db-0.db.default.svc.cluster.local."] != nil {
 		t.Errorf("removals: %+v", ch)
 	}
 	srv.Request()

@@ -17,12 +17,12 @@ type index struct {
 	clusterDomain string
 	network       string
 
-	services  map[string]*Service  // by resource name ("namespace/hostname")
-	workloads map[string]*Workload // by resource name (uid)
-	byHost    map[string]set       // canonical hostname -> service resource names
-	members   map[string]set       // "namespace/hostname" -> workload resource names
-	byAddr    map[netip.Addr]set   // address -> workload resource names
-	podHosts  map[string]set       // canonical hostname -> the per-pod hosts last given for it
+	services  map[string]*Service               // by resource name ("namespace/hostname")
+	workloads map[string]*Workload              // by resource name (uid)
+	byHost    map[string]set                    // canonical hostname -> service resource names
+	members   map[string]set                    // "namespace/hostname" -> workload resource names
+	byAddr    map[netip.Addr]set                // address -> workload resource names
+	podHosts  map[string]map[string]table.Entry // canonical hostname -> the per-pod hosts last given for it
 }
 
 type set = map[string]struct{}
@@ -31,7 +31,7 @@ func newIndex(clusterDomain, network string) *index {
 	return &index{
 		clusterDomain: clusterDomain, network: network,
 		services: map[string]*Service{}, workloads: map[string]*Workload{},
-		byHost: map[string]set{}, members: map[string]set{}, byAddr: map[netip.Addr]set{}, podHosts: map[string]set{},
+		byHost: map[string]set{}, members: map[string]set{}, byAddr: map[netip.Addr]set{}, podHosts: map[string]map[string]table.Entry{},
 	}
 }
 
@@ -48,10 +48,14 @@ func (x *index) clone() *index {
 	for k, v := range x.byAddr {
 		byAddr[k] = maps.Clone(v)
 	}
+	podHosts := make(map[string]map[string]table.Entry, len(x.podHosts))
+	for k, v := range x.podHosts {
+		podHosts[k] = maps.Clone(v) // entries are values; their slices are never changed
+	}
 	return &index{
 		clusterDomain: x.clusterDomain, network: x.network,
 		services: maps.Clone(x.services), workloads: maps.Clone(x.workloads),
-		byHost: deep(x.byHost), members: deep(x.members), byAddr: byAddr, podHosts: deep(x.podHosts),
+		byHost: deep(x.byHost), members: deep(x.members), byAddr: byAddr, podHosts: podHosts,
 	}
 }
 
@@ -142,48 +146,53 @@ func (x *index) put(name string, w *Workload, s *Service, t *touched) {
 // is every network.
 func (x *index) onNetwork(n string) bool { return n == "" || n == x.network }
 
-// changes returns the entries of each touched host, and of the per-pod hosts they have or had; an
-// empty list removes a host.
+// changes returns the entries of each touched host, and of the per-pod hosts that changed with it
+// (a pod of a large headless Service changes its own name, not its siblings'); an empty list removes
+// a host.
 func (x *index) changes(hosts map[string]struct{}) map[string][]table.Entry {
 	out := make(map[string][]table.Entry, len(hosts))
 	for h := range hosts {
 		main, pods := x.hostEntries(h)
 		out[h] = main
-		for ph := range x.podHosts[h] {
+		old := x.podHosts[h]
+		for ph := range old {
 			if _, still := pods[ph]; !still {
 				out[ph] = nil
 			}
 		}
-		next := set{}
 		for ph, e := range pods {
-			out[ph] = []table.Entry{e}
-			next[ph] = struct{}{}
+			if o, ok := old[ph]; !ok || !o.Equal(&e) {
+				out[ph] = []table.Entry{e}
+			}
 		}
-		if len(next) == 0 {
-			delete(x.podHosts, h)
-		} else {
-			x.podHosts[h] = next
-		}
+		x.remember(h, pods)
 	}
 	return out
 }
 
+func (x *index) remember(h string, pods map[string]table.Entry) {
+	if len(pods) == 0 {
+		delete(x.podHosts, h)
+	} else {
+		x.podHosts[h] = pods
+	}
+}
+
 // all returns the entries of every host, as a snapshot.
 func (x *index) all() []table.Entry {
-	hosts := make(map[string]struct{}, len(x.byHost))
-	for h := range x.byHost {
-		hosts[h] = struct{}{}
+	out := []table.Entry{}
+	for _, h := range slices.Sorted(maps.Keys(x.byHost)) {
+		main, pods := x.hostEntries(h)
+		out = append(out, main...)
+		for _, ph := range slices.Sorted(maps.Keys(pods)) {
+			out = append(out, pods[ph])
+		}
+		x.remember(h, pods)
 	}
 	for h := range x.podHosts {
-		hosts[h] = struct{}{}
-	}
-	var out []table.Entry
-	ch := x.changes(hosts)
-	for _, h := range slices.Sorted(maps.Keys(ch)) {
-		out = append(out, ch[h]...)
-	}
-	if out == nil {
-		out = []table.Entry{}
+		if _, ok := x.byHost[h]; !ok {
+			delete(x.podHosts, h) // a Service gone
+		}
 	}
 	return out
 }
