@@ -151,13 +151,13 @@ func (r *wireRecorder) names() []string {
 var wireMetrics = xds.NewMetrics("ambientwiretest", "test")
 
 // subscribe opens a stream to istiod as node id with metadata and returns what it receives.
-func subscribe(t *testing.T, addr, id string, delta bool, md map[string]any) *wireRecorder {
+func subscribe(t *testing.T, dial xds.Dial, id string, delta bool, md map[string]any) *wireRecorder {
 	t.Helper()
 	meta, err := structpb.NewStruct(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := xds.New(xds.Config{Dial: xds.Dial{Address: addr}, Name: "probe " + id, Node: &core.Node{Id: id, Metadata: meta},
+	c, err := xds.New(xds.Config{Dial: dial, Name: "probe " + id, Node: &core.Node{Id: id, Metadata: meta},
 		TypeURL: ambient.TypeURL, Delta: delta, Subscribe: []string{"*"}, Metrics: wireMetrics})
 	if err != nil {
 		t.Fatal(err)
@@ -188,8 +188,26 @@ func TestAmbientIstiodWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	md := map[string]any{"NAMESPACE": "istio-system", "CLUSTER_ID": "Kubernetes", "NODE_NAME": "node-1", "INSTANCE_IPS": "127.0.0.1"}
-	zt := subscribe(t, stack.IstiodGRPC, "ztunnel~127.0.0.1~ztunnel-x.istio-system~istio-system.svc.cluster.local", true, md)
-	sidecar := subscribe(t, stack.IstiodGRPC, "sidecar~127.0.0.2~probe.default~default.svc.cluster.local", true, md)
+	zt := subscribe(t, xds.Dial{Address: stack.IstiodGRPC}, "ztunnel~127.0.0.1~ztunnel-x.istio-system~istio-system.svc.cluster.local", true, md)
+	sidecar := subscribe(t, xds.Dial{Address: stack.IstiodGRPC}, "sidecar~127.0.0.2~probe.default~default.svc.cluster.local", true, md)
+
+	// On the TLS port the token's namespace must be the node's (metadata NAMESPACE).
+	rootCert, err := stack.IstiodRootCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := stack.IstioToken("default", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secure := xds.Dial{Address: stack.IstiodSecureGRPC, CAFile: rootCert, ServerName: realstack.IstiodServerName, TokenFile: tokenFile}
+	mdDefault := map[string]any{"NAMESPACE": "default", "CLUSTER_ID": "Kubernetes"}
+	tlsOK := subscribe(t, secure, "ztunnel~127.0.0.4~meshdns.default~default.svc.cluster.local", true, mdDefault)
+	tlsWrong := subscribe(t, secure, "ztunnel~127.0.0.5~meshdns.istio-system~istio-system.svc.cluster.local", true, md)
 
 	const (
 		reviews = "default/reviews.default.svc.cluster.local"
@@ -249,12 +267,19 @@ func TestAmbientIstiodWire(t *testing.T) {
 	}
 	zt.mu.Unlock()
 	t.Logf("on the wire: %v", zt.names())
-	eventually(t, 10*time.Second, "the same to a sidecar node id", func() error {
-		if got, want := sidecar.names(), zt.names(); fmt.Sprint(got) != fmt.Sprint(want) {
-			return fmt.Errorf("a sidecar got %v", got)
-		}
-		return nil
-	})
+	for what, r := range map[string]*wireRecorder{"a sidecar node id": sidecar, "TLS with a token of the node's namespace": tlsOK} {
+		eventually(t, 10*time.Second, "the same to "+what, func() error {
+			if got, want := r.names(), zt.names(); fmt.Sprint(got) != fmt.Sprint(want) {
+				return fmt.Errorf("got %v", got)
+			}
+			return nil
+		})
+	}
+	tlsWrong.mu.Lock()
+	if tlsWrong.responses != 0 {
+		t.Errorf("a token of namespace default for a node of istio-system got %d responses", tlsWrong.responses)
+	}
+	tlsWrong.mu.Unlock()
 }
 
 // TestAmbientIstiod runs the binary with the ambient source against a real istiod in ambient mode,
