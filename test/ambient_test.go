@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,7 +330,7 @@ func TestAmbientIstiod(t *testing.T) {
     forward . %s
 }
 `, port, stack.IstiodGRPC, up.addr, mport, tlsPort, stack.IstiodSecureGRPC, rootCert, realstack.IstiodServerName, tokenFile, up.addr)
-	startCoreDNS(t, dir, corefile, addr)
+	srv := startCoreDNS(t, dir, corefile, addr)
 	e := &meshEnv{metrics: "127.0.0.1:" + mport}
 	must := func(err error) {
 		t.Helper()
@@ -340,6 +341,7 @@ func TestAmbientIstiod(t *testing.T) {
 	const (
 		db0, db1, db2 = "127.0.0.31", "127.0.0.32", "127.0.0.33"
 		shopper       = "127.0.0.41"
+		shopper2      = "127.0.0.42"
 		stranger      = "127.0.0.99" // no workload has this address
 	)
 
@@ -365,6 +367,7 @@ func TestAmbientIstiod(t *testing.T) {
 	// shop's pod, not from default's pod nor from an address no workload has.
 	createSelectorService(t, stack, "shop", "cart")
 	createAmbientPod(t, stack, "shop", "shopper", "cart", shopper, true)
+	createAmbientPod(t, stack, "shop", "shopper-2", "cart", shopper2, true)
 	var cartIP string
 	eventually(t, 15*time.Second, "cart.shop", func() error {
 		got := addrsOf(t, addr, "cart.shop.svc.cluster.local.", dns.TypeA)
@@ -415,6 +418,19 @@ func TestAmbientIstiod(t *testing.T) {
 	resolvesTo(t, addr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.50.1")
 	resolvesTo(t, addr, "db-0.db.default.svc.cluster.local.", dns.TypeA, db0)
 	resolvesFrom(t, db0, addr, "reviews.", "10.96.50.1")
+	resolvesFrom(t, shopper2, addr, "cart.", cartIP)
+	// A Corefile reload while istiod is down: the new instance has the table and knows the clients.
+	if err := srv.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the reload done", func() error {
+		if !strings.Contains(srv.out.String(), "[INFO] Reloading complete") {
+			return fmt.Errorf("no reload in the log yet")
+		}
+		return nil
+	})
+	resolvesTo(t, addr, "db-0.db.default.svc.cluster.local.", dns.TypeA, db0)
+	resolvesFrom(t, shopper2, addr, "cart.", cartIP)
 	createSelectorService(t, stack, "default", "ratings", "10.96.50.2")
 	must(stack.DeleteService("shop", "cart"))
 	must(stack.StartIstiod())
