@@ -444,3 +444,64 @@ func TestAmbientIstiod(t *testing.T) {
 		t.Errorf("%v pushes from a real istiod were rejected", got)
 	}
 }
+
+// TestAmbientNetwork: with istiod's cluster on a network (the topology.istio.io/network label of its
+// namespace), VIPs and workloads carry it; a block of that network answers them, a block of another
+// network does not (a Kubernetes Service is then a name without addresses: NODATA).
+func TestAmbientNetwork(t *testing.T) {
+	stack := ambientStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := stack.Kube.CoreV1().Namespaces().Get(ctx, realstack.IstioNamespace, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns.Labels == nil {
+		ns.Labels = map[string]string{}
+	}
+	ns.Labels["topology.istio.io/network"] = "net1"
+	if _, err := stack.Kube.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	up := startUpstream(t)
+	const forwarded = "192.0.2.53"
+	port, otherPort := freePort(t), freePort(t)
+	addr, otherAddr := "127.0.0.1:"+port, "127.0.0.1:"+otherPort
+	corefile := fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        ambient %s {
+            network net1
+        }
+        fallthrough
+    }
+    forward . %s
+}
+.:%s {
+    bind 127.0.0.1
+    meshdns {
+        ambient %s {
+            network net2
+        }
+        fallthrough
+    }
+    forward . %s
+}
+`, port, stack.IstiodGRPC, up.addr, otherPort, stack.IstiodGRPC, up.addr)
+	startCoreDNS(t, t.TempDir(), corefile, addr)
+
+	createSelectorService(t, stack, "default", "reviews", "10.96.60.1")
+	createSelectorService(t, stack, "default", "db", corev1.ClusterIPNone)
+	createAmbientPod(t, stack, "default", "db-0", "db", "127.0.0.51", true)
+	resolvesTo(t, addr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.60.1")
+	resolvesTo(t, addr, "db.default.svc.cluster.local.", dns.TypeA, "127.0.0.51")
+	eventually(t, 15*time.Second, "NODATA from another network", func() error {
+		for _, name := range []string{"reviews.default.svc.cluster.local.", "db.default.svc.cluster.local."} {
+			if r := exchange(t, "udp", otherAddr, name, dns.TypeA, 0); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
+				return fmt.Errorf("%s from net2: %v", name, r)
+			}
+		}
+		return nil
+	})
+	resolvesTo(t, otherAddr, "elsewhere.example.", dns.TypeA, forwarded)
+}

@@ -142,9 +142,10 @@ func (x *index) put(name string, w *Workload, s *Service, t *touched) {
 	}
 }
 
-// onNetwork reports whether an address or workload of network n is reachable from the clients: ""
-// is every network.
-func (x *index) onNetwork(n string) bool { return n == "" || n == x.network }
+// onNetwork reports whether an address or workload of network n is reachable from the clients: one
+// without a network is reachable from all; without a network of its own, the block takes every one
+// (a single-network mesh may still name its network).
+func (x *index) onNetwork(n string) bool { return n == "" || x.network == "" || n == x.network }
 
 // changes returns the entries of each touched host, and of the per-pod hosts that changed with it
 // (a pod of a large headless Service changes its own name, not its siblings'); an empty list removes

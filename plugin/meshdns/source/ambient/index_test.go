@@ -44,11 +44,13 @@ func TestEntries(t *testing.T) {
 		in      []res
 		want    []table.Entry
 	}{
-		{"a ClusterIP Service: the VIPs of no network and of ours, both families", "",
+		{"a ClusterIP Service: the VIPs of no network and of ours, both families", "east",
 			[]res{svc(reviewsSvc)}, []table.Entry{kube("reviews.default.svc.cluster.local", "reviews", "default", "10.96.0.12", "fd00::12")}},
 		{"from network west", "west",
 			[]res{svc(reviewsSvc)}, []table.Entry{kube("reviews.default.svc.cluster.local", "reviews", "default", "10.96.0.12", "fd00::12", "10.200.0.12")}},
-		{"headless: healthy workloads of our network, per-pod names", "",
+		{"no network of our own: every VIP", "",
+			[]res{svc(reviewsSvc)}, []table.Entry{kube("reviews.default.svc.cluster.local", "reviews", "default", "10.96.0.12", "fd00::12", "10.200.0.12")}},
+		{"headless: healthy workloads of our network, per-pod names", "east",
 			[]res{svc(dbSvc), wl(db1), wl(db0), wl(db2), wl(dbWest)}, []table.Entry{
 				kube("db.default.svc.cluster.local", "db", "default", "10.244.0.10", "10.244.0.11"),
 				kube("db-0.db.default.svc.cluster.local", "db-0.db", "default", "10.244.0.10"),
@@ -126,13 +128,13 @@ func TestChanges(t *testing.T) {
 }
 
 func TestNamespaceOf(t *testing.T) {
-	x := newIndex("cluster.local", "")
+	x := newIndex("cluster.local", "east")
 	tt := newTouched()
 	x.put("a", &Workload{UID: "a", Namespace: "shop", Addrs: addrs("10.0.0.1", "fd00::1")}, nil, tt)
 	x.put("b", &Workload{UID: "b", Namespace: "shop", Addrs: addrs("10.0.0.2")}, nil, tt)
 	x.put("c", &Workload{UID: "c", Namespace: "bank", Addrs: addrs("10.0.0.2")}, nil, tt)                           // the same address, another namespace
 	x.put("d", &Workload{UID: "d", Namespace: "kube-system", Addrs: addrs("10.0.0.3"), HostNetwork: true}, nil, tt) // a node's address
-	x.put("e", &Workload{UID: "e", Namespace: "far", Network: "west", Addrs: addrs("10.0.0.4")}, nil, tt)
+	x.put("e", &Workload{UID: "e", Namespace: "far", Network: "west", Addrs: addrs("10.0.0.4")}, nil, tt) // another network's
 	for _, tc := range []struct {
 		addr, ns string
 		ok       bool
