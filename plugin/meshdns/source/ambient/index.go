@@ -199,7 +199,8 @@ func (x *index) all() []table.Entry {
 }
 
 // hostEntries is what host h answers, as istiod's ambient index implies: the VIPs on the clients'
-// network of the Services named h (only the canonical ones when some are); for a Kubernetes Service
+// network of the Services named h (only the canonical ones when some are, and only the Kubernetes
+// Service when there is one); for a Kubernetes Service
 // without any VIP (headless), the addresses of its healthy workloads on the network, and one
 // <pod>.<h> host per pod. Services visible to their own namespace only are left out: the table is
 // the same for every client.
@@ -216,6 +217,10 @@ func (x *index) hostEntries(h string) ([]table.Entry, map[string]table.Entry) {
 	}
 	if canonical {
 		svcs = slices.DeleteFunc(svcs, func(s *Service) bool { return !s.Canonical })
+	}
+	// A Kubernetes Service beats a ServiceEntry of its host, as in the store's precedence.
+	if slices.ContainsFunc(svcs, x.isKube) {
+		svcs = slices.DeleteFunc(svcs, func(s *Service) bool { return !x.isKube(s) })
 	}
 	var (
 		e    table.Entry

@@ -72,6 +72,9 @@ func TestEntries(t *testing.T) {
 			[]res{svc(&Service{Name: "x", Namespace: "a", Hostname: "x.example", Addresses: vips("", "240.0.0.1")}),
 				svc(&Service{Name: "x", Namespace: "b", Hostname: "x.example", Addresses: vips("", "240.0.0.2")})},
 			[]table.Entry{external("x.example", "240.0.0.1", "240.0.0.2")}},
+		{"a ServiceEntry of another namespace on a Kubernetes Service's host: the Service", "",
+			[]res{svc(reviewsSvc), svc(&Service{Name: "shadow", Namespace: "other", Hostname: "reviews.default.svc.cluster.local", Canonical: true, Addresses: vips("", "240.0.0.99")})},
+			[]table.Entry{kube("reviews.default.svc.cluster.local", "reviews", "default", "10.96.0.12", "fd00::12", "10.200.0.12")}},
 		{"visible to its namespace only: left out", "",
 			[]res{svc(&Service{Name: "p", Namespace: "a", Hostname: "p.a.svc.cluster.local", NamespaceOnly: true, Addresses: vips("", "10.96.9.9")})},
 			[]table.Entry{}},
@@ -134,7 +137,7 @@ func TestNamespaceOf(t *testing.T) {
 	x.put("b", &Workload{UID: "b", Namespace: "shop", Addrs: addrs("10.0.0.2")}, nil, tt)
 	x.put("c", &Workload{UID: "c", Namespace: "bank", Addrs: addrs("10.0.0.2")}, nil, tt)                           // the same address, another namespace
 	x.put("d", &Workload{UID: "d", Namespace: "kube-system", Addrs: addrs("10.0.0.3"), HostNetwork: true}, nil, tt) // a node's address
-	x.put("e", &Workload{UID: "e", Namespace: "far", Network: "west", Addrs: addrs("10.0.0.4")}, nil, tt) // another network's
+	x.put("e", &Workload{UID: "e", Namespace: "far", Network: "west", Addrs: addrs("10.0.0.4")}, nil, tt)           // another network's
 	for _, tc := range []struct {
 		addr, ns string
 		ok       bool

@@ -52,8 +52,6 @@ type Response struct {
 	Resources []Resource
 	// Removed are the names of the resources removed (delta only).
 	Removed []string
-	// First is set on the first response of each stream.
-	First bool
 }
 
 // Handler applies pushes. Apply runs on the client's goroutine, one response at a time; its error
@@ -229,13 +227,13 @@ func (c *Client) runSotW(ctx context.Context, client discovery.AggregatedDiscove
 	if err := stream.Send(&discovery.DiscoveryRequest{Node: c.cfg.Node, TypeUrl: c.cfg.TypeURL, VersionInfo: st.version}); err != nil {
 		return err
 	}
-	for first := true; ; first = false {
+	for {
 		resp, err := stream.Recv()
 		if err != nil {
 			return err
 		}
 		c.pushed(st)
-		r := &Response{Version: resp.VersionInfo, First: first, Resources: make([]Resource, len(resp.Resources))}
+		r := &Response{Version: resp.VersionInfo, Resources: make([]Resource, len(resp.Resources))}
 		for i, a := range resp.Resources {
 			r.Resources[i].Body = a
 		}
@@ -266,13 +264,13 @@ func (c *Client) runDelta(ctx context.Context, client discovery.AggregatedDiscov
 	if err := stream.Send(first); err != nil {
 		return err
 	}
-	for first := true; ; first = false {
+	for {
 		resp, err := stream.Recv()
 		if err != nil {
 			return err
 		}
 		c.pushed(st)
-		r := &Response{Delta: true, Version: resp.SystemVersionInfo, First: first, Removed: resp.RemovedResources,
+		r := &Response{Delta: true, Version: resp.SystemVersionInfo, Removed: resp.RemovedResources,
 			Resources: make([]Resource, len(resp.Resources))}
 		for i, res := range resp.Resources {
 			r.Resources[i] = Resource{Name: res.Name, Version: res.Version, Body: res.Resource}

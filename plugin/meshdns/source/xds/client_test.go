@@ -109,7 +109,7 @@ func TestDeltaPartialNack(t *testing.T) {
 	}
 	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: testType, Nonce: "1", SystemVersionInfo: "s1",
 		Resources: []*discovery.Resource{thing("a", "1", "A"), thing("b", "1", "B")}}
-	if r := wait(t, h.applied); !r.First || !r.Delta || len(r.Resources) != 2 {
+	if r := wait(t, h.applied); !r.Delta || r.Version != "s1" || len(r.Resources) != 2 || r.Resources[0].Name != "a" || r.Resources[0].Version != "1" {
 		t.Errorf("first response %+v", r)
 	}
 	if ack := srv.Request().(*discovery.DeltaDiscoveryRequest); ack.ResponseNonce != "1" || ack.ErrorDetail != nil {
@@ -117,8 +117,8 @@ func TestDeltaPartialNack(t *testing.T) {
 	}
 	srv.Pushes <- &discovery.DeltaDiscoveryResponse{TypeUrl: testType, Nonce: "2", SystemVersionInfo: "s2",
 		Resources: []*discovery.Resource{thing("a", "2", "bad"), thing("c", "1", "C")}, RemovedResources: []string{"b"}}
-	if r := wait(t, h.applied); r.First {
-		t.Errorf("second response marked first")
+	if r := wait(t, h.applied); len(r.Removed) != 1 || r.Removed[0] != "b" {
+		t.Errorf("second response %+v", r)
 	}
 	err := wait(t, h.rejected)
 	nack := srv.Request().(*discovery.DeltaDiscoveryRequest)
