@@ -114,7 +114,7 @@ func DecodeAddress(b []byte) (*Workload, *Service, error) {
 			return nil
 		}
 		if w != nil || s != nil {
-			return errors.New("Address: more than one Workload or Service")
+			return errors.New("an Address with more than one Workload or Service")
 		}
 		if num == fieldAddressWorkload {
 			w, err = decodeWorkload(v)
@@ -127,7 +127,7 @@ func DecodeAddress(b []byte) (*Workload, *Service, error) {
 		return nil, nil, err
 	}
 	if w == nil && s == nil {
-		return nil, nil, errors.New("Address: neither a Workload nor a Service")
+		return nil, nil, errors.New("an Address with neither a Workload nor a Service")
 	}
 	return w, s, nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/xds"
-	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -186,6 +185,3 @@ func (h *handler) Resume(prev xds.Handler) {
 		}
 	}
 }
-
-// entries is for tests: the table the index holds now.
-func (h *handler) entries() []table.Entry { return h.idx.all() }
