@@ -175,7 +175,12 @@ func subscribe(t *testing.T, dial xds.Dial, id string, delta bool, md map[string
 // is built on: Services named namespace/hostname with their VIPs (both families of a dual-stack
 // Service, none for a headless one, 240.240.0.0/16 and 2001:2::/48 allocated to a ServiceEntry
 // without addresses, wildcard hosts as they are), pods as Workloads named cluster//Pod/ns/name with
-// their addresses, their Services' keys, and not-ready pods UNHEALTHY; a sidecar node id gets them too.
+// their addresses, their Services' keys, and not-ready pods UNHEALTHY; a sidecar node id gets the
+// same; on the TLS port a token must be of the node's namespace (metadata NAMESPACE), or the stream
+// is refused (PermissionDenied). Seen here too, and not asserted: a state-of-the-world stream for
+// Address gets a new full response to every ACK (tens of thousands a second), so only delta is
+// usable; each Service carries canonical (istiod marks one per hostname); a ServiceEntry with DNS
+// resolution also comes as a Workload with a hostname and no address.
 func TestAmbientIstiodWire(t *testing.T) {
 	stack := ambientStack(t)
 	createSelectorService(t, stack, "default", "reviews", "10.96.50.1", "fd00:10:96::501")

@@ -12,9 +12,10 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -160,7 +161,13 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 			c.disconnected(st)
 			c.Retry.Reset()
 		} else if !failing {
-			log.Warningf("%s: cannot reach the control plane, retrying with backoff: %v", c.cfg.Name, err)
+			switch status.Code(err) {
+			case codes.PermissionDenied, codes.Unauthenticated:
+				// istiod's answer to a token of another namespace than the node's, or none on 15012.
+				log.Warningf("%s: the control plane refused the stream (the credentials, or the node's namespace), retrying with backoff: %v", c.cfg.Name, err)
+			default:
+				log.Warningf("%s: cannot reach the control plane, retrying with backoff: %v", c.cfg.Name, err)
+			}
 		}
 		failing = true
 		select {
@@ -191,7 +198,7 @@ func (c *Client) disconnected(st *state) {
 
 // apply hands resp, of type typeURL, to h and returns the NACK's error detail, nil for an ACK, with
 // record called to note what was applied. The carry's lock is held throughout (see carry).
-func (c *Client) apply(h Handler, st *state, typeURL string, resp *Response, record func(err error)) *status.Status {
+func (c *Client) apply(h Handler, st *state, typeURL string, resp *Response, record func(err error)) *rpcstatus.Status {
 	var err error
 	if typeURL != c.cfg.TypeURL {
 		err = fmt.Errorf("unexpected type %q", typeURL)
@@ -209,7 +216,7 @@ func (c *Client) apply(h Handler, st *state, typeURL string, resp *Response, rec
 		}
 		h.Rejected(err)
 		c.cfg.Metrics.Pushes.WithLabelValues(c.cfg.Address, "rejected").Inc()
-		return &status.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		return &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
 	}
 	c.Retry.Reset()
 	c.cfg.Metrics.Pushes.WithLabelValues(c.cfg.Address, "applied").Inc()
