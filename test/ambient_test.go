@@ -3,21 +3,26 @@ package test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source/ambient"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/nds/ndstest"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/xds"
 	"github.com/meshdns/meshdns/test/realstack"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/miekg/dns"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -509,4 +514,83 @@ func TestAmbientNetwork(t *testing.T) {
 		return nil
 	})
 	resolvesTo(t, otherAddr, "elsewhere.example.", dns.TypeA, forwarded)
+}
+
+// TestAmbientReloadsLeaveNothingBehind reloads the binary (SIGUSR1) many times while it follows an
+// in-process control plane over delta: one stream stays open, the goroutine count stays flat,
+// answers and client views go on, and with the control plane gone a reload keeps both.
+func TestAmbientReloadsLeaveNothingBehind(t *testing.T) {
+	srv := ndstest.New(t, nil)
+	cart := &ambient.Service{Name: "cart", Namespace: "shop", Hostname: "cart.shop.svc.cluster.local",
+		Addresses: []ambient.NetworkAddress{{Addr: netip.MustParseAddr("10.96.7.8")}}}
+	shopper := &ambient.Workload{UID: "Kubernetes//Pod/shop/shopper", Name: "shopper", Namespace: "shop",
+		Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.61")}, Healthy: true, Pod: true}
+	var opened atomic.Int32
+	srv.OnOpen = func() any {
+		n := opened.Add(1)
+		return &discovery.DeltaDiscoveryResponse{TypeUrl: ambient.TypeURL, Nonce: fmt.Sprint(n), Resources: []*discovery.Resource{
+			{Name: "shop/" + cart.Hostname, Version: "1", Resource: &anypb.Any{TypeUrl: ambient.TypeURL, Value: ambient.EncodeService(cart)}},
+			{Name: shopper.UID, Version: "1", Resource: &anypb.Any{TypeUrl: ambient.TypeURL, Value: ambient.EncodeWorkload(shopper)}},
+		}}
+	}
+	port, pprofPort := freePort(t), freePort(t)
+	addr := "127.0.0.1:" + port
+	corefile := fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        ambient %s
+        namespace default
+    }
+    pprof 127.0.0.1:%s
+}
+`, port, srv.Addr, pprofPort)
+	s := startCoreDNS(t, t.TempDir(), corefile, addr)
+	answered := func() error {
+		r := askFrom(t, "127.0.0.61", addr, "cart.", dns.TypeA)
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.96.7.8" {
+			return fmt.Errorf("cart. from shop's pod: %v", r.Answer)
+		}
+		return nil
+	}
+	eventually(t, 10*time.Second, "an answer from the control plane's table", answered)
+	reload := func() {
+		if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		eventually(t, 10*time.Second, "answers after a reload", answered)
+	}
+	reload() // the first reload brings up what a reload keeps (pprof's server, for one)
+	eventually(t, 5*time.Second, "one stream after a reload", func() error {
+		if n := srv.OpenStreams(); n != 1 {
+			return fmt.Errorf("%d streams open", n)
+		}
+		return nil
+	})
+	base := goroutines(t, "127.0.0.1:"+pprofPort)
+	for range 20 {
+		reload()
+	}
+	eventually(t, 5*time.Second, "one stream after 21 reloads", func() error {
+		if n := srv.OpenStreams(); n != 1 {
+			return fmt.Errorf("%d streams open", n)
+		}
+		return nil
+	})
+	eventually(t, 5*time.Second, "goroutines flat across 20 reloads", func() error {
+		if n := goroutines(t, "127.0.0.1:"+pprofPort); n > base+3 {
+			return fmt.Errorf("%d goroutines, %d after the first reload", n, base)
+		}
+		return nil
+	})
+	if n := opened.Load(); n < 22 {
+		t.Errorf("the control plane saw %d streams over 21 reloads", n)
+	}
+
+	// With the control plane gone, a reload keeps the table and the clients.
+	srv.Stop()
+	reload()
+	if err := answered(); err != nil {
+		t.Errorf("after a reload without the control plane: %v", err)
+	}
 }
