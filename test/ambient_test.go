@@ -594,3 +594,60 @@ func TestAmbientReloadsLeaveNothingBehind(t *testing.T) {
 		t.Errorf("after a reload without the control plane: %v", err)
 	}
 }
+
+// TestAmbientVisibility: with a mesh config that makes the ServiceEntries of some namespaces visible
+// to those namespaces only (serviceEntryVisibility), istiod marks their Services NAMESPACE; such a
+// host is answered to the pods of its namespace only, has no PTR, and other clients' questions about
+// it go on as for any name outside the mesh.
+func TestAmbientVisibility(t *testing.T) {
+	stack := realstack.Start(t, realstack.Options{
+		IstiodEnv: []string{"PILOT_ENABLE_AMBIENT=true"},
+		MeshConfig: `serviceEntryVisibility:
+  policies:
+  - visibility: NAMESPACE
+    matchingRules:
+    - namespaceSelector:
+        matchLabels:
+          visibility: private
+`,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := stack.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: "secret", Labels: map[string]string{"visibility": "private"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	createAmbientPod(t, stack, "secret", "insider", "insider", "127.0.0.71", true)
+	createAmbientPod(t, stack, "default", "outsider", "outsider", "127.0.0.72", true)
+	if err := stack.CreateServiceEntry("secret", "vault", []string{"vault.secret.example"}, []string{"240.0.0.71"}, "STATIC"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.CreateServiceEntry("default", "open", []string{"open.example"}, []string{"240.0.0.72"}, "STATIC"); err != nil {
+		t.Fatal(err)
+	}
+	up := startUpstream(t)
+	const forwarded = "192.0.2.53"
+	port := freePort(t)
+	addr := "127.0.0.1:" + port
+	startCoreDNS(t, t.TempDir(), fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        ambient %s
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
+`, port, stack.IstiodGRPC, up.addr), addr)
+
+	resolvesFrom(t, "127.0.0.71", addr, "vault.secret.example.", "240.0.0.71")
+	resolvesFrom(t, "127.0.0.72", addr, "vault.secret.example.", forwarded)
+	resolvesFrom(t, "127.0.0.99", addr, "vault.secret.example.", forwarded)
+	for _, src := range []string{"127.0.0.71", "127.0.0.72"} {
+		resolvesFrom(t, src, addr, "open.example.", "240.0.0.72")
+	}
+	// No PTR, even to its own namespace: the question goes upstream, which has none.
+	if r := askFrom(t, "127.0.0.71", addr, "71.0.0.240.in-addr.arpa.", dns.TypePTR); len(r.Answer) != 0 || up.count("71.0.0.240.in-addr.arpa. PTR") != 1 {
+		t.Errorf("the PTR of a namespace's own ServiceEntry: %v", r.Answer)
+	}
+}

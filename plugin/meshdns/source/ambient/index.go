@@ -200,19 +200,27 @@ func (x *index) all() []table.Entry {
 
 // hostEntries is what host h answers, as istiod's ambient index implies: the VIPs on the clients'
 // network of the Services named h (only the canonical ones when some are, and only the Kubernetes
-// Service when there is one); for a Kubernetes Service
-// without any VIP (headless), the addresses of its healthy workloads on the network, and one
-// <pod>.<h> host per pod. Services visible to their own namespace only are left out: the table is
-// the same for every client.
+// Service when there is one); for a Kubernetes Service without any VIP (headless), the addresses of
+// its healthy workloads on the network, and one <pod>.<h> host per pod. Services visible to their own
+// namespace only count when no other is named h, and the names are then that namespace's alone
+// (VisibleTo): one namespace's, the first by resource name, when several have one.
 func (x *index) hostEntries(h string) ([]table.Entry, map[string]table.Entry) {
-	var svcs []*Service
+	var svcs, limited []*Service
 	canonical := false
 	for _, name := range slices.Sorted(maps.Keys(x.byHost[h])) {
 		s := x.services[name]
 		if s.NamespaceOnly {
+			limited = append(limited, s)
 			continue
 		}
 		svcs = append(svcs, s)
+	}
+	only := ""
+	if len(svcs) == 0 && len(limited) > 0 {
+		only = limited[0].Namespace
+		svcs = slices.DeleteFunc(limited, func(s *Service) bool { return s.Namespace != only })
+	}
+	for _, s := range svcs {
 		canonical = canonical || s.Canonical
 	}
 	if canonical {
@@ -229,6 +237,7 @@ func (x *index) hostEntries(h string) ([]table.Entry, map[string]table.Entry) {
 	)
 	e.Host = strings.TrimSuffix(h, ".") // h is canonical: lower case, a final dot
 	e.Registry = table.RegistryExternal
+	e.VisibleTo = only
 	for _, s := range svcs {
 		if x.isKube(s) {
 			kube = true
@@ -281,7 +290,8 @@ func (x *index) headless(s *Service, e *table.Entry, pods map[string]table.Entry
 		ph := table.CanonicalHost(w.Name + "." + e.Host)
 		p, ok := pods[ph]
 		if !ok {
-			p = table.Entry{Host: strings.TrimSuffix(ph, "."), Registry: table.RegistryKubernetes, ShortName: w.Name + "." + s.Name, Namespace: s.Namespace}
+			p = table.Entry{Host: strings.TrimSuffix(ph, "."), Registry: table.RegistryKubernetes, ShortName: w.Name + "." + s.Name, Namespace: s.Namespace,
+				VisibleTo: e.VisibleTo}
 		}
 		for _, a := range w.Addrs {
 			if !slices.Contains(p.Addrs, a) {

@@ -75,9 +75,17 @@ func TestEntries(t *testing.T) {
 		{"a ServiceEntry of another namespace on a Kubernetes Service's host: the Service", "",
 			[]res{svc(reviewsSvc), svc(&Service{Name: "shadow", Namespace: "other", Hostname: "reviews.default.svc.cluster.local", Canonical: true, Addresses: vips("", "240.0.0.99")})},
 			[]table.Entry{kube("reviews.default.svc.cluster.local", "reviews", "default", "10.96.0.12", "fd00::12", "10.200.0.12")}},
-		{"visible to its namespace only: left out", "",
-			[]res{svc(&Service{Name: "p", Namespace: "a", Hostname: "p.a.svc.cluster.local", NamespaceOnly: true, Addresses: vips("", "10.96.9.9")})},
-			[]table.Entry{}},
+		{"visible to its namespace only: that namespace's name", "",
+			[]res{svc(&Service{Name: "p", Namespace: "a", Hostname: "p.example", NamespaceOnly: true, Addresses: vips("", "240.0.9.9")})},
+			[]table.Entry{{Host: "p.example", Registry: table.RegistryExternal, Addrs: addrs("240.0.9.9"), VisibleTo: "a"}}},
+		{"limited in two namespaces: the first's", "",
+			[]res{svc(&Service{Name: "p", Namespace: "b", Hostname: "p.example", NamespaceOnly: true, Addresses: vips("", "240.0.9.8")}),
+				svc(&Service{Name: "p", Namespace: "a", Hostname: "p.example", NamespaceOnly: true, Addresses: vips("", "240.0.9.9")})},
+			[]table.Entry{{Host: "p.example", Registry: table.RegistryExternal, Addrs: addrs("240.0.9.9"), VisibleTo: "a"}}},
+		{"limited and public: the public one, for everyone", "",
+			[]res{svc(&Service{Name: "p", Namespace: "a", Hostname: "p.example", NamespaceOnly: true, Addresses: vips("", "240.0.9.9")}),
+				svc(&Service{Name: "p", Namespace: "b", Hostname: "p.example", Canonical: true, Addresses: vips("", "240.0.9.8")})},
+			[]table.Entry{external("p.example", "240.0.9.8")}},
 	}
 	for _, tc := range tests {
 		x := newIndex("cluster.local", tc.network)
