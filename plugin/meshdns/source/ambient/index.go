@@ -21,7 +21,7 @@ type index struct {
 	workloads map[string]*Workload              // by resource name (uid)
 	byHost    map[string]set                    // canonical hostname -> service resource names
 	members   map[string]set                    // "namespace/hostname" -> workload resource names
-	byAddr    map[netip.Addr]set                // address -> workload resource names
+	byAddr    map[netip.Addr][]string           // address -> workload resource names (nearly always one: no set)
 	podHosts  map[string]map[string]table.Entry // canonical hostname -> the per-pod hosts last given for it
 }
 
@@ -31,7 +31,7 @@ func newIndex(clusterDomain, network string) *index {
 	return &index{
 		clusterDomain: clusterDomain, network: network,
 		services: map[string]*Service{}, workloads: map[string]*Workload{},
-		byHost: map[string]set{}, members: map[string]set{}, byAddr: map[netip.Addr]set{}, podHosts: map[string]map[string]table.Entry{},
+		byHost: map[string]set{}, members: map[string]set{}, byAddr: map[netip.Addr][]string{}, podHosts: map[string]map[string]table.Entry{},
 	}
 }
 
@@ -44,9 +44,9 @@ func (x *index) clone() *index {
 		}
 		return out
 	}
-	byAddr := make(map[netip.Addr]set, len(x.byAddr))
+	byAddr := make(map[netip.Addr][]string, len(x.byAddr))
 	for k, v := range x.byAddr {
-		byAddr[k] = maps.Clone(v)
+		byAddr[k] = slices.Clone(v)
 	}
 	podHosts := make(map[string]map[string]table.Entry, len(x.podHosts))
 	for k, v := range x.podHosts {
@@ -116,7 +116,10 @@ func (x *index) remove(name string, t *touched) {
 			remove(x.members, key, name)
 		}
 		for _, a := range w.Addrs {
-			remove(x.byAddr, a, name)
+			x.byAddr[a] = slices.DeleteFunc(x.byAddr[a], func(n string) bool { return n == name })
+			if len(x.byAddr[a]) == 0 {
+				delete(x.byAddr, a)
+			}
 		}
 		delete(x.workloads, name)
 	}
@@ -136,7 +139,9 @@ func (x *index) put(name string, w *Workload, s *Service, t *touched) {
 			add(x.members, key, name)
 		}
 		for _, a := range w.Addrs {
-			add(x.byAddr, a, name)
+			if !slices.Contains(x.byAddr[a], name) {
+				x.byAddr[a] = append(x.byAddr[a], name)
+			}
 		}
 		x.workloads[name] = w
 	}
@@ -308,7 +313,7 @@ func (x *index) headless(s *Service, e *table.Entry, pods map[string]table.Entry
 // reuse addresses of this one.
 func (x *index) namespaceOf(a netip.Addr) (string, bool) {
 	ns := ""
-	for name := range x.byAddr[a] {
+	for _, name := range x.byAddr[a] {
 		w := x.workloads[name]
 		if w.HostNetwork || !x.onNetwork(w.Network) {
 			continue
