@@ -2,7 +2,9 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -103,6 +105,22 @@ func createAmbientPod(t *testing.T, stack *realstack.Stack, ns, name, app, ip st
 	}
 	if _, err := pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("pod status %s/%s: %v", ns, name, err)
+	}
+}
+
+// getJSON decodes the JSON at url into v.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
 	}
 }
 
@@ -315,12 +333,14 @@ func TestAmbientIstiod(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, tlsPort, mport := freePort(t), freePort(t), freePort(t)
+	port, tlsPort, mport, debugPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	addr, tlsAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort
 	corefile := fmt.Sprintf(`.:%s {
     bind 127.0.0.1
     meshdns {
-        ambient %s
+        ambient %s {
+            debug 127.0.0.1:%s
+        }
         namespace default
         fallthrough
     }
@@ -339,7 +359,7 @@ func TestAmbientIstiod(t *testing.T) {
     }
     forward . %s
 }
-`, port, stack.IstiodGRPC, up.addr, mport, tlsPort, stack.IstiodSecureGRPC, rootCert, realstack.IstiodServerName, tokenFile, up.addr)
+`, port, stack.IstiodGRPC, debugPort, up.addr, mport, tlsPort, stack.IstiodSecureGRPC, rootCert, realstack.IstiodServerName, tokenFile, up.addr)
 	srv := startCoreDNS(t, dir, corefile, addr)
 	e := &meshEnv{metrics: "127.0.0.1:" + mport}
 	must := func(err error) {
@@ -372,6 +392,17 @@ func TestAmbientIstiod(t *testing.T) {
 	resolvesTo(t, addr, "db.default.svc.cluster.local.", dns.TypeA, db0, db2)
 	resolvesTo(t, addr, "db-2.db.default.svc.cluster.local.", dns.TypeA, db2)
 	resolvesTo(t, addr, "db-1.db.default.svc.cluster.local.", dns.TypeA, forwarded) // not ready: not a mesh name
+	// The debug endpoint says why: db-1's workload is not healthy.
+	var ex ambient.Explanation
+	getJSON(t, "http://127.0.0.1:"+debugPort+"/ambient?name=db.default.svc.cluster.local&client="+db1, &ex)
+	if len(ex.Services) != 1 || len(ex.Services[0].Workloads) != 3 || ex.Client == nil || ex.Client.Namespace != "default" || len(ex.Answer) != 2 {
+		t.Errorf("the debug endpoint on db: %+v", ex)
+	}
+	for _, w := range ex.Services[0].Workloads {
+		if w.Healthy == (w.Resource == "Kubernetes//Pod/default/db-1") {
+			t.Errorf("the debug endpoint on db's workload %+v", w)
+		}
+	}
 
 	// A client's namespace comes from its workload: the bare name of a Service in shop resolves from
 	// shop's pod, not from default's pod nor from an address no workload has.

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/xds"
@@ -17,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
+
+var log = clog.NewWithPlugin("meshdns")
 
 var (
 	metrics = xds.NewMetrics("ambient", "Workload discovery (ambient)")
@@ -35,7 +39,8 @@ type Source struct {
 	cfg    *Config
 	client *xds.Client
 	// clients maps a workload address to its namespace: read by every query, written on changes.
-	clients sync.Map // netip.Addr -> string
+	clients sync.Map                // netip.Addr -> string
+	current atomic.Pointer[handler] // the running handler, for the debug endpoint
 }
 
 var (
@@ -93,6 +98,15 @@ func (s *Source) NamespaceOf(a netip.Addr) (string, bool) {
 // table while disconnected.
 func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	h := &handler{src: s, sink: sink, idx: newIndex(s.cfg.clusterDomain(), s.cfg.Network)}
+	s.current.Store(h)
+	if s.cfg.Debug != "" {
+		stop, err := s.serveDebug(s.cfg.Debug)
+		if err != nil {
+			log.Errorf("%s: %v", s, err)
+		} else {
+			defer stop()
+		}
+	}
 	if err := s.client.Run(ctx, h); err != nil {
 		sink.Reject(err)
 	}
@@ -102,6 +116,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 type handler struct {
 	src  *Source
 	sink source.Sink
+	mu   sync.Mutex // guards idx against the debug endpoint's reads
 	idx  *index
 	// published is set once the sink has a snapshot from this handler: changes follow.
 	published bool
@@ -112,6 +127,8 @@ var _ xds.Resumer = (*handler)(nil)
 // Apply decodes each resource; the ones that fail are left as they were and named in the NACK,
 // the rest applied.
 func (h *handler) Apply(r *xds.Response) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	t := newTouched()
 	var (
 		bad  []string
@@ -178,7 +195,12 @@ func (h *handler) Resume(prev xds.Handler) {
 	if !ok {
 		return
 	}
-	h.idx = p.idx.clone()
+	p.mu.Lock()
+	idx := p.idx.clone()
+	p.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.idx = idx
 	for a := range h.idx.byAddr {
 		if ns, ok := h.idx.namespaceOf(a); ok {
 			h.src.clients.Store(a, ns)

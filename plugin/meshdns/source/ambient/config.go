@@ -22,6 +22,7 @@ type Config struct {
 	Cluster  string
 	Network  string // the network of the clients: VIPs of other networks are left out
 	Metadata map[string]string
+	Debug    string // address of the debug HTTP endpoint
 
 	// From the meshdns block: the namespace of the default node id and of clients the source does
 	// not know, and the cluster domain (Services under .svc.DOMAIN get the Kubernetes short forms).
@@ -68,6 +69,14 @@ func Parse(c *caddy.Controller) (*Config, error) {
 				return err
 			}
 			cfg.Metadata[args[0]] = args[1]
+		case "debug":
+			if err := want(1, "ADDRESS"); err != nil {
+				return err
+			}
+			if _, port, err := net.SplitHostPort(args[0]); err != nil || port == "" {
+				return c.Errf("ambient: debug: %q is not host:port, such as 127.0.0.1:9155", args[0])
+			}
+			cfg.Debug = args[0]
 		default:
 			return source.Unknown(c, "ambient", prop)
 		}

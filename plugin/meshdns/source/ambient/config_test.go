@@ -18,7 +18,7 @@ func TestParse(t *testing.T) {
 		}
 	}
 	good := "ambient istiod.istio-system.svc:15012 {\n tls " + ca + " istiod.istio-system.svc\n client_cert " + crt + " " + key +
-		"\n token " + tok + "\n node_id ztunnel~10.1.1.1~meshdns-a.kube-system~kube-system.svc.cluster.local\n cluster east\n network net1\n metadata A 1\n metadata NODE_NAME n1\n}"
+		"\n token " + tok + "\n node_id ztunnel~10.1.1.1~meshdns-a.kube-system~kube-system.svc.cluster.local\n cluster east\n network net1\n metadata A 1\n metadata NODE_NAME n1\n debug 127.0.0.1:9155\n}"
 	c := caddy.NewTestController("dns", good)
 	c.Next()
 	cfg, err := Parse(c)
@@ -27,7 +27,7 @@ func TestParse(t *testing.T) {
 	}
 	if cfg.Address != "istiod.istio-system.svc:15012" || cfg.CAFile != ca || cfg.ServerName != "istiod.istio-system.svc" || cfg.CertFile != crt ||
 		cfg.KeyFile != key || cfg.TokenFile != tok || cfg.nodeID() != "ztunnel~10.1.1.1~meshdns-a.kube-system~kube-system.svc.cluster.local" ||
-		cfg.Cluster != "east" || cfg.Network != "net1" {
+		cfg.Cluster != "east" || cfg.Network != "net1" || cfg.Debug != "127.0.0.1:9155" {
 		t.Errorf("parsed %+v", cfg)
 	}
 	if md := cfg.metadata(); md["CLUSTER_ID"] != "east" || md["A"] != "1" || md["NODE_NAME"] != "n1" || md["NAMESPACE"] != "default" {
@@ -51,6 +51,7 @@ func TestParse(t *testing.T) {
 		{"ambient a:1 {\n node_id sidecar~1.1.1.1~a.b~b.svc.cluster.local\n}", `ambient: node_id: "sidecar~1.1.1.1~a.b~b.svc.cluster.local" is not ztunnel~IP~POD.NS~NS.svc.DOMAIN`},
 		{"ambient a:1 {\n network\n}", "ambient: network: want NETWORK, got 0 arguments"},
 		{"ambient a:1 {\n metadata K\n}", "ambient: metadata: want KEY VALUE"},
+		{"ambient a:1 {\n debug 9155\n}", `ambient: debug: "9155" is not host:port`},
 		{"ambient a:1 {\n network a\n network b\n}", "Testfile:3 - Error during parsing: ambient: property 'network' given twice"},
 		{"ambient a:1 {\n cluster a", "ambient: block not closed"},
 	}
