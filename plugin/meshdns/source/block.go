@@ -9,14 +9,13 @@ import (
 // ParseBlock reads the optional "{ ... }" block of a source, the controller standing on the last
 // argument of its line, handing each property and its arguments to prop. It reports what every
 // source's block gets wrong the same way, naming the source (kind), the property and the line: a
-// token other than "{" after the line, a property given twice (unless repeatable), and a block
-// not closed. prop reports an unknown property with Unknown.
+// property given twice (unless repeatable) and a block not closed. prop reports an unknown property with Unknown.
 func ParseBlock(c *caddy.Controller, kind string, repeatable []string, prop func(name string, args []string) error) error {
 	if !c.NextArg() {
 		return nil
 	}
 	if c.Val() != "{" {
-		return c.Errf("%s: unexpected %q after the address", kind, c.Val())
+		return c.Errf("%s: unexpected %q where its block { ... } may start", kind, c.Val())
 	}
 	seen := map[string]bool{}
 	for c.Next() {
