@@ -3,6 +3,7 @@ package test
 import (
 	"crypto/tls"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/ambient"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds/ndstest"
@@ -130,6 +132,7 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 	var (
 		fileLine  = regexp.MustCompile(`(?m)^(\s*(?:file|tls|token|vip_state) )(\S+)`)
 		ndsLine   = regexp.MustCompile(`(?m)^(\s*nds )(\S+)`)
+		ambLine   = regexp.MustCompile(`(?m)^(\s*ambient )(\S+)`)
 		promLine  = regexp.MustCompile(`(?m)^(\s*(?:prometheus|debug) )(\S+)`)
 		serverKey = regexp.MustCompile(`(?m)^\. \{`)
 	)
@@ -161,7 +164,14 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 			}
 			pki := ndstest.NewPKI(t, "istiod.istio-system.svc")
 			srv := ndstest.New(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pki.Server}}))
+			usesAmbient := ambLine.MatchString(b[1])
 			srv.OnOpen = func() any {
+				if usesAmbient { // istiod's workload discovery: the same Service as an Address, over delta
+					svc := &ambient.Service{Name: "reviews", Namespace: "bookinfo", Hostname: "reviews.bookinfo.svc.cluster.local",
+						Addresses: []ambient.NetworkAddress{{Addr: netip.MustParseAddr("10.96.10.12")}}}
+					return &discovery.DeltaDiscoveryResponse{TypeUrl: ambient.TypeURL, Nonce: "1", Resources: []*discovery.Resource{{
+						Name: "bookinfo/" + svc.Hostname, Version: "1", Resource: &anypb.Any{TypeUrl: ambient.TypeURL, Value: ambient.EncodeService(svc)}}}}
+				}
 				return &discovery.DiscoveryResponse{TypeUrl: nds.TypeURL, VersionInfo: "1", Nonce: "1",
 					Resources: []*anypb.Any{{TypeUrl: nds.TypeURL, Value: nds.EncodeNameTable(entries)}}}
 			}
@@ -182,8 +192,9 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 				}
 				return m[1] + path
 			})
-			usesNDS := ndsLine.MatchString(corefile)
+			usesNDS := ndsLine.MatchString(corefile) || usesAmbient
 			corefile = ndsLine.ReplaceAllString(corefile, "${1}"+srv.Addr)
+			corefile = ambLine.ReplaceAllString(corefile, "${1}"+srv.Addr)
 			corefile = promLine.ReplaceAllString(corefile, "${1}127.0.0.1:"+freePort(t))
 			port := freePort(t)
 			corefile = serverKey.ReplaceAllString(corefile, ".:"+port+" {")

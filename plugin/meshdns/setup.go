@@ -12,6 +12,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/ambient"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/kubernetes"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
@@ -68,6 +69,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		files         []fileSource
 		ndsConfigs    []*nds.Config
 		kubeConfigs   []*kubernetes.Config
+		ambConfigs    []*ambient.Config
 		seen          = map[string]bool{}
 	)
 	i, line := 0, 0
@@ -80,12 +82,12 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		m.Zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
 		for c.NextBlock() {
 			prop := c.Val()
-			if prop != "file" && prop != "nds" && prop != "kubernetes" && seen[prop] {
+			if prop != "file" && prop != "nds" && prop != "kubernetes" && prop != "ambient" && seen[prop] {
 				return nil, c.Errf("property '%s' given twice", prop)
 			}
 			seen[prop] = true
 			var args []string
-			if prop != "nds" && prop != "kubernetes" { // these read their own arguments and block
+			if prop != "nds" && prop != "kubernetes" && prop != "ambient" { // these read their own arguments and block
 				args = c.RemainingArgs()
 			}
 			switch prop {
@@ -101,6 +103,12 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 					return nil, err
 				}
 				ndsConfigs = append(ndsConfigs, cfg)
+			case "ambient":
+				cfg, err := ambient.Parse(c)
+				if err != nil {
+					return nil, err
+				}
+				ambConfigs = append(ambConfigs, cfg)
 			case "kubernetes":
 				cfg, err := kubernetes.Parse(c)
 				if err != nil {
@@ -154,8 +162,8 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 			}
 		}
 	}
-	if len(files) == 0 && len(ndsConfigs) == 0 && len(kubeConfigs) == 0 {
-		return nil, fmt.Errorf("%s:%d - Error during parsing: no name table source: give at least one 'file PATH', 'nds ADDRESS' or 'kubernetes'", c.File(), line)
+	if len(files) == 0 && len(ndsConfigs) == 0 && len(kubeConfigs) == 0 && len(ambConfigs) == 0 {
+		return nil, fmt.Errorf("%s:%d - Error during parsing: no name table source: give at least one 'file PATH', 'nds ADDRESS', 'ambient ADDRESS' or 'kubernetes'", c.File(), line)
 	}
 
 	m.view = table.NewView(namespace, search, clusterDomain)
@@ -171,6 +179,15 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 			return nil, fmt.Errorf("%s:%d - Error during parsing: nds %s: %v", c.File(), line, cfg.Address, err)
 		}
 		m.store.add(src, nil)
+	}
+	for _, cfg := range ambConfigs {
+		cfg.Namespace, cfg.ClusterDomain = namespace, clusterDomain
+		src, err := ambient.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d - Error during parsing: %s: %v", c.File(), line, cfg, err)
+		}
+		m.store.add(src, nil)
+		m.clients = append(m.clients, src) // workload addresses give client namespaces
 	}
 	for _, cfg := range kubeConfigs {
 		cfg.ClusterDomain = clusterDomain

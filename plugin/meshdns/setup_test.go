@@ -1,6 +1,7 @@
 package meshdns
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,9 @@ func TestSetup(t *testing.T) {
 		{"ttl too big", "meshdns {\nfile " + good + "\nttl 86401\n}", `ttl: "86401" is not a number of seconds`},
 		{"kubernetes outside a cluster", "meshdns {\nkubernetes\n}", "Testfile:1 - Error during parsing: kubernetes in-cluster: no kubeconfig given and not in a cluster"},
 		{"kubernetes bad option", "meshdns {\nkubernetes {\nclients a b\n}\n}", "Testfile:3 - Error during parsing: kubernetes: clients: want [NODE], got 2 arguments"},
+		{"ambient", "meshdns {\nambient 127.0.0.1:15010 {\nnetwork n1\n}\nnamespace default\n}", ""},
+		{"ambient bad option", "meshdns {\nambient 127.0.0.1:15010 {\nnetwork\n}\n}", "Testfile:3 - Error during parsing: ambient: network: want NETWORK, got 0 arguments"},
+		{"ambient twice", "meshdns {\nambient 127.0.0.1:15010\nambient 127.0.0.2:15010\n}", ""},
 		{"batch_udp off", "meshdns {\nfile " + good + "\nbatch_udp off\n}", ""},
 		{"batch_udp missing", "meshdns {\nfile " + good + "\nbatch_udp\n}", `Testfile:3 - Error during parsing: batch_udp: want on or off, got ""`},
 		{"batch_udp bad", "meshdns {\nfile " + good + "\nbatch_udp fast\n}", `Testfile:3 - Error during parsing: batch_udp: want on or off, got "fast"`},
@@ -76,6 +80,22 @@ func TestSetup(t *testing.T) {
 				t.Errorf("error %q does not name the plugin", err)
 			}
 		})
+	}
+}
+
+// TestAmbientGivesClientViews: an ambient source knows client addresses, so the block asks it.
+func TestAmbientGivesClientViews(t *testing.T) {
+	c := caddy.NewTestController("dns", "meshdns {\nambient 127.0.0.1:15010\nnamespace shop\n}")
+	c.ServerBlockKeys = []string{"."}
+	m, err := parse(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.clients) != 1 || len(m.store.sources) != 1 || m.store.sources[0].Kind() != "ambient" {
+		t.Errorf("clients %v, sources %v", m.clients, m.store.sources)
+	}
+	if v := m.viewFor(netip.MustParseAddr("10.9.9.9")); v.Namespace != "shop" {
+		t.Errorf("an unknown client's namespace %q, want the block's", v.Namespace)
 	}
 }
 

@@ -39,6 +39,9 @@ type Entry struct {
 	// lacks is NXDOMAIN rather than passed to the next plugin (clusterset.local, whose absent names the
 	// MCS DNS specification defines).
 	Authoritative bool
+	// VisibleTo, when set, limits Host to the clients of that namespace (an ambient mesh's Service
+	// with visibility NAMESPACE): to any other client the table lacks it, and no PTR names it.
+	VisibleTo string
 }
 
 // Equal reports whether e and o are the same entry, field for field.
@@ -46,7 +49,7 @@ func (e *Entry) Equal(o *Entry) bool {
 	return e.Host == o.Host && slices.Equal(e.Addrs, o.Addrs) && e.Registry == o.Registry &&
 		e.ShortName == o.ShortName && e.Namespace == o.Namespace && slices.Equal(e.AltHosts, o.AltHosts) &&
 		e.Cluster == o.Cluster && e.Alias == o.Alias && slices.Equal(e.SRV, o.SRV) &&
-		slices.Equal(e.TXT, o.TXT) && e.Authoritative == o.Authoritative
+		slices.Equal(e.TXT, o.TXT) && e.Authoritative == o.Authoritative && e.VisibleTo == o.VisibleTo
 }
 
 // EntriesEqual reports whether a and b hold equal entries in the same order.

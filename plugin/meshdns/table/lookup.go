@@ -52,7 +52,7 @@ func (m Match) Zone() string {
 func (t *Table) Lookup(qname string, v *View) Match {
 	var buf [256]byte
 	key := appendLower(buf[:0], qname)
-	if n := t.find(key, v); n != nil {
+	if n := t.find(key, v); n != nil && n.seenBy(v) {
 		return Match{n: n}
 	}
 	if hosts, zone := t.ptr(key); hosts != nil {
@@ -64,7 +64,7 @@ func (t *Table) Lookup(qname string, v *View) Match {
 			continue
 		}
 		n := t.find(key[:cut], v)
-		if n == nil {
+		if n == nil || !n.seenBy(v) {
 			continue
 		}
 		target := n.host
@@ -109,6 +109,10 @@ func (t *Table) isENT(key []byte) bool {
 	}
 	return n > 0
 }
+
+// seenBy reports whether a client in view v may see n: a name limited to a namespace is absent for
+// the clients of the others.
+func (n *name) seenBy(v *View) bool { return n.only == "" || n.only == v.Namespace }
 
 // find looks key up as a host or one of its forms, then as a bare name in the client's namespace,
 // then under the most specific wildcard.

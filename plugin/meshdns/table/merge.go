@@ -6,8 +6,9 @@ import (
 )
 
 // Merge folds the snapshots of several sources into one list with one entry per host. Where hosts
-// collide the better-ranked registry wins; entries of equal rank keep the first's metadata and take the
-// union of the addresses. Hosts come out in the order they first appear, so the result depends only on
+// collide the better-ranked registry wins, then an entry every client sees over one limited to a
+// namespace (VisibleTo; of two limited to different namespaces, the first); entries of equal rank
+// and visibility keep the first's metadata and take the union of the addresses. Hosts come out in the order they first appear, so the result depends only on
 // the order of the snapshots, never on map iteration. Inputs are not modified; entries without a
 // collision are copied as they are, sharing their slices.
 func Merge(snapshots ...[]Entry) []Entry {
@@ -27,9 +28,11 @@ func Merge(snapshots ...[]Entry) []Entry {
 			case !ok:
 				index[key] = len(out)
 				out = append(out, *e)
-			case e.rank() < out[at].rank():
-				out[at] = *e
+			case e.rank() < out[at].rank(), e.rank() == out[at].rank() && out[at].VisibleTo != "" && e.VisibleTo == "":
+				out[at] = *e // a better registry, or an entry every client sees over one some do
 				delete(merged, at)
+			case e.VisibleTo != out[at].VisibleTo:
+				// Seen by other clients: its addresses must not reach the ones it is hidden from.
 			case e.rank() == out[at].rank():
 				cur := &out[at]
 				if !merged[at] {

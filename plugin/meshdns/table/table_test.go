@@ -172,6 +172,42 @@ func TestAnswers(t *testing.T) {
 	}
 }
 
+// TestVisibleTo: a name limited to a namespace is answered to its clients only, by every form, has
+// no PTR, and in a merge gives way to an entry every client sees rather than lend it addresses.
+func TestVisibleTo(t *testing.T) {
+	private := external("db.example", "240.0.0.1")
+	private.VisibleTo = "Shop"
+	svc := k8s("cart.shop.svc.cluster.local", "cart", "shop", "10.0.0.1")
+	svc.VisibleTo = "shop"
+	tbl := Build([]Entry{private, svc}, opts)
+	shop, other := NewView("shop", nil, "cluster.local"), NewView("bank", nil, "cluster.local")
+	for _, q := range []string{"db.example.", "cart.shop.svc.cluster.local.", "cart.", "cart.shop.", "cart.shop.svc.cluster.local.shop.svc.cluster.local."} {
+		if m := tbl.Lookup(q, shop); !m.Found() {
+			t.Errorf("%s: not found from its namespace", q)
+		}
+	}
+	for _, q := range []string{"db.example.", "cart.shop.svc.cluster.local.", "cart.shop.", "cart.shop.svc.cluster.local.bank.svc.cluster.local.", "1.0.0.240.in-addr.arpa.", "1.0.0.10.in-addr.arpa."} {
+		if m := tbl.Lookup(q, other); m.Found() {
+			t.Errorf("%s: found from another namespace", q)
+		}
+	}
+	if m := tbl.Lookup("1.0.0.10.in-addr.arpa.", shop); m.Found() {
+		t.Errorf("a limited name has a PTR")
+	}
+
+	public := external("db.example", "240.0.0.2")
+	for _, in := range [][]Entry{{private, public}, {public, private}} {
+		if got := Merge(in); len(got) != 1 || got[0].VisibleTo != "" || !slices.Equal(got[0].Addrs, addrs("240.0.0.2")) {
+			t.Errorf("merging %+v: %+v", in, got)
+		}
+	}
+	bank := private
+	bank.VisibleTo, bank.Addrs = "bank", addrs("240.0.0.3")
+	if got := Merge([]Entry{private, bank}); len(got) != 1 || got[0].VisibleTo != "Shop" || !slices.Equal(got[0].Addrs, addrs("240.0.0.1")) {
+		t.Errorf("two namespaces' entries: %+v", got)
+	}
+}
+
 func TestAliases(t *testing.T) {
 	alias := k8s("ext.ns.svc.cluster.local", "ext", "ns", "10.9.9.9") // addresses of an alias are ignored
 	alias.Alias = "API.Example.com"

@@ -38,6 +38,9 @@ func randomEntry(r *rand.Rand, host string) Entry {
 	if r.IntN(12) == 0 {
 		e.Alias = fmt.Sprintf("s%d.n%d.svc.cluster.local", r.IntN(4), r.IntN(3))
 	}
+	if r.IntN(7) == 0 {
+		e.VisibleTo = fmt.Sprintf("n%d", r.IntN(2))
+	}
 	return e
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/coredns/caddy"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -42,31 +43,9 @@ func Parse(c *caddy.Controller) (*Config, error) {
 	if args := c.RemainingArgs(); len(args) > 0 {
 		return nil, c.Errf("kubernetes: unexpected %q: options go in a block, as in kubernetes { kubeconfig PATH }", strings.Join(args, " "))
 	}
-	if !c.NextArg() {
-		return cfg, nil
-	}
-	if c.Val() != "{" {
-		return nil, c.Errf("kubernetes: unexpected %q", c.Val())
-	}
-	seen := map[string]bool{}
-	for c.Next() {
-		prop := c.Val()
-		if prop == "}" {
-			if err := cfg.finish(c); err != nil {
-				return nil, err
-			}
-			return cfg, nil
-		}
-		if seen[prop] {
-			return nil, c.Errf("kubernetes: property '%s' given twice", prop)
-		}
-		seen[prop] = true
-		args := c.RemainingArgs()
+	err := source.ParseBlock(c, "kubernetes", []string{"remote", "gateway"}, func(prop string, args []string) error {
 		want := func(min, max int, what string) error {
-			if len(args) < min || len(args) > max {
-				return c.Errf("kubernetes: %s: want %s, got %d arguments", prop, what, len(args))
-			}
-			return nil
+			return source.WantArgs(c, "kubernetes", prop, args, min, max, what)
 		}
 		var err error
 		switch prop {
@@ -84,7 +63,7 @@ func Parse(c *caddy.Controller) (*Config, error) {
 			if err = want(1, 1<<16, "at least one namespace"); err == nil {
 				for _, ns := range args {
 					if len(validation.IsDNS1123Label(ns)) > 0 {
-						return nil, c.Errf("kubernetes: namespaces: %q is not a namespace name", ns)
+						return c.Errf("kubernetes: namespaces: %q is not a namespace name", ns)
 					}
 				}
 				cfg.Namespaces = args
@@ -116,9 +95,6 @@ func Parse(c *caddy.Controller) (*Config, error) {
 			}
 		case "network", "locality", "remote", "remote_secrets", "mesh_suffixes", "export_label", "gateway_service",
 			"gateway", "gateway_port", "vips", "vip_state", "probe_interval", "hold_down", "lease", "debug":
-			if prop == "remote" || prop == "gateway" {
-				delete(seen, prop) // repeatable, once per cluster
-			}
 			err = cfg.Multicluster.parse(c, prop, args)
 		case "startup_timeout":
 			if err = want(1, 1, "a duration such as 5s"); err == nil {
@@ -129,13 +105,17 @@ func Parse(c *caddy.Controller) (*Config, error) {
 				cfg.StartupTimeout = d
 			}
 		default:
-			err = c.Errf("kubernetes: unknown property '%s'", prop)
+			err = source.Unknown(c, "kubernetes", prop)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, c.Errf("kubernetes: block not closed with '}'")
+	if err := cfg.finish(c); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // finish checks what only the whole block tells: a multicluster option without mesh_suffixes.

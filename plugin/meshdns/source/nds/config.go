@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"github.com/coredns/caddy"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/xds"
 )
 
 // Defaults of the node istiod sees. ISTIO_VERSION only needs to be new enough for istiod to treat the
@@ -67,86 +70,52 @@ func Parse(c *caddy.Controller) (*Config, error) {
 		return nil, c.Errf("nds: %v", err)
 	}
 	cfg := &Config{Address: args[0], Cluster: DefaultCluster, Metadata: map[string]string{}}
-	if !c.NextArg() {
-		return cfg, nil
-	}
-	if c.Val() != "{" {
-		return nil, c.Errf("nds: unexpected %q after the address", c.Val())
-	}
-	seen := map[string]bool{}
-	for c.Next() {
-		prop := c.Val()
-		if prop == "}" {
-			return cfg, nil
+	err := source.ParseBlock(c, "nds", []string{"metadata"}, func(prop string, args []string) error {
+		d := cfg.dial()
+		if ok, err := d.ParseProperty(c, "nds", prop, args); ok {
+			cfg.CAFile, cfg.ServerName, cfg.CertFile, cfg.KeyFile, cfg.TokenFile = d.CAFile, d.ServerName, d.CertFile, d.KeyFile, d.TokenFile
+			return err
 		}
-		if prop != "metadata" && seen[prop] {
-			return nil, c.Errf("nds: property '%s' given twice", prop)
-		}
-		seen[prop] = true
-		args := c.RemainingArgs()
-		want := func(min, max int, what string) error {
-			if len(args) < min || len(args) > max {
-				return c.Errf("nds: %s: want %s, got %d arguments", prop, what, len(args))
-			}
-			return nil
-		}
-		var err error
+		want := func(min, max int, what string) error { return source.WantArgs(c, "nds", prop, args, min, max, what) }
 		switch prop {
-		case "tls":
-			if err = want(1, 2, "CA_FILE [SERVER_NAME]"); err == nil {
-				cfg.CAFile = args[0]
-				if len(args) == 2 {
-					cfg.ServerName = args[1]
-				}
-				err = readable(c, prop, cfg.CAFile)
-			}
-		case "client_cert":
-			if err = want(2, 2, "CERT_FILE KEY_FILE"); err == nil {
-				cfg.CertFile, cfg.KeyFile = args[0], args[1]
-				if err = readable(c, prop, cfg.CertFile); err == nil {
-					err = readable(c, prop, cfg.KeyFile)
-				}
-			}
-		case "token":
-			if err = want(1, 1, "FILE"); err == nil {
-				cfg.TokenFile = args[0]
-				err = readable(c, prop, cfg.TokenFile)
-			}
 		case "node_id":
-			if err = want(1, 1, "ID"); err == nil {
-				cfg.NodeID = args[0]
-				if strings.Count(cfg.NodeID, "~") != 3 {
-					err = c.Errf("nds: node_id: %q is not TYPE~IP~ID~DOMAIN, such as sidecar~10.0.0.1~vm1.ns~ns.svc.cluster.local", cfg.NodeID)
-				}
+			if err := want(1, 1, "ID"); err != nil {
+				return err
+			}
+			cfg.NodeID = args[0]
+			if strings.Count(cfg.NodeID, "~") != 3 {
+				return c.Errf("nds: node_id: %q is not TYPE~IP~ID~DOMAIN, such as sidecar~10.0.0.1~vm1.ns~ns.svc.cluster.local", cfg.NodeID)
 			}
 		case "cluster":
-			if err = want(1, 1, "ID"); err == nil {
-				cfg.Cluster = args[0]
+			if err := want(1, 1, "ID"); err != nil {
+				return err
 			}
+			cfg.Cluster = args[0]
 		case "metadata":
-			if err = want(2, 2, "KEY VALUE"); err == nil {
-				cfg.Metadata[args[0]] = args[1]
+			if err := want(2, 2, "KEY VALUE"); err != nil {
+				return err
 			}
+			cfg.Metadata[args[0]] = args[1]
 		case "delta":
-			err = want(0, 0, "no arguments")
+			if err := want(0, 0, "no arguments"); err != nil {
+				return err
+			}
 			cfg.Delta = true
 		default:
-			err = c.Errf("nds: unknown property '%s'", prop)
+			return source.Unknown(c, "nds", prop)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, c.Err("nds: block not closed with '}'")
+	return cfg, nil
 }
 
-func readable(c *caddy.Controller, prop, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return c.Errf("nds: %s: %v", prop, err)
-	}
-	f.Close()
-	return nil
+// dial is where and how the block reaches its control plane.
+func (cfg *Config) dial() xds.Dial {
+	return xds.Dial{Address: cfg.Address, CAFile: cfg.CAFile, ServerName: cfg.ServerName,
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TokenFile: cfg.TokenFile}
 }
 
 // nodeID is the configured node id or, by default, a sidecar's: sidecar~IP~HOSTNAME.NS~NS.svc.DOMAIN.
@@ -160,7 +129,7 @@ func (cfg *Config) nodeID() string {
 	}
 	host, _, _ = strings.Cut(host, ".")
 	ip := "127.0.0.1"
-	if ips := localIPs(); len(ips) > 0 {
+	if ips := xds.LocalIPs(); len(ips) > 0 {
 		ip = ips[0]
 	}
 	return fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.%s", ip, host, cfg.namespace(), cfg.namespace(), cfg.clusterDomain())
@@ -192,27 +161,11 @@ func (cfg *Config) metadata() map[string]string {
 		"NAMESPACE":         cfg.namespace(),
 		"ISTIO_VERSION":     DefaultIstioVersion,
 	}
-	if ips := localIPs(); len(ips) > 0 {
+	if ips := xds.LocalIPs(); len(ips) > 0 {
 		md["INSTANCE_IPS"] = strings.Join(ips, ",")
 	}
 	for k, v := range cfg.Metadata {
 		md[k] = v
 	}
 	return md
-}
-
-// localIPs are this host's global unicast addresses, IPv4 first, as a proxy reports them.
-func localIPs() []string {
-	var v4, v6 []string
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
-			if n.IP.To4() != nil {
-				v4 = append(v4, n.IP.String())
-			} else {
-				v6 = append(v6, n.IP.String())
-			}
-		}
-	}
-	return append(v4, v6...)
 }

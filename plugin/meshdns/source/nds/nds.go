@@ -6,46 +6,28 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
-
-	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/xds"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-var log = clog.NewWithPlugin("meshdns")
-
-// Backoff bounds between reconnection attempts.
-const (
-	backoffBase = 500 * time.Millisecond
-	backoffMax  = 30 * time.Second
-)
-
 // Source subscribes to the NameTable of one control plane and publishes every push it can apply.
 type Source struct {
-	cfg   *Config
-	opts  []grpc.DialOption
-	node  *core.Node
-	retry backoff
+	cfg    *Config
+	client *xds.Client
 }
 
 var _ source.Source = (*Source)(nil)
 
+var metrics = xds.NewMetrics("nds", "NDS")
+
 // New checks cfg and returns its source; nothing connects until Run.
 func New(cfg *Config) (*Source, error) {
-	opts, err := cfg.dialOptions()
-	if err != nil {
-		return nil, err
-	}
 	md := map[string]any{}
 	for k, v := range cfg.metadata() {
 		md[k] = v
@@ -54,12 +36,19 @@ func New(cfg *Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{
-		cfg:   cfg,
-		opts:  opts,
-		node:  &core.Node{Id: cfg.nodeID(), Cluster: cfg.Cluster, Metadata: meta},
-		retry: backoff{base: backoffBase, max: backoffMax},
-	}, nil
+	s := &Source{cfg: cfg}
+	s.client, err = xds.New(xds.Config{
+		Dial:    cfg.dial(),
+		Name:    s.String(),
+		Node:    &core.Node{Id: cfg.nodeID(), Cluster: cfg.Cluster, Metadata: meta},
+		TypeURL: TypeURL,
+		Delta:   cfg.Delta,
+		Metrics: metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Kind implements source.Source.
@@ -69,170 +58,63 @@ func (s *Source) Kind() string { return "nds" }
 func (s *Source) String() string { return "nds " + s.cfg.Address }
 
 // NodeID returns the node id the source presents to the control plane.
-func (s *Source) NodeID() string { return s.node.Id }
-
-// streamState is what survives a reconnection: what was applied last, so the new stream can say so.
-type streamState struct {
-	version   string                   // state of the world: version_info last ACKed
-	resources map[string][]table.Entry // delta: resources by name
-	versions  map[string]string        // delta: their versions
-	connected bool
-}
+func (s *Source) NodeID() string { return s.client.NodeID() }
 
 // Run implements source.Source: it keeps a stream open, reconnecting with backoff after any error,
 // until ctx ends. The last applied table keeps serving while it is disconnected.
 func (s *Source) Run(ctx context.Context, sink source.Sink) {
-	addr := s.cfg.Address
-	st := &streamState{resources: map[string][]table.Entry{}, versions: map[string]string{}}
-	defer s.disconnected(st)
-	conn, err := grpc.NewClient(addr, s.opts...)
-	if err != nil {
-		sink.Reject(fmt.Errorf("connecting to %s: %w", addr, err))
-		return
-	}
-	defer conn.Close()
-	client := discovery.NewAggregatedDiscoveryServiceClient(conn)
-	failing := false
-	for {
-		var err error
-		if s.cfg.Delta {
-			err = s.runDelta(ctx, client, sink, st)
-		} else {
-			err = s.runSotW(ctx, client, sink, st)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		// Log changes of state, not every attempt: losing a connection, then the first failure.
-		if st.connected {
-			log.Warningf("%s: stream lost, serving the last table while reconnecting: %v", s, err)
-			s.disconnected(st)
-			s.retry.reset()
-		} else if !failing {
-			log.Warningf("%s: cannot reach the control plane, retrying with backoff: %v", s, err)
-		}
-		failing = true
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(s.retry.next()):
-		}
+	h := &handler{src: s, sink: sink, resources: map[string][]table.Entry{}}
+	if err := s.client.Run(ctx, h); err != nil {
+		sink.Reject(err)
 	}
 }
 
-// pushed records a push that reached the source, applied or not, and the connection it proves.
-// The gauge counts connected streams, so that the old and the new instance of a reload, briefly
-// both connected to the same address, do not overwrite each other's state.
-func (s *Source) pushed(st *streamState) {
-	if !st.connected {
-		st.connected = true
-		connectedGauge.WithLabelValues(s.cfg.Address).Inc()
-		log.Infof("%s: connected as %s", s, s.node.Id)
+// handler applies the pushes of one Run; in delta, resources holds the entries of each resource.
+type handler struct {
+	src       *Source
+	sink      source.Sink
+	resources map[string][]table.Entry
+}
+
+func (h *handler) Apply(r *xds.Response) error {
+	if !r.Delta {
+		entries, err := decodeAll(r.Resources)
+		if err != nil {
+			return err
+		}
+		h.applied(entries)
+		return nil
 	}
-}
-
-func (s *Source) disconnected(st *streamState) {
-	if st.connected {
-		st.connected = false
-		connectedGauge.WithLabelValues(s.cfg.Address).Dec()
-	}
-}
-
-func (s *Source) applied(entries []table.Entry, sink source.Sink) {
-	s.retry.reset()
-	sink.Publish(entries)
-	pushesTotal.WithLabelValues(s.cfg.Address, "applied").Inc()
-	entriesGauge.WithLabelValues(s.cfg.Address).Set(float64(len(entries)))
-	lastPush.mark(s.cfg.Address)
-}
-
-func (s *Source) rejected(err error, sink source.Sink) *status.Status {
-	pushesTotal.WithLabelValues(s.cfg.Address, "rejected").Inc()
-	sink.Reject(err)
-	return &status.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
-}
-
-func (s *Source) runSotW(ctx context.Context, client discovery.AggregatedDiscoveryServiceClient, sink source.Sink, st *streamState) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := client.StreamAggregatedResources(ctx)
+	next, err := applyDelta(h.resources, r)
 	if err != nil {
 		return err
 	}
-	if err := stream.Send(&discovery.DiscoveryRequest{Node: s.node, TypeUrl: TypeURL, VersionInfo: st.version}); err != nil {
-		return err
-	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return err
-		}
-		s.pushed(st)
-		ack := &discovery.DiscoveryRequest{TypeUrl: TypeURL, ResponseNonce: resp.Nonce}
-		entries, err := decodeAll(resp.TypeUrl, resp.Resources)
-		if err != nil {
-			ack.VersionInfo = st.version // a NACK names the version still in use
-			ack.ErrorDetail = s.rejected(fmt.Errorf("push version %q: %w", resp.VersionInfo, err), sink)
-		} else {
-			s.applied(entries, sink)
-			st.version = resp.VersionInfo
-			ack.VersionInfo = resp.VersionInfo
-		}
-		if err := stream.Send(ack); err != nil {
-			return err
-		}
-	}
+	h.resources = next
+	h.applied(flatten(next))
+	return nil
 }
 
-func (s *Source) runDelta(ctx context.Context, client discovery.AggregatedDiscoveryServiceClient, sink source.Sink, st *streamState) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := client.DeltaAggregatedResources(ctx)
-	if err != nil {
-		return err
-	}
-	first := &discovery.DeltaDiscoveryRequest{Node: s.node, TypeUrl: TypeURL, InitialResourceVersions: maps.Clone(st.versions)}
-	if err := stream.Send(first); err != nil {
-		return err
-	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return err
-		}
-		s.pushed(st)
-		ack := &discovery.DeltaDiscoveryRequest{TypeUrl: TypeURL, ResponseNonce: resp.Nonce}
-		next, versions, err := applyDelta(st, resp)
-		if err != nil {
-			ack.ErrorDetail = s.rejected(fmt.Errorf("delta push %q: %w", resp.SystemVersionInfo, err), sink)
-		} else {
-			st.resources, st.versions = next, versions
-			s.applied(flatten(next), sink)
-		}
-		if err := stream.Send(ack); err != nil {
-			return err
-		}
-	}
+func (h *handler) Rejected(err error) { h.sink.Reject(err) }
+
+func (h *handler) applied(entries []table.Entry) {
+	h.sink.Publish(entries)
+	entriesGauge.WithLabelValues(h.src.cfg.Address).Set(float64(len(entries)))
 }
 
-// applyDelta returns the resources after resp, leaving st as it was when resp cannot be applied.
-func applyDelta(st *streamState, resp *discovery.DeltaDiscoveryResponse) (map[string][]table.Entry, map[string]string, error) {
-	if resp.TypeUrl != TypeURL {
-		return nil, nil, fmt.Errorf("unexpected type %q", resp.TypeUrl)
-	}
-	next, versions := maps.Clone(st.resources), maps.Clone(st.versions)
-	for _, r := range resp.Resources {
-		entries, err := decodeAny(r.Resource)
+// applyDelta returns the resources after r, leaving resources as they were when r cannot be applied.
+func applyDelta(resources map[string][]table.Entry, r *xds.Response) (map[string][]table.Entry, error) {
+	next := maps.Clone(resources)
+	for _, res := range r.Resources {
+		entries, err := decodeAny(res.Body)
 		if err != nil {
-			return nil, nil, fmt.Errorf("resource %q: %w", r.Name, err)
+			return nil, fmt.Errorf("resource %q: %w", res.Name, err)
 		}
-		next[r.Name], versions[r.Name] = entries, r.Version
+		next[res.Name] = entries
 	}
-	for _, name := range resp.RemovedResources {
+	for _, name := range r.Removed {
 		delete(next, name)
-		delete(versions, name)
 	}
-	return next, versions, nil
+	return next, nil
 }
 
 // flatten concatenates the entries of every resource, in resource name order; the store merges
@@ -245,13 +127,10 @@ func flatten(resources map[string][]table.Entry) []table.Entry {
 	return out
 }
 
-func decodeAll(typeURL string, resources []*anypb.Any) ([]table.Entry, error) {
-	if typeURL != TypeURL {
-		return nil, fmt.Errorf("unexpected type %q", typeURL)
-	}
+func decodeAll(resources []xds.Resource) ([]table.Entry, error) {
 	out := []table.Entry{}
 	for i, r := range resources {
-		entries, err := decodeAny(r)
+		entries, err := decodeAny(r.Body)
 		if err != nil {
 			return nil, fmt.Errorf("resource %d: %w", i, err)
 		}

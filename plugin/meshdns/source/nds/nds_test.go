@@ -13,6 +13,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds/ndstest"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/xds"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -42,7 +43,7 @@ func newSource(t *testing.T, cfg Config) *Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.retry = backoff{base: 10 * time.Millisecond, max: 50 * time.Millisecond}
+	src.client.Retry = xds.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
 	return src
 }
 
@@ -207,37 +208,6 @@ func TestTokenIsReadForEveryStream(t *testing.T) {
 	srv.Request()
 	if tokens := srv.Tokens(); len(tokens) < 2 || tokens[0] != "[Bearer first-token]" || tokens[len(tokens)-1] != "[Bearer rotated-token]" {
 		t.Errorf("tokens seen: %v", tokens)
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	b := backoff{base: 100 * time.Millisecond, max: 2 * time.Second}
-	prevMax := time.Duration(0)
-	for i := range 40 {
-		d := b.next()
-		ceiling := 2 * time.Second
-		if i < 5 {
-			ceiling = min(100*time.Millisecond<<i, ceiling)
-		}
-		if d < ceiling/2 || d > ceiling {
-			t.Fatalf("attempt %d: %v outside [%v, %v]", i, d, ceiling/2, ceiling)
-		}
-		prevMax = max(prevMax, d)
-	}
-	if prevMax > 2*time.Second {
-		t.Errorf("backoff passed its cap: %v", prevMax)
-	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
-		t.Errorf("after reset: %v", d)
-	}
-	seen := map[time.Duration]bool{}
-	for range 20 {
-		b := backoff{base: time.Second, max: time.Minute}
-		seen[b.next()] = true
-	}
-	if len(seen) < 10 {
-		t.Errorf("no jitter: %v", seen)
 	}
 }
 

@@ -1,4 +1,4 @@
-package nds
+package xds
 
 import (
 	"context"
@@ -15,13 +15,23 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// maxPushBytes bounds the size of one push the source accepts: far above any real mesh, and still
+// maxPushBytes bounds the size of one push the client accepts: far above any real mesh, and still
 // a bound on what a broken control plane can make it allocate.
 const maxPushBytes = 256 << 20
 
-// dialOptions turns the TLS and token settings into gRPC options. Files are read when a connection
+// Dial is how to reach a control plane: its address, and the TLS and token settings of the stream.
+type Dial struct {
+	Address    string
+	CAFile     string // verify the server with this CA; empty: plaintext
+	ServerName string
+	CertFile   string // client certificate, for mutual TLS
+	KeyFile    string
+	TokenFile  string // bearer JWT sent on each stream, re-read as it rotates
+}
+
+// options turns the TLS and token settings into gRPC options. Files are read when a connection
 // or stream needs them, not once, so rotated certificates and tokens are picked up.
-func (cfg *Config) dialOptions() ([]grpc.DialOption, error) {
+func (cfg *Dial) options() ([]grpc.DialOption, error) {
 	opts := []grpc.DialOption{
 		// A large mesh's table is several megabytes (100k names: about 10 MB), past gRPC's default
 		// 4 MB limit; istio-agent lifts it too.
