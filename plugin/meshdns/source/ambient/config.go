@@ -36,8 +36,8 @@ func Parse(c *caddy.Controller) (*Config, error) {
 	if len(args) != 1 {
 		return nil, c.Errf("ambient: want one ADDRESS (host:port), got %d arguments", len(args))
 	}
-	if _, port, err := net.SplitHostPort(args[0]); err != nil || port == "" {
-		return nil, c.Errf("ambient: %q is not host:port, such as istiod.istio-system.svc:15012", args[0])
+	if err := xds.CheckAddress(args[0]); err != nil {
+		return nil, c.Errf("ambient: %v", err)
 	}
 	cfg := &Config{Dial: xds.Dial{Address: args[0]}, Cluster: DefaultCluster, Metadata: map[string]string{}}
 	err := source.ParseBlock(c, "ambient", []string{"metadata"}, func(prop string, args []string) error {

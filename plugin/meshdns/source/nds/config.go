@@ -2,7 +2,6 @@ package nds
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"strings"
 
@@ -37,36 +36,13 @@ type Config struct {
 	ClusterDomain string
 }
 
-// CheckAddress accepts what the stream dials: host:port, or a gRPC dns target, dns:///host:port or
-// dns://SERVER:PORT/host:port, which has SERVER resolve the name (a node-local resolver asks kube-dns
-// for istiod rather than itself).
-func CheckAddress(a string) error {
-	target := a
-	if rest, ok := strings.CutPrefix(a, "dns://"); ok {
-		server, name, found := strings.Cut(rest, "/")
-		if !found {
-			return fmt.Errorf("%q is not dns://[SERVER]/host:port", a)
-		}
-		if server != "" {
-			if _, _, err := net.SplitHostPort(server); err != nil {
-				return fmt.Errorf("%q: the resolver %q is not host:port", a, server)
-			}
-		}
-		target = name
-	}
-	if host, port, err := net.SplitHostPort(target); err != nil || port == "" || host == "" {
-		return fmt.Errorf("%q is not host:port, such as istiod.istio-system.svc:15012, or dns://SERVER:53/host:port", a)
-	}
-	return nil
-}
-
 // Parse reads the rest of an "nds ADDRESS [{ ... }]" line, the controller standing on "nds".
 func Parse(c *caddy.Controller) (*Config, error) {
 	args := c.RemainingArgs()
 	if len(args) != 1 {
 		return nil, c.Errf("nds: want one ADDRESS (host:port), got %d arguments", len(args))
 	}
-	if err := CheckAddress(args[0]); err != nil {
+	if err := xds.CheckAddress(args[0]); err != nil {
 		return nil, c.Errf("nds: %v", err)
 	}
 	cfg := &Config{Address: args[0], Cluster: DefaultCluster, Metadata: map[string]string{}}
