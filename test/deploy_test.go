@@ -79,7 +79,7 @@ func find(objs []*unstructured.Unstructured, kind string) *unstructured.Unstruct
 	return nil
 }
 
-// TestDeployManifests renders both overlays of deploy/kubernetes, has the real kube-apiserver
+// TestDeployManifests renders every overlay of deploy/kubernetes, has the real kube-apiserver
 // validate every object (server-side apply, dry run), then runs the kubernetes overlay's Corefile
 // with the token of the manifests' ServiceAccount: its informers must sync with exactly the
 // ClusterRole's permissions, and the ServiceAccount must be able to do nothing more.
@@ -88,8 +88,8 @@ func TestDeployManifests(t *testing.T) {
 	if err := stack.EnsureNamespace("kube-system"); err != nil {
 		t.Fatal(err)
 	}
-	kube, nds := render(t, "kubernetes"), render(t, "nds")
-	for name, objs := range map[string][]*unstructured.Unstructured{"kubernetes": kube, "nds": nds} {
+	kube := render(t, "kubernetes")
+	for name, objs := range map[string][]*unstructured.Unstructured{"kubernetes": kube, "nds": render(t, "nds"), "ambient": render(t, "ambient")} {
 		var kinds []string
 		for _, o := range objs {
 			kinds = append(kinds, o.GetKind())

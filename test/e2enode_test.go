@@ -77,7 +77,7 @@ func TestNodeLocalE2E(t *testing.T) {
 	}
 	clients := clientsArchive(t, dir)
 
-	stack := realstack.Start(t, realstack.Options{})
+	stack := realstack.Start(t, realstack.Options{IstiodEnv: []string{"PILOT_ENABLE_AMBIENT=true"}}) // NDS and workload discovery
 	node := realstack.StartNode(t, stack, realstack.NodeOptions{Images: []string{mesh, next, clients}})
 	startE2EUpstream(t, node.HostIP.String())
 
@@ -138,23 +138,33 @@ func TestNodeLocalE2E(t *testing.T) {
 		"musl getaddrinfo":  {"/resolve-musl"},
 		"Go resolver":       {"/goresolve"},
 	}
+	// resolve has client look l.name up in a pod of l.ns and checks the answer, or that there is none;
+	// a failure quotes the meshdns pod's last log lines.
+	resolve := func(phase, client string, l lookup) {
+		name := fmt.Sprintf("%s%s in %s: %s", phase, client, l.ns, l.name)
+		out, err := node.Kubectl(append([]string{"exec", "-n", l.ns, "client", "--"}, append(clientsCmd[client], l.name)...)...)
+		if l.want == "" {
+			name += " does not resolve"
+			if err == nil && answered(client, out) {
+				err = fmt.Errorf("it did: %s", out)
+			} else {
+				err = nil
+			}
+		} else if name += " = " + l.want; err == nil && !strings.Contains(out, l.want) {
+			err = fmt.Errorf("%s", strings.TrimSpace(out))
+		}
+		if err != nil {
+			logs, _ := node.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=meshdns", "--tail=20")
+			err = fmt.Errorf("%v\nthe meshdns pod's last log lines:\n%s", err, logs)
+		}
+		r.check(name, err)
+	}
 	for _, client := range []string{"busybox nslookup", "glibc getaddrinfo", "musl getaddrinfo", "Go resolver"} {
 		for _, l := range lookups {
 			if viaSearch[l.name] && client == "busybox nslookup" {
 				continue
 			}
-			name := fmt.Sprintf("%s in %s: %s", client, l.ns, l.name)
-			out, err := node.Kubectl(append([]string{"exec", "-n", l.ns, "client", "--"}, append(clientsCmd[client], l.name)...)...)
-			switch {
-			case l.want == "" && err == nil && answered(client, out):
-				r.check(name+" does not resolve", fmt.Errorf("it did: %s", out))
-			case l.want == "":
-				r.check(name+" does not resolve", nil)
-			case err != nil || !strings.Contains(out, l.want):
-				r.check(name+" = "+l.want, fmt.Errorf("%v: %s", err, strings.TrimSpace(out)))
-			default:
-				r.check(name+" = "+l.want, nil)
-			}
+			resolve("", client, l)
 		}
 	}
 
@@ -219,29 +229,10 @@ func TestNodeLocalE2E(t *testing.T) {
 
 	// The nds overlay in its place: mesh names from istiod over TLS with the pod's projected token,
 	// istiod reached as istiod.istio-system.svc:15012 (the stack's, through a selector-less Service).
-	if out, err := node.Kubectl("delete", "-k", overlay, "--wait=true", "--timeout=60s"); err != nil {
-		t.Fatalf("kubectl delete -k overlays/kubernetes: %v\n%s", err, out)
-	}
-	err = pollFor(time.Minute, func() error { // the old pods end after their lameduck, the last one tearing down
-		out, err := node.Kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=meshdns", "-o", "name")
-		if err == nil && strings.TrimSpace(out) != "" {
-			err = fmt.Errorf("still there: %s", out)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatalf("the kubernetes overlay's pods: %v", err)
-	}
 	if err := node.ExposeService(realstack.IstioNamespace, "istiod", map[int]string{15012: stack.IstiodSecureGRPC}); err != nil {
 		t.Fatal(err)
 	}
-	applied = time.Now()
-	if out, err := node.Kubectl("apply", "-k", e2eOverlay(t, filepath.Join(dir, "nds"), "nds")); err != nil {
-		t.Fatalf("kubectl apply -k deploy/kubernetes/overlays/nds: %v\n%s", err, out)
-	}
-	if _, err := node.WaitPods("kube-system", "k8s-app=meshdns", 1, 2*time.Minute); err != nil {
-		t.Fatalf("the nds overlay's pod: %v", err)
-	}
+	overlay, applied = swapOverlay(t, node, overlay, dir, "nds")
 	ndsFirst, err := firstAnswer(node, "web", "api.payments.example", applied)
 	r.check("the nds overlay answers a ServiceEntry host from istiod", err)
 	if err != nil {
@@ -255,17 +246,63 @@ func TestNodeLocalE2E(t *testing.T) {
 		{"shop", strings.TrimSuffix(externalName, "."), externalIP},
 		{"web", podIPName, dbIP},
 	} {
-		out, err := node.Kubectl("exec", "-n", l.ns, "client", "--", "/resolve-glibc", l.name)
-		if err == nil && !strings.Contains(out, l.want) {
-			err = fmt.Errorf("%s", strings.TrimSpace(out))
+		resolve("nds overlay, ", "glibc getaddrinfo", l)
+	}
+
+	// The ambient overlay in its place: istiod's workload discovery, each client's namespace from
+	// its own Workload.
+	_, applied = swapOverlay(t, node, overlay, dir, "ambient")
+	ambientFirst, err := firstAnswer(node, "shop", "cart", applied)
+	r.check("the ambient overlay answers a pod its own namespace's bare name, from istiod's workloads", err)
+	if err != nil {
+		logs, _ := node.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=meshdns", "--tail=20")
+		t.Fatalf("%v\nthe meshdns pod's last log lines:\n%s", err, logs)
+	}
+	figures += fmt.Sprintf("; ambient overlay: kubectl apply to the first answer %v", ambientFirst.Round(100*time.Millisecond))
+	for _, client := range []string{"glibc getaddrinfo", "Go resolver"} {
+		for _, l := range []lookup{
+			{"shop", "cart", cartIP},
+			{"web", "cart.shop", cartIP},
+			{"web", "cart.shop.svc.cluster.local", cartIP},
+			{"web", "db-0.db.shop", dbIP},
+			{"shop", "api.payments.example", "240.240.0.5"},
+			{"web", strings.TrimSuffix(externalName, "."), externalIP},
+			{"web", "cart", ""},
+		} {
+			resolve("ambient overlay, ", client, l)
 		}
-		if err != nil {
-			logs, _ := node.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=meshdns", "--tail=20")
-			err = fmt.Errorf("%v\nthe meshdns pod's last log lines:\n%s", err, logs)
-		}
-		r.check(fmt.Sprintf("nds overlay, glibc getaddrinfo in %s: %s = %s", l.ns, l.name, l.want), err)
 	}
 	recordResult(t, "e2e-node", figures)
+}
+
+// swapOverlay deletes the applied overlay (the kustomization at old), waits until its pods are gone
+// (they end after their lameduck, the last one tearing the node's setup down), and applies
+// deploy/kubernetes/overlays/<next> in its place, only the image changed; it returns the new
+// kustomization and when it was applied, once its pod is ready.
+func swapOverlay(t *testing.T, node *realstack.Node, old, dir, next string) (string, time.Time) {
+	t.Helper()
+	if out, err := node.Kubectl("delete", "-k", old, "--wait=true", "--timeout=60s"); err != nil {
+		t.Fatalf("kubectl delete -k %s: %v\n%s", old, err, out)
+	}
+	err := pollFor(time.Minute, func() error {
+		out, err := node.Kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=meshdns", "-o", "name")
+		if err == nil && strings.TrimSpace(out) != "" {
+			err = fmt.Errorf("still there: %s", out)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the pods of %s: %v", old, err)
+	}
+	kustomization := e2eOverlay(t, filepath.Join(dir, next), next)
+	applied := time.Now()
+	if out, err := node.Kubectl("apply", "-k", kustomization); err != nil {
+		t.Fatalf("kubectl apply -k deploy/kubernetes/overlays/%s: %v\n%s", next, err, out)
+	}
+	if _, err := node.WaitPods("kube-system", "k8s-app=meshdns", 1, 2*time.Minute); err != nil {
+		t.Fatalf("the %s overlay's pod: %v", next, err)
+	}
+	return kustomization, applied
 }
 
 // answered says whether a client's output holds an address.
