@@ -300,7 +300,8 @@ func swapOverlay(t *testing.T, node *realstack.Node, old, dir, next string) (str
 		t.Fatalf("kubectl apply -k deploy/kubernetes/overlays/%s: %v\n%s", next, err, out)
 	}
 	if _, err := node.WaitPods("kube-system", "k8s-app=meshdns", 1, 2*time.Minute); err != nil {
-		t.Fatalf("the %s overlay's pod: %v", next, err)
+		logs, _ := node.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=meshdns", "--tail=30")
+		t.Fatalf("the %s overlay's pod: %v\nits last log lines:\n%s", next, err, logs)
 	}
 	return kustomization, applied
 }

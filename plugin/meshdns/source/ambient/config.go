@@ -128,16 +128,26 @@ func (cfg *Config) clusterDomain() string {
 	return "cluster.local"
 }
 
-// metadata is what ztunnel tells istiod about itself (NAMESPACE must match the token's on istiod's
-// TLS port; NODE_NAME is the node's, from the downward API as in ztunnel's DaemonSet, else the host
-// name), then the user's own keys.
+// nodeNamespace is the namespace the node id names (its last part, NS.svc.DOMAIN), which is the
+// identity's: not the block's namespace, which is only what clients no Workload names get.
+func (cfg *Config) nodeNamespace() string {
+	parts := strings.Split(cfg.nodeID(), "~")
+	if ns, _, ok := strings.Cut(parts[len(parts)-1], "."); ok && ns != "" {
+		return ns
+	}
+	return cfg.namespace()
+}
+
+// metadata is what ztunnel tells istiod about itself (NAMESPACE, the node id's, must match the
+// token's on istiod's TLS port; NODE_NAME is the node's, from the downward API as in ztunnel's
+// DaemonSet, else the host name), then the user's own keys.
 func (cfg *Config) metadata() map[string]string {
 	node := os.Getenv("NODE_NAME")
 	if node == "" {
 		node = hostname()
 	}
 	md := map[string]string{
-		"NAMESPACE":  cfg.namespace(),
+		"NAMESPACE":  cfg.nodeNamespace(),
 		"CLUSTER_ID": cfg.Cluster,
 		"NODE_NAME":  node,
 	}

@@ -30,8 +30,12 @@ func TestParse(t *testing.T) {
 		cfg.Cluster != "east" || cfg.Network != "net1" || cfg.Debug != "127.0.0.1:9155" {
 		t.Errorf("parsed %+v", cfg)
 	}
-	if md := cfg.metadata(); md["CLUSTER_ID"] != "east" || md["A"] != "1" || md["NODE_NAME"] != "n1" || md["NAMESPACE"] != "default" {
+	if md := cfg.metadata(); md["CLUSTER_ID"] != "east" || md["A"] != "1" || md["NODE_NAME"] != "n1" || md["NAMESPACE"] != "kube-system" {
 		t.Errorf("metadata %v", md)
+	}
+	cfg.NodeID, cfg.Namespace = "", "shop" // the default node id is of the block's namespace
+	if md := cfg.metadata(); md["NAMESPACE"] != "shop" || !strings.HasSuffix(cfg.nodeID(), "~shop.svc.cluster.local") {
+		t.Errorf("default node id %s, metadata %v", cfg.nodeID(), md)
 	}
 	c = caddy.NewTestController("dns", "ambient 127.0.0.1:15010")
 	c.Next()
