@@ -105,6 +105,7 @@ func TestNodeLocalE2E(t *testing.T) {
 		t.Fatalf("kubectl apply -k deploy/kubernetes/overlays/kubernetes: %v\n%s", err, out)
 	}
 	meshFirst, err := firstAnswer(node, "shop", "cart.shop.svc.cluster.local", applied)
+	err = whyNoAnswer(node, err)
 	r.check("the DaemonSet's pod answers a pod through the kubelet's clusterDNS", err)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, node.Diagnose("kube-system", ""))
@@ -234,6 +235,7 @@ func TestNodeLocalE2E(t *testing.T) {
 	}
 	overlay, applied = swapOverlay(t, node, overlay, dir, "nds")
 	ndsFirst, err := firstAnswer(node, "web", "api.payments.example", applied)
+	err = whyNoAnswer(node, err)
 	r.check("the nds overlay answers a ServiceEntry host from istiod", err)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, node.Diagnose("kube-system", ""))
@@ -253,10 +255,10 @@ func TestNodeLocalE2E(t *testing.T) {
 	// its own Workload.
 	_, applied = swapOverlay(t, node, overlay, dir, "ambient")
 	ambientFirst, err := firstAnswer(node, "shop", "cart", applied)
+	err = whyNoAnswer(node, err)
 	r.check("the ambient overlay answers a pod its own namespace's bare name, from istiod's workloads", err)
 	if err != nil {
-		logs, _ := node.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=meshdns", "--tail=20")
-		t.Fatalf("%v\nthe meshdns pod's last log lines:\n%s", err, logs)
+		t.Fatal(err)
 	}
 	figures += fmt.Sprintf("; ambient overlay: kubectl apply to the first answer %v", ambientFirst.Round(100*time.Millisecond))
 	for _, client := range []string{"glibc getaddrinfo", "Go resolver"} {
@@ -278,7 +280,7 @@ func TestNodeLocalE2E(t *testing.T) {
 // swapOverlay deletes the applied overlay (the kustomization at old), waits until its pods are gone
 // (they end after their lameduck, the last one tearing the node's setup down), and applies
 // deploy/kubernetes/overlays/<next> in its place, only the image changed; it returns the new
-// kustomization and when it was applied, once its pod is ready.
+// kustomization and when it was applied.
 func swapOverlay(t *testing.T, node *realstack.Node, old, dir, next string) (string, time.Time) {
 	t.Helper()
 	if out, err := node.Kubectl("delete", "-k", old, "--wait=true", "--timeout=60s"); err != nil {
@@ -298,10 +300,6 @@ func swapOverlay(t *testing.T, node *realstack.Node, old, dir, next string) (str
 	applied := time.Now()
 	if out, err := node.Kubectl("apply", "-k", kustomization); err != nil {
 		t.Fatalf("kubectl apply -k deploy/kubernetes/overlays/%s: %v\n%s", next, err, out)
-	}
-	if _, err := node.WaitPods("kube-system", "k8s-app=meshdns", 1, 2*time.Minute); err != nil {
-		logs, _ := node.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=meshdns", "--tail=30")
-		t.Fatalf("the %s overlay's pod: %v\nits last log lines:\n%s", next, err, logs)
 	}
 	return kustomization, applied
 }
@@ -342,24 +340,42 @@ func firstAnswer(node *realstack.Node, ns, name string, since time.Time) (time.D
 	return took, err
 }
 
+// whyNoAnswer adds to err, when there is one, what the meshdns pod's state says (a crash loop, a
+// refused image, a probe failing: WaitPods names it) and its last log lines.
+func whyNoAnswer(node *realstack.Node, err error) error {
+	if err == nil {
+		return nil
+	}
+	_, state := node.WaitPods("kube-system", "k8s-app=meshdns", 1, time.Second)
+	logs, _ := node.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=meshdns", "--tail=30")
+	return fmt.Errorf("no answer: %v\nthe meshdns pod: %v\nits last log lines:\n%s", err, state, logs)
+}
+
 // meshdnsPodTimeline says when, after applied, the meshdns pod was created, its container started and
 // it became ready, as the API server recorded it (to the second).
 func meshdnsPodTimeline(t *testing.T, node *realstack.Node, applied time.Time) string {
 	out, err := node.Kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=meshdns", "-o",
-		`jsonpath={.items[0].metadata.creationTimestamp} {.items[0].status.containerStatuses[0].state.running.startedAt} {.items[0].status.conditions[?(@.type=="Ready")].lastTransitionTime}`)
+		`jsonpath={.items[0].metadata.creationTimestamp} {.items[0].status.containerStatuses[0].state.running.startedAt} {.items[0].status.conditions[?(@.type=="Ready")].lastTransitionTime} {.items[0].status.conditions[?(@.type=="Ready")].status}`)
 	f := strings.Fields(out)
-	if err != nil || len(f) != 3 {
+	if err != nil || len(f) != 4 {
 		return fmt.Sprintf("no timeline: %q %v", out, err)
 	}
+	if f[3] != "True" {
+		f[2] = "" // not marked ready yet: its readiness probe had not run since it served
+	}
 	var at [3]string
-	for i, v := range f {
+	for i, v := range f[:3] {
+		if v == "" {
+			at[i] = "not yet"
+			continue
+		}
 		ts, err := time.Parse(time.RFC3339, v)
 		if err != nil {
 			return fmt.Sprintf("no timeline: %q", out)
 		}
 		at[i] = ts.Sub(applied.Truncate(time.Second)).Round(time.Second).String()
 	}
-	return fmt.Sprintf("pod created at %s, its container started at %s, ready at %s, to the second", at[0], at[1], at[2])
+	return fmt.Sprintf("pod created at %s, its container started at %s, marked ready at %s, to the second", at[0], at[1], at[2])
 }
 
 // pollFor retries f until it passes or timeout ends, and returns its last error.
