@@ -337,6 +337,14 @@ func TestVMInstallIstio(t *testing.T) {
 	if after := snapshot(t, root); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("a refused install changed the root")
 	}
+	// A cluster without a name: istioctl writes ISTIO_META_CLUSTER_ID='', and the Corefile keeps
+	// meshdns's default cluster, as istio-agent keeps istiod's.
+	env := strings.Replace(istioctlFiles["cluster.env"], "ISTIO_META_CLUSTER_ID=cluster-1", "ISTIO_META_CLUSTER_ID=''", 1)
+	writeTree(t, istio, map[string]string{"cluster.env": env, "mesh.yaml": istioctlFiles["mesh.yaml"],
+		"hosts": istioctlFiles["hosts"], "istio-token": istioctlFiles["istio-token"]})
+	if shown := runInstall(t, root, "show", "--istio", istio); strings.Contains(shown, "cluster ") || !strings.Contains(shown, "node_id sidecar~192.0.2.2~") {
+		t.Errorf("show with an empty cluster id:\n%s", shown)
+	}
 	// An address hosts does not have for the discovery host is named as such.
 	writeTree(t, istio, map[string]string{"mesh.yaml": "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n", "hosts": "192.0.2.9 other.example\n"})
 	cmd = exec.Command("sh", "../deploy/vm/install.sh", "show", "--istio", istio)

@@ -93,14 +93,15 @@ func TestVMOnboardingIstioctl(t *testing.T) {
 	})
 
 	// Out of cluster istioctl needs: the stack's kubeconfig; --clusterID (else it reads ConfigMap
-	// istio-sidecar-injector, which only the chart makes); --ingressIP, istiod's address as the VM
+	// istio-sidecar-injector, which only the chart makes), istiod's own cluster, "Kubernetes" (istiod
+	// checks the token with the client of the cluster the node claims); --ingressIP, istiod's address as the VM
 	// reaches it (else it looks for Service istio-eastwestgateway); --internalIP, the VM's address
 	// (ISTIO_SVC_IP, in the node id). --autoregister stays off, its default.
 	files := t.TempDir()
 	begin := time.Now()
 	cmd := exec.CommandContext(ctx, istioctl, "x", "workload", "entry", "configure",
 		"--name", group, "--namespace", ns, "-o", files,
-		"--clusterID", "cluster-1", "--ingressIP", vmGatewayIP, "--internalIP", vmAddress,
+		"--clusterID", "Kubernetes", "--ingressIP", vmGatewayIP, "--internalIP", vmAddress,
 		"--kubeconfig", s.Kubeconfig, "--istioNamespace", realstack.IstioNamespace)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	out, err := cmd.CombinedOutput()
@@ -128,7 +129,7 @@ func TestVMOnboardingIstioctl(t *testing.T) {
 		"tls {$CREDENTIALS_DIRECTORY}/root-cert.pem " + realstack.IstiodServerName + "\n",
 		"token " + tokenPath + "\n",
 		"node_id sidecar~" + vmAddress + "~vm-1." + ns + "~" + ns + ".svc.cluster.local\n",
-		"cluster cluster-1\n",
+		"cluster Kubernetes\n",
 		"metadata NETWORK vm-net\n",
 	} {
 		if !strings.Contains(corefile, want) {

@@ -148,7 +148,9 @@ istio_corefile() {
   - POD_NAMESPACE or ISTIO_NAMESPACE in $env (the WorkloadGroup's namespace)"
         [ -n "$sa" ] || missing="$missing
   - SERVICE_ACCOUNT in $env (the WorkloadGroup's spec.template.serviceAccount)"
-        [ -n "$cluster" ] || missing="$missing
+        # istioctl always writes it, empty when the cluster has no name (then istiod takes the node for
+        # one of its own cluster, as meshdns's default cluster does): only its absence is an error.
+        grep -q '^ISTIO_META_CLUSTER_ID=' "$env" || missing="$missing
   - ISTIO_META_CLUSTER_ID in $env (istioctl's --clusterID)"
         [ -n "$svcip" ] || missing="$missing
   - ISTIO_SVC_IP in $env (the VM's address: istioctl's --internalIP or --externalIP)"
@@ -179,7 +181,9 @@ istio_corefile() {
             tls {\$CREDENTIALS_DIRECTORY}/root-cert.pem $host
             token $ISTIO_TOKEN
             node_id sidecar~$svcip~$name.$ns~$ns.svc.cluster.local
-            cluster $cluster
+EOF
+    [ -z "$cluster" ] || echo "            cluster $cluster"
+    cat <<EOF
             metadata SERVICE_ACCOUNT $sa
 EOF
     [ -z "$network" ] || echo "            metadata NETWORK $network"
