@@ -180,6 +180,8 @@ func TestVMOnboardingIstioctl(t *testing.T) {
 	}
 	n.startArgs(t.TempDir(), "127.0.0.1", []string{"CREDENTIALS_DIRECTORY=" + filepath.Join(root, "etc/certs")}, "-conf", writeCorefile(t, corefile))
 
+	// resolves waits until glibc in the namespace gets addresses for name, every one of them
+	// accepted by want.
 	resolves := func(timeout time.Duration, name string, want func(string) bool, what string) {
 		t.Helper()
 		eventually(t, timeout, "getent ahosts "+name+" giving "+what, func() error {
@@ -197,10 +199,15 @@ func TestVMOnboardingIstioctl(t *testing.T) {
 		})
 	}
 	is := func(ip string) func(string) bool { return func(a string) bool { return a == ip } }
+	// istiod auto-allocates from 240.240.0.0/16, and from 2001:2::/48 for IPv6.
+	allocated := func(a string) bool { return strings.HasPrefix(a, "240.240.") || strings.HasPrefix(a, "2001:2:") }
 	resolves(20*time.Second, "reviews.bookinfo.svc.cluster.local", is(reviews.Spec.ClusterIP), reviews.Spec.ClusterIP)
 	resolves(5*time.Second, "reviews.bookinfo", is(reviews.Spec.ClusterIP), reviews.Spec.ClusterIP)
 	resolves(5*time.Second, "ratings", is(ratings.Spec.ClusterIP), ratings.Spec.ClusterIP+" (the VM's namespace)")
-	resolves(20*time.Second, "api.partner.example", func(a string) bool { return strings.HasPrefix(a, "240.240.") }, "istiod's auto-allocated 240.240.x.y")
+	resolves(20*time.Second, "api.partner.example", allocated, "istiod's auto-allocated addresses")
+	if out, _ := n.try("getent", "ahostsv4", "api.partner.example"); !strings.HasPrefix(out, "240.240.") {
+		t.Errorf("getent ahostsv4 api.partner.example: %q, want a 240.240.x.y", out)
+	}
 	resolves(5*time.Second, "external.example.org", is("203.0.113.53"), "the stub upstream's answer")
 	if up.count() == 0 {
 		t.Errorf("the upstream never saw external.example.org")
