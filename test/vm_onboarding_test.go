@@ -246,6 +246,7 @@ func TestVMOnboardingIstioctl(t *testing.T) {
 
 	// Then a renewed token, as istioctl writes it, put in place by rename: the stream comes back
 	// with it, without a restart, and pushes flow again.
+	begin = time.Now()
 	fresh, err := s.IstioToken(ns, sa)
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +263,7 @@ func TestVMOnboardingIstioctl(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("the stream came back %v after the renewed token was renamed into place", time.Since(begin).Round(time.Millisecond))
 	ratingsV2, err := s.CreateService("bookinfo", "ratings-v2")
 	if err != nil {
 		t.Fatal(err)

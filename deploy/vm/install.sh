@@ -170,8 +170,9 @@ istio_corefile() {
     # ISTIO_META_AUTO_REGISTER_GROUP (meshdns is not the workload: istio-agent registers the VM).
     cat <<EOF
 # Written by deploy/vm/install.sh from the files of istioctl x workload entry configure in
-# $dir: istiod ($discovery) at $ip, as the VM's istio-agent reaches it.
-# The rest is forwarded to the resolvers the VM had before (/etc/meshdns/upstream.conf).
+#   $dir
+# istiod ($discovery) at $ip, as the VM's istio-agent reaches it; the rest is forwarded to
+# the resolvers the VM had before (/etc/meshdns/upstream.conf).
 . {
     bind 127.0.0.1 ::1
     errors
