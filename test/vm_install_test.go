@@ -314,6 +314,17 @@ func TestVMInstallIstio(t *testing.T) {
 		}
 	}
 
+	// /var/run is a tmpfs on a VM: after a reboot the token and its directories are gone, and
+	// uninstall still undoes the rest.
+	runInstall(t, root, "install", "--istio", istio, binary)
+	if err := os.RemoveAll(filepath.Join(root, "var/run")); err != nil {
+		t.Fatal(err)
+	}
+	runInstall(t, root, "uninstall")
+	if after := snapshot(t, root); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("uninstall after /var/run was emptied: %v, want %v", after, before)
+	}
+
 	// Values missing: all named at once, nothing installed.
 	writeTree(t, istio, map[string]string{
 		"cluster.env": "ISTIO_NAMESPACE=vm-ns\nSERVICE_ACCOUNT=vm-sa\n",

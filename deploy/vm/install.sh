@@ -278,7 +278,9 @@ uninstall_meshdns() {
         case "$kind" in
         file) rm -f "$path" ;;
         backup) cp -P -p "$saved" "$path" && rm -f "$saved" ;;
-        dir) rmdir "$path" ;;
+        # A directory gone (/var/run is a tmpfs: a reboot empties it) or holding what someone else
+        # put there since (istio-agent's files) is left as it is, and the rest still undone.
+        dir) [ ! -d "$path" ] || rmdir "$path" 2>/dev/null || echo "install.sh: kept $path: not empty" >&2 ;;
         state) rm -f "$MANIFEST" && rmdir "$path" ;;
         esac
     done
