@@ -109,3 +109,20 @@ func NodeBinaries() (NodePaths, error) {
 	}
 	return p, nil
 }
+
+// Istioctl finds the cached istioctl, built by build.sh from the same istio.io/istio version as
+// pilot-discovery (so its `x workload entry configure` writes what that istiod expects). Apart from
+// Binaries so that the tests which do not onboard a VM do not need it.
+func Istioctl() (string, error) {
+	c := CacheDir()
+	p := filepath.Join(c, "istioctl-"+IstioVersion, "istioctl")
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+	case fi.Mode()&0o111 == 0:
+		err = &fs.PathError{Op: "exec", Path: p, Err: fs.ErrPermission}
+	default:
+		return p, nil
+	}
+	return p, fmt.Errorf("istioctl missing (build it with `bash test/realstack/build.sh`, a few minutes after pilot-discovery; cache %s): %w", c, err)
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the real control planes the tests run against (etcd, kube-apiserver, istiod) and the parts of
+# Builds the real control planes the tests run against (etcd, kube-apiserver, istiod, and istioctl from
+# the same istio.io/istio version, for onboarding a VM) and the parts of
 # a real node (kubelet, kube-proxy, kube-controller-manager, kube-scheduler, kubectl, CNI plugins)
 # from the Go module proxy and caches them outside the checkout, keyed by version:
 #   ${MESHDNS_STACK_CACHE:-/var/cache/meshdns/realstack}/<name>-<version>/<binary>
@@ -17,6 +18,7 @@ CACHE="${MESHDNS_STACK_CACHE:-/var/cache/meshdns/realstack}"
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
 KUBE_DIR="$CACHE/kubernetes-$KUBE_VERSION"
 ISTIO_DIR="$CACHE/pilot-discovery-$ISTIO_VERSION"
+ISTIOCTL_DIR="$CACHE/istioctl-$ISTIO_VERSION"
 CNI_DIR="$CACHE/cni-plugins-$CNI_VERSION"
 # Every Kubernetes binary comes from one `go build` of one module: they share most packages, so this
 # costs little more than kube-apiserver alone. kube-apiserver is last: install_into's cache-hit marker.
@@ -127,6 +129,19 @@ build_istio() {
     cp "$dir/manifests/charts/base/files/crd-all.gen.yaml" "$WORK/out/crd-all.gen.yaml"
 }
 
+# istioctl: its own throwaway module requiring only istio.io/istio at the same version, so the
+# dependencies resolve exactly as for pilot-discovery and the build cache is shared with it.
+prep_istioctl() {
+    local m="$WORK/istioctl"
+    mkdir -p "$m" && cd "$m"
+    go mod init realstack/istioctl
+    go get "istio.io/istio/istioctl/cmd/istioctl@$ISTIO_VERSION"
+}
+build_istioctl() {
+    cd "$WORK/istioctl"
+    go build -mod=mod -trimpath -ldflags='-s -w' -o "$WORK/out/istioctl" istio.io/istio/istioctl/cmd/istioctl
+}
+
 # install DIR FILE...: moves the built files into the cache; the binary goes last so that its presence
 # (the cache-hit test) implies everything else is there.
 install_into() {
@@ -146,6 +161,7 @@ todo=()
 [ -x "$KUBE_DIR/kube-apiserver" ] || todo+=(kube)
 { [ -x "$ISTIO_DIR/pilot-discovery" ] && [ -s "$ISTIO_DIR/crd-all.gen.yaml" ]; } || todo+=(istio)
 [ -x "$CNI_DIR/portmap" ] || todo+=(cni)
+[ -x "$ISTIOCTL_DIR/istioctl" ] || todo+=(istioctl) # after istio: it reuses that build's cache
 
 if [ ${#todo[@]} -gt 0 ]; then
     # A bare Debian image has no CA bundle, and the module proxy is HTTPS.
@@ -174,6 +190,7 @@ if [ ${#todo[@]} -gt 0 ]; then
         kube) install_into "$KUBE_DIR" "${KUBE_CMDS[@]}" ;;
         istio) install_into "$ISTIO_DIR" crd-all.gen.yaml pilot-discovery ;;
         cni) install_into "$CNI_DIR" bridge loopback host-local portmap ;;
+        istioctl) install_into "$ISTIOCTL_DIR" istioctl ;;
         esac
     done
 fi
@@ -182,4 +199,5 @@ log "etcd: $ETCD_DIR/etcd"
 log "kubernetes: $KUBE_DIR (${KUBE_CMDS[*]})"
 log "pilot-discovery: $ISTIO_DIR/pilot-discovery"
 log "cni plugins: $CNI_DIR"
+log "istioctl: $ISTIOCTL_DIR/istioctl"
 echo "$CACHE"
