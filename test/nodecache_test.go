@@ -347,7 +347,9 @@ func TestNodeCacheAddressHeld(t *testing.T) {
 	ns.run("ip", "addr", "add", local+"/32", "dev", "nodelocaldns")
 	ns.run("ip", "link", "set", "nodelocaldns", "up")
 	holder := exec.Command("ip", "netns", "exec", ns.name, os.Args[0], "-test.run=^TestHelperHoldAddress$")
-	holder.Env = append(os.Environ(), "MESHDNS_HOLD_ADDR="+local+":53")
+	// MESHDNS_BIN: the helper's TestMain must not build the binary again (it takes longer than the
+	// wait below on a cold build cache).
+	holder.Env = append(os.Environ(), "MESHDNS_HOLD_ADDR="+local+":53", "MESHDNS_BIN="+binary)
 	holderOut := &syncBuffer{}
 	holder.Stdout, holder.Stderr = holderOut, holderOut
 	if err := holder.Start(); err != nil {
