@@ -309,12 +309,19 @@ func TestNodeCacheReadme(t *testing.T) {
 				t.Fatalf("example %d has no nodecache line with addresses:\n%s", i, corefile)
 			}
 			addrs := strings.Fields(m[1])
+			mode := "iptables" // what auto takes here: no kube-proxy nftables tables, an iptables command
+			if r := regexp.MustCompile(`(?m)^\s*rules (\w+)`).FindStringSubmatch(corefile); r != nil && r[1] != "auto" {
+				mode = r[1]
+			}
+			if mode == "nftables" {
+				requireTool(t, "nft")
+			}
 			ns.startIn(dir, corefile, addrs[0])
 			for _, addr := range addrs {
 				if got, err := ns.dig(addr, "reviews.bookinfo.svc.cluster.local."); err != nil || got != "10.96.10.12" {
 					t.Errorf("query to %s: %q %v", addr, got, err)
 				}
-				ns.waitRules(addr, 14)
+				ns.waitRulesIn(mode, addr, 14)
 			}
 		})
 	}
