@@ -92,11 +92,18 @@ func TestKubernetesSourceMatchesIstiod(t *testing.T) {
 		// exists, so we answer NODATA rather than NXDOMAIN (and never forward it).
 		"empty": "a headless Service without endpoints is NODATA",
 	}
-	intendedFor := func(name string) (string, bool) {
-		label, _, _ := strings.Cut(name, ".")
-		why, ok := intended[label]
-		return why, ok
+	sameAnswers(t, 30*time.Second, "istiod", ndsAddr, kubeAddr, intended, "ext.default.svc.cluster.local.", "empty.shop.svc.cluster.local.")
+	for _, netw := range []string{"udp", "tcp"} {
+		r := exchange(t, netw, kubeAddr, "ext.default.svc.cluster.local.", dns.TypeA, 0)
+		if len(r.Answer) != 2 || r.Answer[1].Header().Rrtype != dns.TypeA {
+			t.Errorf("ExternalName over %s: want the CNAME and the A record forward found, got %v", netw, r.Answer)
+		}
 	}
+}
+
+// equivalenceNames are the names the equivalence tests ask: every name form of their Services
+// (search-suffixed too), the ServiceEntry hosts and wildcards, two PTRs and a name of nothing.
+func equivalenceNames() []string {
 	var names []string
 	for _, svc := range []string{"reviews.default", "frontend.default", "cart.shop", "db.default", "empty.shop", "ext.default", "db-0.db.default", "db-1.db.default", "db-2.db.default"} {
 		short, ns, _ := strings.Cut(svc, ".")
@@ -110,21 +117,30 @@ func TestKubernetesSourceMatchesIstiod(t *testing.T) {
 		"wild.example.com.", "net.example.com.", "auto.example.org.", "api.payments.example.com.svc.cluster.local.",
 		"12.10.96.10.in-addr.arpa.", "7.0.0.240.in-addr.arpa.", "nothing.default.svc.cluster.local.")
 	slices.Sort(names)
-	names = slices.Compact(names)
+	return slices.Compact(names)
+}
 
+// sameAnswers asks the mesh source's server (what names it) and the kubernetes source's every
+// equivalence name, A and AAAA (PTR for reverse names), until they answer alike but for the names
+// whose first label intended lists with the reason; then checks that each of real, an intended
+// difference, does differ.
+func sameAnswers(t *testing.T, timeout time.Duration, what, meshAddr, kubeAddr string, intended map[string]string, real ...string) {
+	t.Helper()
+	names := equivalenceNames()
 	var diffs []string
-	eventually(t, 30*time.Second, "the same answers from istiod's NDS and from the kubernetes source", func() error {
+	eventually(t, timeout, "the same answers from "+what+" and from the kubernetes source", func() error {
 		diffs = diffs[:0]
 		for _, name := range names {
 			for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypePTR} {
 				if qtype == dns.TypePTR && !strings.HasSuffix(name, ".arpa.") || qtype != dns.TypePTR && strings.HasSuffix(name, ".arpa.") {
 					continue
 				}
-				nds, kube := answerOf(t, ndsAddr, name, qtype), answerOf(t, kubeAddr, name, qtype)
-				if _, ok := intendedFor(name); nds == kube || ok {
+				mesh, kube := answerOf(t, meshAddr, name, qtype), answerOf(t, kubeAddr, name, qtype)
+				label, _, _ := strings.Cut(name, ".")
+				if _, ok := intended[label]; mesh == kube || ok {
 					continue
 				}
-				diffs = append(diffs, fmt.Sprintf("%s %s:\n  istiod: %s\n  kubernetes: %s", name, dns.TypeToString[qtype], nds, kube))
+				diffs = append(diffs, fmt.Sprintf("%s %s:\n  %s: %s\n  kubernetes: %s", name, dns.TypeToString[qtype], what, mesh, kube))
 			}
 		}
 		if len(diffs) > 0 {
@@ -133,18 +149,11 @@ func TestKubernetesSourceMatchesIstiod(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d names: the same answers from both, but for the intended differences %v", len(names), intended)
-	// The intended differences are real ones.
-	for _, name := range []string{"ext.default.svc.cluster.local.", "empty.shop.svc.cluster.local."} {
-		nds, kube := answerOf(t, ndsAddr, name, dns.TypeA), answerOf(t, kubeAddr, name, dns.TypeA)
-		t.Logf("%s A: istiod %q, kubernetes %q", name, nds, kube)
-		if nds == kube {
+	for _, name := range real {
+		mesh, kube := answerOf(t, meshAddr, name, dns.TypeA), answerOf(t, kubeAddr, name, dns.TypeA)
+		t.Logf("%s A: %s %q, kubernetes %q", name, what, mesh, kube)
+		if mesh == kube {
 			t.Errorf("%s: listed as an intended difference, yet the same from both", name)
-		}
-	}
-	for _, netw := range []string{"udp", "tcp"} {
-		r := exchange(t, netw, kubeAddr, "ext.default.svc.cluster.local.", dns.TypeA, 0)
-		if len(r.Answer) != 2 || r.Answer[1].Header().Rrtype != dns.TypeA {
-			t.Errorf("ExternalName over %s: want the CNAME and the A record forward found, got %v", netw, r.Answer)
 		}
 	}
 }
