@@ -4,7 +4,6 @@ package realstack
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -379,25 +378,7 @@ func (n *Node) writeFiles() error {
 	files := map[string]string{
 		"resolv.conf": "nameserver " + n.Nameserver + "\n",
 		"holder.sh":   strings.ReplaceAll(holderScript, "$SYSCTLS", strings.Join(kubeletSysctls, " ")),
-		"kubeconfig": fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: realstack
-  cluster:
-    server: https://%s
-    certificate-authority-data: %s
-    tls-server-name: kubernetes.default.svc
-users:
-- name: admin
-  user:
-    token: %s
-contexts:
-- name: realstack
-  context:
-    cluster: realstack
-    user: admin
-current-context: realstack
-`, net.JoinHostPort(n.HostIP.String(), strconv.Itoa(n.s.ports["apiserver"])), base64.StdEncoding.EncodeToString(ca), n.s.AdminToken),
+		"kubeconfig":  adminKubeconfig("https://"+net.JoinHostPort(n.HostIP.String(), strconv.Itoa(n.s.ports["apiserver"])), ca, n.s.AdminToken, "kubernetes.default.svc"),
 		"cni/net.d/10-realstack.conflist": fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "realstack",

@@ -209,24 +209,7 @@ func (s *Stack) startAPIServer(ctx context.Context) error {
 		return err
 	}
 	s.Kubeconfig = filepath.Join(s.Dir, "kubeconfig")
-	kubeconfig := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: realstack
-  cluster:
-    server: %s
-    certificate-authority-data: %s
-users:
-- name: admin
-  user:
-    token: %s
-contexts:
-- name: realstack
-  context:
-    cluster: realstack
-    user: admin
-current-context: realstack
-`, s.APIServer, base64.StdEncoding.EncodeToString(ca), s.AdminToken)
+	kubeconfig := adminKubeconfig(s.APIServer, ca, s.AdminToken, "")
 	return os.WriteFile(s.Kubeconfig, []byte(kubeconfig), 0o600)
 }
 
@@ -543,4 +526,32 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// adminKubeconfig is a kubeconfig for server with the admin token, verified against ca; serverName,
+// when set, is the name the serving certificate is checked for (a node reaches the API server at an
+// address its certificate does not name).
+func adminKubeconfig(server string, ca []byte, token, serverName string) string {
+	tlsName := ""
+	if serverName != "" {
+		tlsName = "\n    tls-server-name: " + serverName
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: realstack
+  cluster:
+    server: %s
+    certificate-authority-data: %s%s
+users:
+- name: admin
+  user:
+    token: %s
+contexts:
+- name: realstack
+  context:
+    cluster: realstack
+    user: admin
+current-context: realstack
+`, server, base64.StdEncoding.EncodeToString(ca), tlsName, token)
 }
