@@ -32,15 +32,12 @@ type Config struct {
 
 // Parse reads the rest of an "ambient ADDRESS [{ ... }]" line, the controller standing on "ambient".
 func Parse(c *caddy.Controller) (*Config, error) {
-	args := c.RemainingArgs()
-	if len(args) != 1 {
-		return nil, c.Errf("ambient: want one ADDRESS (host:port), got %d arguments", len(args))
+	addr, err := xds.ParseAddress(c, "ambient")
+	if err != nil {
+		return nil, err
 	}
-	if err := xds.CheckAddress(args[0]); err != nil {
-		return nil, c.Errf("ambient: %v", err)
-	}
-	cfg := &Config{Dial: xds.Dial{Address: args[0]}, Cluster: DefaultCluster, Metadata: map[string]string{}}
-	err := source.ParseBlock(c, "ambient", []string{"metadata"}, func(prop string, args []string) error {
+	cfg := &Config{Dial: xds.Dial{Address: addr}, Cluster: DefaultCluster, Metadata: map[string]string{}}
+	err = source.ParseBlock(c, "ambient", []string{"metadata"}, func(prop string, args []string) error {
 		if ok, err := cfg.Dial.ParseProperty(c, "ambient", prop, args); ok {
 			return err
 		}

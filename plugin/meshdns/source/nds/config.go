@@ -38,15 +38,12 @@ type Config struct {
 
 // Parse reads the rest of an "nds ADDRESS [{ ... }]" line, the controller standing on "nds".
 func Parse(c *caddy.Controller) (*Config, error) {
-	args := c.RemainingArgs()
-	if len(args) != 1 {
-		return nil, c.Errf("nds: want one ADDRESS (host:port), got %d arguments", len(args))
+	addr, err := xds.ParseAddress(c, "nds")
+	if err != nil {
+		return nil, err
 	}
-	if err := xds.CheckAddress(args[0]); err != nil {
-		return nil, c.Errf("nds: %v", err)
-	}
-	cfg := &Config{Address: args[0], Cluster: DefaultCluster, Metadata: map[string]string{}}
-	err := source.ParseBlock(c, "nds", []string{"metadata"}, func(prop string, args []string) error {
+	cfg := &Config{Address: addr, Cluster: DefaultCluster, Metadata: map[string]string{}}
+	err = source.ParseBlock(c, "nds", []string{"metadata"}, func(prop string, args []string) error {
 		d := cfg.dial()
 		if ok, err := d.ParseProperty(c, "nds", prop, args); ok {
 			cfg.CAFile, cfg.ServerName, cfg.CertFile, cfg.KeyFile, cfg.TokenFile = d.CAFile, d.ServerName, d.CertFile, d.KeyFile, d.TokenFile

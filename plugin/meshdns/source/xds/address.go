@@ -4,7 +4,22 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/coredns/caddy"
 )
+
+// ParseAddress reads the one ADDRESS after a source's name ("nds ADDRESS", "ambient ADDRESS"),
+// checked by CheckAddress; the errors name the source and the Corefile line.
+func ParseAddress(c *caddy.Controller, source string) (string, error) {
+	args := c.RemainingArgs()
+	if len(args) != 1 {
+		return "", c.Errf("%s: want one ADDRESS (host:port), got %d arguments", source, len(args))
+	}
+	if err := CheckAddress(args[0]); err != nil {
+		return "", c.Errf("%s: %v", source, err)
+	}
+	return args[0], nil
+}
 
 // CheckAddress accepts what the stream dials: host:port, or a gRPC dns target, dns:///host:port or
 // dns://SERVER:PORT/host:port, which has SERVER resolve the name (a node-local resolver asks kube-dns
