@@ -27,7 +27,8 @@ func openFiles(t *testing.T, pid int) int {
 }
 
 // TestChaos keeps a steady load of mesh questions on the binary while its control planes, istiod
-// (over NDS) and kube-apiserver (the kubernetes source), are killed, restarted, slowed down and
+// (over NDS, and over workload discovery to an ambient block of its own) and kube-apiserver (the
+// kubernetes source), are killed, restarted, slowed down and
 // partitioned, each reached through a proxy the test controls, and while the Corefile is reloaded
 // again and again. Every question must get the right answer throughout; readiness must stay true;
 // the connected metrics must say when a control plane is gone; goroutines must stay flat across the
@@ -35,7 +36,8 @@ func openFiles(t *testing.T, pid int) int {
 // 100 reloads); .ci/run and plain `go test` a short one.
 func TestChaos(t *testing.T) {
 	full := os.Getenv("MESHDNS_CHAOS") == "full"
-	stack := realstack.Start(t, realstack.Options{})
+	// Ambient on: istiod serves sidecars' NDS and ztunnels' workload discovery side by side.
+	stack := realstack.Start(t, realstack.Options{IstiodEnv: []string{"PILOT_ENABLE_AMBIENT=true"}})
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -53,8 +55,8 @@ func TestChaos(t *testing.T) {
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	must(os.WriteFile(kubeconfig, []byte(strings.Replace(string(admin), stack.APIServer, "https://"+apiserver.Addr, 1)), 0o600))
 
-	port, mport, rport, pport := freePort(t), freePort(t), freePort(t), freePort(t)
-	addr := "127.0.0.1:" + port
+	port, aport, mport, rport, pport := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	addr, ambientAddr := "127.0.0.1:"+port, "127.0.0.1:"+aport
 	corefile := fmt.Sprintf(`.:%s {
     bind 127.0.0.1
     meshdns {
@@ -71,11 +73,20 @@ func TestChaos(t *testing.T) {
     ready 127.0.0.1:%s
     pprof 127.0.0.1:%s
 }
-`, port, istiod.Addr, kubeconfig, mport, rport, pport)
+.:%s {
+    bind 127.0.0.1
+    meshdns {
+        ambient %s
+        namespace default
+    }
+}
+`, port, istiod.Addr, kubeconfig, mport, rport, pport, aport, istiod.Addr)
 	s := startCoreDNS(t, dir, corefile, addr)
 	e := &meshEnv{metrics: "127.0.0.1:" + mport}
 	resolvesTo(t, addr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.10.12")
 	resolvesTo(t, addr, "api.payments.example.com.", dns.TypeA, "240.0.0.7")
+	resolvesTo(t, ambientAddr, "reviews.default.svc.cluster.local.", dns.TypeA, "10.96.10.12")
+	resolvesTo(t, ambientAddr, "api.payments.example.com.", dns.TypeA, "240.0.0.7")
 	waitHTTP(t, "http://127.0.0.1:"+rport+"/ready", 20*time.Second)
 	metricIs := func(what, name string, want float64, within time.Duration) {
 		t.Helper()
@@ -89,8 +100,10 @@ func TestChaos(t *testing.T) {
 		t.Logf("%s after %v", what, time.Since(begin).Round(100*time.Millisecond))
 	}
 	ndsUp := `coredns_meshdns_nds_connected{address="` + istiod.Addr + `"}`
+	ambientUp := `coredns_meshdns_ambient_connected{address="` + istiod.Addr + `"}`
 	kubeUp := `coredns_meshdns_kubernetes_connected{cluster=""}`
 	metricIs("NDS connected", ndsUp, 1, 20*time.Second)
+	metricIs("ambient connected", ambientUp, 1, 20*time.Second)
 	metricIs("kubernetes connected", kubeUp, 1, 20*time.Second)
 
 	// Readiness is watched throughout.
@@ -124,13 +137,20 @@ func TestChaos(t *testing.T) {
 		"reviews.":                           {"10.96.10.12"},
 		"api.payments.example.com.":          {"240.0.0.7"},
 	}, 4, 100)
+	ambientLoad := startLoad(t, ambientAddr, map[string][]string{
+		"reviews.default.svc.cluster.local.": {"10.96.10.12"},
+		"reviews.":                           {"10.96.10.12"},
+		"api.payments.example.com.":          {"240.0.0.7"},
+	}, 2, 100)
 	step := func(what string) { t.Logf("chaos: %s (%s)", what, time.Now().Format("15:04:05.000")) }
 
 	step("istiod killed")
 	stack.StopIstiod()
 	metricIs("NDS disconnected after istiod's death", ndsUp, 0, 20*time.Second)
+	metricIs("ambient disconnected after istiod's death", ambientUp, 0, 20*time.Second)
 	must(stack.StartIstiod())
 	metricIs("NDS back after istiod's restart", ndsUp, 1, 60*time.Second)
+	metricIs("ambient back after istiod's restart", ambientUp, 1, 60*time.Second)
 
 	step("kube-apiserver killed")
 	stack.StopAPIServer()
@@ -143,6 +163,7 @@ func TestChaos(t *testing.T) {
 	apiserver.set("slow", 300*time.Millisecond)
 	must2(t)(stack.CreateService("default", "ratings", "10.96.10.13"))
 	resolvesTo(t, addr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
+	resolvesTo(t, ambientAddr, "ratings.default.svc.cluster.local.", dns.TypeA, "10.96.10.13")
 	istiod.set("pass", 0)
 	apiserver.set("pass", 0)
 
@@ -150,10 +171,12 @@ func TestChaos(t *testing.T) {
 	istiod.set("cut", 0)
 	apiserver.set("cut", 0)
 	metricIs("NDS disconnected by the cut", ndsUp, 0, 20*time.Second)
+	metricIs("ambient disconnected by the cut", ambientUp, 0, 20*time.Second)
 	metricIs("kubernetes disconnected by the cut", kubeUp, 0, 20*time.Second)
 	istiod.set("pass", 0)
 	apiserver.set("pass", 0)
 	metricIs("NDS back after the cut", ndsUp, 1, 60*time.Second)
+	metricIs("ambient back after the cut", ambientUp, 1, 60*time.Second)
 	metricIs("kubernetes back after the cut", kubeUp, 1, 20*time.Second)
 
 	partition := 5 * time.Second
@@ -166,6 +189,7 @@ func TestChaos(t *testing.T) {
 	if full {
 		// Keepalive (30 s, 10 s to answer) and the API server probe (5 s) notice it.
 		metricIs("NDS disconnected by the partition", ndsUp, 0, 60*time.Second)
+		metricIs("ambient disconnected by the partition", ambientUp, 0, 60*time.Second)
 		metricIs("kubernetes disconnected by the partition", kubeUp, 0, 20*time.Second)
 	}
 	time.Sleep(partition)
@@ -174,6 +198,7 @@ func TestChaos(t *testing.T) {
 	istiod.set("pass", 0)
 	apiserver.set("pass", 0)
 	metricIs("NDS back after the partition", ndsUp, 1, 60*time.Second)
+	metricIs("ambient back after the partition", ambientUp, 1, 60*time.Second)
 	metricIs("kubernetes back after the partition", kubeUp, 1, 20*time.Second)
 
 	reloads := 20
@@ -208,15 +233,23 @@ func TestChaos(t *testing.T) {
 		return nil
 	})
 	metricIs("NDS connected after the reloads", ndsUp, 1, 20*time.Second)
+	metricIs("ambient connected after the reloads", ambientUp, 1, 20*time.Second)
 	must2(t)(stack.CreateService("default", "details", "10.96.10.14"))
 	resolvesTo(t, addr, "details.default.svc.cluster.local.", dns.TypeA, "10.96.10.14")
+	resolvesTo(t, ambientAddr, "details.default.svc.cluster.local.", dns.TypeA, "10.96.10.14")
 
 	close(stopReady)
 	<-readyDone
-	report := load.report()
-	t.Logf("load through the chaos: %s", report)
-	if load.bad() > 0 {
-		t.Errorf("questions without the right answer: %s\nfirst failures:\n%s", report, strings.Join(load.failures, "\n"))
+	for _, b := range []struct {
+		what string
+		g    *loadGen
+	}{{"NDS and kubernetes", load}, {"ambient", ambientLoad}} {
+		what, g := b.what, b.g
+		report := g.report()
+		t.Logf("load through the chaos, %s block: %s", what, report)
+		if g.bad() > 0 {
+			t.Errorf("%s block: questions without the right answer: %s\nfirst failures:\n%s", what, report, strings.Join(g.failures, "\n"))
+		}
 	}
 	if n := notReady.Load(); n > 0 {
 		t.Errorf("/ready said not ready %d times", n)
