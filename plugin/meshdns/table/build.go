@@ -61,7 +61,7 @@ type name struct {
 	soa   []byte // the prepacked SOA of zone, shared by every name in it
 	srv   []SRV  // targets canonical
 	txt   []string
-	only  string        // the one namespace whose clients see the name (Entry.VisibleTo), lower case
+	vis   *visibility   // who may see the name; nil: every client
 	next  atomic.Uint32 // rotates multi-address answers
 }
 
@@ -163,7 +163,7 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 			n.srv = append(n.srv, r)
 		}
 		n.txt = e.TXT
-		n.only = strings.ToLower(e.VisibleTo)
+		n.vis = newVisibility(e)
 		addrs := e.Addrs
 		if e.Alias != "" {
 			n.alias, addrs = canonicalHost(e.Alias), nil // an alias has no addresses of its own
@@ -209,7 +209,7 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 			put(t.bare[ns], host[:len(short)+1], c)
 		}
 		for _, a := range addrs {
-			if n.only != "" {
+			if n.vis != nil {
 				break // a PTR would show the name to every client
 			}
 			a = a.Unmap()

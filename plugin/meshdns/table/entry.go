@@ -5,6 +5,7 @@ package table
 import (
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // Registry names used by sources. They match the strings istiod puts in NameInfo.registry.
@@ -39,9 +40,29 @@ type Entry struct {
 	// lacks is NXDOMAIN rather than passed to the next plugin (clusterset.local, whose absent names the
 	// MCS DNS specification defines).
 	Authoritative bool
-	// VisibleTo, when set, limits Host to the clients of that namespace (an ambient mesh's Service
-	// with visibility NAMESPACE): to any other client the table lacks it, and no PTR names it.
-	VisibleTo string
+	// VisibleTo, when not nil, limits Host to the clients of these namespaces (an ambient mesh's
+	// Service with visibility NAMESPACE, exportTo); HiddenFrom hides it from the clients of these (a
+	// namespace whose Sidecar leaves it out). To a client that may not see it the table lacks the
+	// host, and no PTR names it. An empty, non-nil VisibleTo hides it from everyone.
+	VisibleTo  []string
+	HiddenFrom []string
+}
+
+// Limited reports whether some client may not see e.
+func (e *Entry) Limited() bool { return e.VisibleTo != nil || len(e.HiddenFrom) > 0 }
+
+// SeenFrom reports whether a client of namespace ns sees e (namespaces compare case-insensitively).
+func (e *Entry) SeenFrom(ns string) bool {
+	in := func(list []string) bool {
+		return slices.ContainsFunc(list, func(s string) bool { return strings.EqualFold(s, ns) })
+	}
+	return (e.VisibleTo == nil || in(e.VisibleTo)) && !in(e.HiddenFrom)
+}
+
+// sameVisibility reports whether a and b are seen by the same clients, as listed.
+func sameVisibility(a, b *Entry) bool {
+	return (a.VisibleTo == nil) == (b.VisibleTo == nil) && slices.Equal(a.VisibleTo, b.VisibleTo) &&
+		slices.Equal(a.HiddenFrom, b.HiddenFrom)
 }
 
 // Equal reports whether e and o are the same entry, field for field.
@@ -49,7 +70,7 @@ func (e *Entry) Equal(o *Entry) bool {
 	return e.Host == o.Host && slices.Equal(e.Addrs, o.Addrs) && e.Registry == o.Registry &&
 		e.ShortName == o.ShortName && e.Namespace == o.Namespace && slices.Equal(e.AltHosts, o.AltHosts) &&
 		e.Cluster == o.Cluster && e.Alias == o.Alias && slices.Equal(e.SRV, o.SRV) &&
-		slices.Equal(e.TXT, o.TXT) && e.Authoritative == o.Authoritative && e.VisibleTo == o.VisibleTo
+		slices.Equal(e.TXT, o.TXT) && e.Authoritative == o.Authoritative && sameVisibility(e, o)
 }
 
 // EntriesEqual reports whether a and b hold equal entries in the same order.

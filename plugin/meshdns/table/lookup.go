@@ -110,9 +110,9 @@ func (t *Table) isENT(key []byte) bool {
 	return n > 0
 }
 
-// seenBy reports whether a client in view v may see n: a name limited to a namespace is absent for
-// the clients of the others.
-func (n *name) seenBy(v *View) bool { return n.only == "" || n.only == v.Namespace }
+// seenBy reports whether a client in view v may see n: a name limited to some namespaces is absent
+// for the clients of the others.
+func (n *name) seenBy(v *View) bool { return n.vis == nil || n.vis.sees(v.Namespace) }
 
 // find looks key up as a host or one of its forms, then as a bare name in the client's namespace,
 // then under the most specific wildcard.

@@ -28,10 +28,10 @@ func Merge(snapshots ...[]Entry) []Entry {
 			case !ok:
 				index[key] = len(out)
 				out = append(out, *e)
-			case e.rank() < out[at].rank(), e.rank() == out[at].rank() && out[at].VisibleTo != "" && e.VisibleTo == "":
+			case e.rank() < out[at].rank(), e.rank() == out[at].rank() && out[at].Limited() && !e.Limited():
 				out[at] = *e // a better registry, or an entry every client sees over one some do
 				delete(merged, at)
-			case e.VisibleTo != out[at].VisibleTo:
+			case !sameVisibility(e, &out[at]):
 				// Seen by other clients: its addresses must not reach the ones it is hidden from.
 			case e.rank() == out[at].rank():
 				cur := &out[at]

@@ -176,9 +176,9 @@ func TestAnswers(t *testing.T) {
 // no PTR, and in a merge gives way to an entry every client sees rather than lend it addresses.
 func TestVisibleTo(t *testing.T) {
 	private := external("db.example", "240.0.0.1")
-	private.VisibleTo = "Shop"
+	private.VisibleTo = []string{"Shop"}
 	svc := k8s("cart.shop.svc.cluster.local", "cart", "shop", "10.0.0.1")
-	svc.VisibleTo = "shop"
+	svc.VisibleTo = []string{"shop"}
 	tbl := Build([]Entry{private, svc}, opts)
 	shop, other := NewView("shop", nil, "cluster.local"), NewView("bank", nil, "cluster.local")
 	for _, q := range []string{"db.example.", "cart.shop.svc.cluster.local.", "cart.", "cart.shop.", "cart.shop.svc.cluster.local.shop.svc.cluster.local."} {
@@ -197,13 +197,13 @@ func TestVisibleTo(t *testing.T) {
 
 	public := external("db.example", "240.0.0.2")
 	for _, in := range [][]Entry{{private, public}, {public, private}} {
-		if got := Merge(in); len(got) != 1 || got[0].VisibleTo != "" || !slices.Equal(got[0].Addrs, addrs("240.0.0.2")) {
+		if got := Merge(in); len(got) != 1 || got[0].VisibleTo != nil || !slices.Equal(got[0].Addrs, addrs("240.0.0.2")) {
 			t.Errorf("merging %+v: %+v", in, got)
 		}
 	}
 	bank := private
-	bank.VisibleTo, bank.Addrs = "bank", addrs("240.0.0.3")
-	if got := Merge([]Entry{private, bank}); len(got) != 1 || got[0].VisibleTo != "Shop" || !slices.Equal(got[0].Addrs, addrs("240.0.0.1")) {
+	bank.VisibleTo, bank.Addrs = []string{"bank"}, addrs("240.0.0.3")
+	if got := Merge([]Entry{private, bank}); len(got) != 1 || !slices.Equal(got[0].VisibleTo, []string{"Shop"}) || !slices.Equal(got[0].Addrs, addrs("240.0.0.1")) {
 		t.Errorf("two namespaces' entries: %+v", got)
 	}
 }

@@ -39,7 +39,7 @@ func randomEntry(r *rand.Rand, host string) Entry {
 		e.Alias = fmt.Sprintf("s%d.n%d.svc.cluster.local", r.IntN(4), r.IntN(3))
 	}
 	if r.IntN(7) == 0 {
-		e.VisibleTo = fmt.Sprintf("n%d", r.IntN(2))
+		e.VisibleTo = []string{fmt.Sprintf("n%d", r.IntN(2))}
 	}
 	return e
 }

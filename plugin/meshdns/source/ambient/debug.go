@@ -23,7 +23,7 @@ type Explanation struct {
 	Client    *ClientInfo   `json:"client,omitempty"`
 	Services  []ServiceInfo `json:"services"`
 	Answer    []string      `json:"answer"`
-	VisibleTo string        `json:"visibleTo,omitempty"`
+	VisibleTo []string      `json:"visibleTo,omitempty"`
 	Note      string        `json:"note,omitempty"`
 }
 
@@ -166,7 +166,7 @@ func (x *index) explain(h string, client netip.Addr, blockNS string) Explanation
 		} else {
 			ns = blockNS
 		}
-		ci.Sees = e != nil && (e.VisibleTo == "" || e.VisibleTo == ns)
+		ci.Sees = e != nil && e.SeenFrom(ns)
 		ex.Client = ci
 	}
 	return ex

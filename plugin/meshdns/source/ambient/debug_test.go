@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -54,7 +55,7 @@ func TestDebugExplains(t *testing.T) {
 		t.Errorf("a pod's name: %+v", ex)
 	}
 	ex, _ = ask("name=vault.example&client=10.1.1.1")
-	if ex.VisibleTo != "secret" || ex.Client.Sees || ex.Client.Namespace != "" {
+	if !slices.Equal(ex.VisibleTo, []string{"secret"}) || ex.Client.Sees || ex.Client.Namespace != "" {
 		t.Errorf("a private name to a stranger: %+v %+v", ex, ex.Client)
 	}
 	ex, _ = ask("name=vault.example&client=10.244.9.9")

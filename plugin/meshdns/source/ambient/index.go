@@ -242,7 +242,9 @@ func (x *index) hostEntries(h string) ([]table.Entry, map[string]table.Entry) {
 	)
 	e.Host = strings.TrimSuffix(h, ".") // h is canonical: lower case, a final dot
 	e.Registry = table.RegistryExternal
-	e.VisibleTo = only
+	if only != "" {
+		e.VisibleTo = []string{only}
+	}
 	for _, s := range svcs {
 		if x.isKube(s) {
 			kube = true
