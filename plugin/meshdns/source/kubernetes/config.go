@@ -26,6 +26,9 @@ type Config struct {
 	Context        string   // kubeconfig context; empty: its current context
 	Namespaces     []string // empty: every namespace
 	ServiceEntries bool     // also watch networking.istio.io ServiceEntries
+	Sidecars       bool     // also watch networking.istio.io Sidecars: their egress hosts limit names
+	MeshConfig     string   // the MeshConfig file istiod reads: exportTo defaults, root namespace
+	Debug          string   // address of the debug HTTP endpoint (/visibility, /multicluster)
 	ClustersetZone string   // non-empty: serve this zone from ServiceImports (MCS DNS)
 	Clients        bool     // learn client namespaces from pod addresses
 	ClientsNode    string   // with Clients: only the pods of this node
@@ -72,6 +75,21 @@ func Parse(c *caddy.Controller) (*Config, error) {
 			if err = want(0, 0, "no arguments"); err == nil {
 				cfg.ServiceEntries = true
 			}
+		case "sidecars":
+			if err = want(0, 0, "no arguments"); err == nil {
+				cfg.Sidecars = true
+			}
+		case "mesh_config":
+			if err = want(1, 1, "PATH of a MeshConfig YAML file"); err == nil {
+				cfg.MeshConfig = args[0]
+				if _, statErr := os.Stat(cfg.MeshConfig); statErr != nil {
+					err = c.Errf("kubernetes: mesh_config: %v", statErr)
+				}
+			}
+		case "debug":
+			if err = want(1, 1, "ADDRESS such as 127.0.0.1:9154"); err == nil {
+				cfg.Debug = args[0]
+			}
 		case "clusterset":
 			if err = want(0, 1, "[ZONE]"); err == nil {
 				cfg.ClustersetZone = DefaultClustersetZone
@@ -94,7 +112,7 @@ func Parse(c *caddy.Controller) (*Config, error) {
 				cfg.Cluster = args[0]
 			}
 		case "network", "locality", "remote", "remote_secrets", "mesh_suffixes", "export_label", "gateway_service",
-			"gateway", "gateway_port", "vips", "vip_state", "probe_interval", "hold_down", "lease", "debug":
+			"gateway", "gateway_port", "vips", "vip_state", "probe_interval", "hold_down", "lease":
 			err = cfg.Multicluster.parse(c, prop, args)
 		case "startup_timeout":
 			if err = want(1, 1, "a duration such as 5s"); err == nil {
@@ -185,6 +203,9 @@ func (cfg *Config) String() string {
 	}
 	if cfg.ServiceEntries {
 		s += " +serviceentries"
+	}
+	if cfg.Sidecars {
+		s += " +sidecars"
 	}
 	if cfg.ClustersetZone != "" {
 		s += " +clusterset " + cfg.ClustersetZone

@@ -48,7 +48,7 @@ func TestParse(t *testing.T) {
 				m.Remotes[0].Network == "n2" && m.Remotes[0].Locality.Zone == "eu-2" && m.Remotes[1].Context == "" && m.RemoteSecrets == "istio-system" &&
 				strings.Join(m.Suffixes, ",") == "global,mesh" && m.ExportLabel == "mesh/export=true" && len(m.Gateways["west"]) == 2 &&
 				m.GatewayPort == 443 && m.VIPs[0].String() == "240.0.0.0/24" && m.ProbeInterval == time.Second && m.HoldDown == 10*time.Second &&
-				m.Lease == 20*time.Second && m.Debug == "127.0.0.1:9154" && m.GatewayName == "istio-eastwestgateway"
+				m.Lease == 20*time.Second && c.Debug == "127.0.0.1:9154" && m.GatewayName == "istio-eastwestgateway"
 		}},
 		{"kubernetes {\n cluster east\n mesh_suffixes global\n}", "", func(c *Config) bool {
 			m := c.Multicluster

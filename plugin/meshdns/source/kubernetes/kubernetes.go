@@ -57,7 +57,16 @@ type Source struct {
 	dirtySE   map[string]bool // "ns/name" of ServiceEntries likewise
 	dirtyImp  map[string]bool // "ns/name" of ServiceImports likewise
 	dirtyPods bool
+	dirtyVis  bool         // a Sidecar or the mesh config changed: every host's visibility is redone
+	mesh      meshDefaults // the last good mesh config
+	meshData  []byte       // its content
+	meshCfg   *Mesh        // the multicluster source of this block, whose debug endpoint we serve
 	kick      chan struct{}
+
+	// view guards what the debug endpoint reads: written by the Run goroutine in flush.
+	view sync.RWMutex
+	vis  visibility
+	meta map[string]objectMeta // "s/ns/name" or "e/ns/name" -> what its names' visibility depends on
 
 	// Owned by the Run goroutine.
 	byKey     map[string][]table.Entry // "s/ns/name", "e/ns/name", "i/ns/name" or "z/zone" -> its entries
@@ -73,7 +82,13 @@ func New(cfg *Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, rest: rc, kick: make(chan struct{}, 1)}
+	s := &Source{cfg: cfg, rest: rc, kick: make(chan struct{}, 1), meta: map[string]objectMeta{}}
+	if cfg.MeshConfig != "" {
+		if s.mesh, s.meshData, err = readMeshConfig(cfg.MeshConfig); err != nil {
+			return nil, err
+		}
+	}
+	s.vis.defaults = s.mesh
 	if cfg.Clients {
 		s.clients = &clientIndex{}
 	}
@@ -100,7 +115,7 @@ func (s *Source) StartupTimeout() time.Duration { return s.cfg.StartupTimeout }
 
 // informers are the watches of one namespace, or of all of them.
 type nsInformers struct {
-	services, slices, serviceEntries, imports cache.SharedIndexInformer
+	services, slices, serviceEntries, imports, sidecars cache.SharedIndexInformer
 }
 
 // Run implements source.Source: it watches until ctx ends, publishing the first table once every
@@ -116,6 +131,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	// Custom resources the cluster does not serve are left out (and said so): their informers would
 	// never sync, and the source never be ready.
 	withSE := s.cfg.ServiceEntries && s.serves(kube, serviceEntryGVR, "Istio's CRDs are not installed: ServiceEntries are not watched")
+	withSidecars := s.cfg.Sidecars && s.serves(kube, sidecarGVR, "Istio's CRDs are not installed: Sidecars are not watched")
 	var importGVR schema.GroupVersionResource
 	if s.cfg.ClustersetZone != "" {
 		for _, gvr := range serviceImportGVRs {
@@ -129,7 +145,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		}
 	}
 	var dyn dynamic.Interface
-	if withSE || !importGVR.Empty() {
+	if withSE || withSidecars || !importGVR.Empty() {
 		if dyn, err = dynamic.NewForConfig(s.rest); err != nil {
 			sink.Reject(fmt.Errorf("kubernetes dynamic client: %w", err))
 			return
@@ -183,6 +199,12 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 				s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) })
 				synced = append(synced, w.serviceEntries.HasSynced)
 			}
+			if withSidecars {
+				w.sidecars = df.ForResource(sidecarGVR).Informer()
+				must(w.sidecars.SetTransform(trimSidecar))
+				s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() })
+				synced = append(synced, w.sidecars.HasSynced)
+			}
 			if !importGVR.Empty() {
 				w.imports = df.ForResource(importGVR).Informer()
 				must(w.imports.SetTransform(trimServiceImport))
@@ -208,6 +230,14 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	}
 	for _, f := range started {
 		f.Start(ctx.Done())
+	}
+	if s.cfg.Debug != "" {
+		stop, err := s.serveDebug()
+		if err != nil {
+			sink.Reject(err)
+		} else {
+			defer stop()
+		}
 	}
 	probing := make(chan struct{})
 	go func() {
@@ -244,12 +274,42 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		}
 	}
 	s.dirtyPods = true
+	s.dirtyVis = true
 	s.mu.Unlock()
 	if z := s.cfg.ClustersetZone; z != "" {
+		s.view.Lock()
 		s.set("z/"+z, zoneEntries(z))
+		s.view.Unlock()
 	}
-	s.flush(sink, informersOf, pods)
+	sidecarsOf := func() []*sidecar {
+		var out []*sidecar
+		for _, w := range byNS {
+			if w.sidecars == nil {
+				continue
+			}
+			for _, o := range w.sidecars.GetStore().List() {
+				if sc, ok := o.(*sidecar); ok {
+					out = append(out, sc)
+				}
+			}
+		}
+		return out
+	}
+	flush := func() { s.flush(sink, informersOf, pods, sidecarsOf) }
+	flush()
 	log.Infof("%s: synced in %v", s, time.Since(begin).Round(time.Millisecond))
+	if s.cfg.MeshConfig != "" {
+		go watchMeshConfig(ctx, s.cfg.MeshConfig, s.meshData, func(d meshDefaults) {
+			log.Infof("%s: mesh config %s read again", s, s.cfg.MeshConfig)
+			s.mu.Lock()
+			s.mesh, s.dirtyVis = d, true
+			s.mu.Unlock()
+			s.signal()
+		}, func(err error) {
+			invalidTotal.WithLabelValues(s.cfg.Cluster, "meshconfig").Inc()
+			log.Errorf("%s: %v", s, err)
+		})
+	}
 	// The first lists and the first table leave garbage several times the table's size. A resolver
 	// on every node runs for weeks: hand it back to the node now, not whenever the scavenger would.
 	debug.FreeOSMemory()
@@ -271,7 +331,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			}
 		}
 		last = time.Now()
-		s.flush(sink, informersOf, pods)
+		flush()
 	}
 }
 
@@ -356,6 +416,13 @@ func (s *Source) markImport(key string) {
 	s.signal()
 }
 
+func (s *Source) markVisibility() {
+	s.mu.Lock()
+	s.dirtyVis = true
+	s.mu.Unlock()
+	s.signal()
+}
+
 func (s *Source) markPods() {
 	s.mu.Lock()
 	s.dirtyPods = true
@@ -371,11 +438,23 @@ func (s *Source) signal() {
 }
 
 // flush redoes the entries of the objects changed since the last flush and publishes the result.
-func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformers, pods cache.SharedIndexInformer) {
+func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformers, pods cache.SharedIndexInformer, sidecarsOf func() []*sidecar) {
 	s.mu.Lock()
-	svcKeys, seKeys, impKeys, podsChanged := s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods
-	s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods = map[string]bool{}, map[string]bool{}, map[string]bool{}, false
+	svcKeys, seKeys, impKeys, podsChanged, visChanged := s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods, s.dirtyVis
+	s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods, s.dirtyVis = map[string]bool{}, map[string]bool{}, map[string]bool{}, false, false
+	mesh := s.mesh
 	s.mu.Unlock()
+
+	s.view.Lock()
+	defer s.view.Unlock()
+	if visChanged {
+		own, errs := namespaceSidecars(sidecarsOf())
+		for _, err := range errs {
+			invalidTotal.WithLabelValues(s.cfg.Cluster, "sidecars").Inc()
+			log.Warningf("%s: %v; left out", s, err)
+		}
+		s.vis = visibility{defaults: mesh, own: own}
+	}
 
 	cd := strings.Trim(s.cfg.ClusterDomain, ".")
 	for key := range svcKeys {
@@ -401,6 +480,7 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 			invalidTotal.WithLabelValues(s.cfg.Cluster, "services").Inc()
 			log.Warningf("%s: %v; left out", s, err)
 		}
+		s.meta["s/"+key] = s.checked(serviceMeta(svc, cd))
 		s.set("s/"+key, entries)
 	}
 	for key := range seKeys {
@@ -416,6 +496,7 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 			invalidTotal.WithLabelValues(s.cfg.Cluster, "serviceentries").Inc()
 			log.Warningf("%s: %v; left out", s, err)
 		}
+		s.meta["e/"+key] = s.checked(serviceEntryMeta(se))
 		s.set("e/"+key, entries)
 	}
 	for key := range impKeys {
@@ -451,8 +532,8 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 	}
 	cs, incremental := sink.(source.ChangeSink)
 	switch {
-	case !s.published || !incremental:
-		if s.published && len(s.changed) == 0 {
+	case !s.published || !incremental || visChanged:
+		if s.published && len(s.changed) == 0 && !visChanged {
 			break
 		}
 		sink.Publish(s.snapshot())
@@ -467,17 +548,53 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 	clear(s.changed)
 }
 
-// entriesFor gathers this source's entries for canonical host h, object by object in key order.
+// checked logs the exportTo values of m that istiod's validation would refuse: they apply as istiod
+// applies them all the same.
+func (s *Source) checked(m objectMeta) objectMeta {
+	for _, err := range checkExportTo(m.exportTo, m.object, m.field) {
+		invalidTotal.WithLabelValues(s.cfg.Cluster, "exportto").Inc()
+		log.Warningf("%s: %v", s, err)
+	}
+	return m
+}
+
+// entriesFor gathers this source's entries for canonical host h, object by object in key order,
+// with the visibility exportTo and Sidecars give them.
 func (s *Source) entriesFor(h string) []table.Entry {
-	var out []table.Entry
+	cands, rest := s.candidates(h)
+	if len(cands) == 0 {
+		return rest
+	}
+	return append(s.vis.resolve(cands), rest...)
+}
+
+// candidates are the objects naming canonical host h whose visibility exportTo and Sidecars decide
+// (Services, ServiceEntries), and the entries of the others (ServiceImports, zones).
+func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
+	var (
+		cands []candidate
+		rest  []table.Entry
+	)
 	for _, k := range s.hostKeys[h] {
+		var mine []table.Entry
 		for _, e := range s.byKey[k] {
 			if table.CanonicalHost(e.Host) == h {
-				out = append(out, e)
+				mine = append(mine, e)
 			}
 		}
+		m, ok := s.meta[k]
+		if !ok {
+			rest = append(rest, mine...)
+			continue
+		}
+		svcHost := m.svcHost
+		if svcHost == "" {
+			svcHost = h
+		}
+		cands = append(cands, candidate{key: k, object: m.object, ns: m.ns, kube: m.kube, created: m.created,
+			exportTo: m.exportTo, field: m.field, svcHost: svcHost, entries: mine})
 	}
-	return out
+	return cands, rest
 }
 
 // set records the entries of one object, and which hosts changed with it.
@@ -495,6 +612,7 @@ func (s *Source) set(key string, entries []table.Entry) {
 	}
 	if len(entries) == 0 {
 		delete(s.byKey, key)
+		delete(s.meta, key)
 		return
 	}
 	s.byKey[key] = entries
@@ -519,18 +637,17 @@ func deleteSorted(keys []string, k string) []string {
 	return keys
 }
 
-// snapshot lists every entry, objects in key order: the same objects always make the same table.
+// snapshot lists every entry, host by host in order, objects in key order: the same objects always
+// make the same table.
 func (s *Source) snapshot() []table.Entry {
-	keys := make([]string, 0, len(s.byKey))
-	n := 0
-	for k, es := range s.byKey {
-		keys = append(keys, k)
-		n += len(es)
+	hosts := make([]string, 0, len(s.hostKeys))
+	for h := range s.hostKeys {
+		hosts = append(hosts, h)
 	}
-	slices.Sort(keys)
-	out := make([]table.Entry, 0, n)
-	for _, k := range keys {
-		out = append(out, s.byKey[k]...)
+	slices.Sort(hosts)
+	out := make([]table.Entry, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, s.entriesFor(h)...)
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package kubernetes
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/coredns/coredns/plugin/pkg/reuseport"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
@@ -87,6 +84,7 @@ func (s *Source) Mesh() (*Mesh, error) {
 			return nil, fmt.Errorf("remote %s: %w", r.ID, err)
 		}
 	}
+	s.meshCfg = m // its debug endpoint is served with ours
 	return m, nil
 }
 
@@ -168,14 +166,6 @@ func (m *Mesh) Run(ctx context.Context, sink source.Sink) {
 	if m.mc.RemoteSecrets != "" {
 		stop := m.watchSecrets(ctx)
 		defer stop()
-	}
-	if m.mc.Debug != "" {
-		stop, err := m.serveDebug()
-		if err != nil {
-			sink.Reject(err)
-		} else {
-			defer stop()
-		}
 	}
 
 	// The first table waits until every cluster known now has listed, or the startup timeout.
@@ -513,26 +503,6 @@ func (m *Mesh) watchSecrets(ctx context.Context) func() {
 	f.Start(sctx.Done())
 	waitSynced(sctx, []cache.InformerSynced{inf.HasSynced})
 	return func() { cancel(); f.Shutdown() }
-}
-
-// serveDebug serves /multicluster?name=NAME[&client=IP]: the clusters considered for the name and
-// why each was chosen or not, as JSON.
-func (m *Mesh) serveDebug() (func(), error) {
-	// With SO_REUSEPORT, as CoreDNS's own listeners: on a reload the new instance binds while the old
-	// one still holds the address.
-	l, err := reuseport.Listen("tcp", m.mc.Debug)
-	if err != nil {
-		return nil, fmt.Errorf("multicluster debug: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/multicluster", m.explain)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Errorf("%s: debug endpoint: %v", m, err)
-		}
-	}()
-	return func() { srv.Close() }, nil
 }
 
 // Explanation is the debug endpoint's answer.

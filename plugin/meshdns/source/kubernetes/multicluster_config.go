@@ -48,7 +48,6 @@ type Multicluster struct {
 	ProbeInterval time.Duration
 	HoldDown      time.Duration
 	Lease         time.Duration
-	Debug         string // address of the debug HTTP endpoint
 }
 
 // Remote is a cluster given in the Corefile.
@@ -249,11 +248,6 @@ func (m *Multicluster) parse(c *caddy.Controller, prop string, args []string) er
 		return duration(&m.HoldDown)
 	case "lease":
 		return duration(&m.Lease)
-	case "debug":
-		if err := want(1, 1, "ADDRESS such as 127.0.0.1:9154"); err != nil {
-			return err
-		}
-		m.Debug = args[0]
 	}
 	return nil
 }
@@ -261,8 +255,8 @@ func (m *Multicluster) parse(c *caddy.Controller, prop string, args []string) er
 // finish fills the defaults and checks the options that need mesh_suffixes.
 func (m *Multicluster) finish(c *caddy.Controller, local string) error {
 	if !m.Enabled() {
-		if len(m.Remotes) > 0 || m.RemoteSecrets != "" || len(m.VIPs) > 0 || len(m.Gateways) > 0 || m.Debug != "" {
-			return c.Errf("kubernetes: remote clusters, gateways, vips and debug need mesh_suffixes, the names they answer")
+		if len(m.Remotes) > 0 || m.RemoteSecrets != "" || len(m.VIPs) > 0 || len(m.Gateways) > 0 {
+			return c.Errf("kubernetes: remote clusters, gateways and vips need mesh_suffixes, the names they answer")
 		}
 		return nil
 	}

@@ -20,6 +20,7 @@ type serviceEntry struct {
 	metav1.ObjectMeta
 	Hosts     []string
 	Addresses []string
+	ExportTo  []string
 	Allocated []allocatedAddress // status.addresses: what istiod allocated, per host
 }
 
@@ -39,8 +40,10 @@ func (se *serviceEntry) DeepCopyObject() runtime.Object {
 func newServiceEntry(u *unstructured.Unstructured) *serviceEntry {
 	se := &serviceEntry{ObjectMeta: metav1.ObjectMeta{
 		Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(),
+		CreationTimestamp: u.GetCreationTimestamp(),
 	}}
 	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	se.ExportTo, _, _ = unstructured.NestedStringSlice(spec, "exportTo")
 	se.Hosts, _, _ = unstructured.NestedStringSlice(spec, "hosts")
 	se.Addresses, _, _ = unstructured.NestedStringSlice(spec, "addresses")
 	if addrs, ok, _ := unstructured.NestedSlice(u.Object, "status", "addresses"); ok {
@@ -105,4 +108,10 @@ func parseIPs(ss []string) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// serviceEntryMeta is what the visibility of a ServiceEntry's names depends on.
+func serviceEntryMeta(se *serviceEntry) objectMeta {
+	return objectMeta{object: "serviceentry " + se.Namespace + "/" + se.Name, ns: se.Namespace, created: se.CreationTimestamp.Time,
+		exportTo: se.ExportTo, field: "spec.exportTo"}
 }

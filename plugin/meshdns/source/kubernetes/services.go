@@ -125,3 +125,11 @@ func appendNew(dst, src []netip.Addr) []netip.Addr {
 	}
 	return dst
 }
+
+// serviceMeta is what the visibility of a Service's names depends on: the per-pod names of a
+// headless Service are seen with the Service.
+func serviceMeta(svc *corev1.Service, clusterDomain string) objectMeta {
+	return objectMeta{object: "service " + svc.Namespace + "/" + svc.Name, ns: svc.Namespace, kube: true,
+		created: svc.CreationTimestamp.Time, exportTo: splitExportTo(svc.Annotations[exportToAnnotation]),
+		field: "annotation " + exportToAnnotation, svcHost: svc.Name + "." + svc.Namespace + ".svc." + clusterDomain}
+}

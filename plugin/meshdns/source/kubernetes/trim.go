@@ -13,7 +13,8 @@ import (
 // statuses would be most of its memory. Each transform returns a new, small object.
 
 func meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion}
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		CreationTimestamp: m.CreationTimestamp}
 }
 
 func trimService(obj any) (any, error) {
@@ -21,8 +22,12 @@ func trimService(obj any) (any, error) {
 	if !ok {
 		return obj, nil // a tombstone: DeletedFinalStateUnknown
 	}
+	m := meta(&svc.ObjectMeta)
+	if v, ok := svc.Annotations[exportToAnnotation]; ok {
+		m.Annotations = map[string]string{exportToAnnotation: v}
+	}
 	return &corev1.Service{
-		ObjectMeta: meta(&svc.ObjectMeta),
+		ObjectMeta: m,
 		Spec: corev1.ServiceSpec{
 			Type:                     svc.Spec.Type,
 			ClusterIP:                svc.Spec.ClusterIP,
@@ -84,4 +89,5 @@ var (
 	_ cache.TransformFunc = trimPod
 	_ cache.TransformFunc = trimServiceEntry
 	_ cache.TransformFunc = trimServiceImport
+	_ cache.TransformFunc = trimSidecar
 )
