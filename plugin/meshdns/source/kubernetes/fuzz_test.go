@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/coredns/caddy"
@@ -89,6 +90,46 @@ func FuzzServiceImport(f *testing.F) {
 				if !hosts[r.Target] {
 					t.Fatalf("SRV %s -> %s: not a name of the import", e.Host, r.Target)
 				}
+			}
+		}
+	})
+}
+
+// FuzzVisibility reads exportTo values (a Service's annotation, a ServiceEntry's list), Sidecar egress
+// hosts and a mesh config of any text: parsing reports or succeeds, never panics, and the entries
+// published give every namespace exactly what istiod's choice for it gives, in one variant.
+func FuzzVisibility(f *testing.F) {
+	f.Add(".,front", "~", "./*\nshop/web.shop.svc.cluster.local\n~ext/*", "defaultServiceExportTo: [.]\nrootNamespace: istio-system")
+	f.Add("*", "front,shop", "*/*.svc.cluster.local\n~/*.example.com", "")
+	f.Add("~", "", "bad\n/x\na/b/c\n*/*", "rootNamespace: [x]")
+	f.Add("", "*", "", "defaultServiceExportTo: [front, \"~\"]")
+	f.Fuzz(func(t *testing.T, annotation, seExportTo, egress, mesh string) {
+		d, err := parseMeshConfig("mesh.yaml", []byte(mesh))
+		if err != nil {
+			d = meshDefaults{}
+		}
+		var hosts []string
+		if egress != "" {
+			hosts = strings.Split(egress, "\n")
+		}
+		own, _ := namespaceSidecars([]*sidecar{sidecarOf("front", "default", 0, false, hosts), sidecarOf(d.rootNamespace(), "root", 1, false, hosts)})
+		v := visibility{defaults: d, own: own}
+		web := svcCand("shop", "web", annotation, 2, "10.0.0.1")
+		shadow := seCand("front", "shadow", "web.shop.svc.cluster.local", splitExportTo(seExportTo), 0, "240.0.0.1")
+		other := seCand("ext", "shadow", "web.shop.svc.cluster.local", nil, 1, "240.0.0.2")
+		cands := []candidate{shadow, other, web}
+		ex := make([]exported, len(cands))
+		for i, c := range cands {
+			ex[i] = effectiveExportTo(c.exportTo, c.field, c.ns, &v.defaults)
+		}
+		entries := v.resolve(cands)
+		for _, ns := range append(v.namespaces(cands, ex), "unnamed") {
+			var want []string
+			for _, i := range v.choose(ns, cands, ex).winners {
+				want = append(want, cands[i].entries[0].Addrs[0].String())
+			}
+			if got := seen(t, entries, ns); got != strings.Join(want, ",") {
+				t.Fatalf("namespace %q sees %q, istiod's choice is %v (entries %+v)", ns, got, want, entries)
 			}
 		}
 	})

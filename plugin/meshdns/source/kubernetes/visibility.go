@@ -241,9 +241,12 @@ func (v *visibility) resolve(cands []candidate) []table.Entry {
 		ex[i] = effectiveExportTo(c.exportTo, c.field, c.ns, &v.defaults)
 	}
 	if v.trivial(cands, ex) {
+		if len(cands) == 1 {
+			return cands[0].entries
+		}
 		var out []table.Entry
-		for _, c := range cands {
-			out = append(out, c.entries...)
+		for _, i := range v.choose(otherNamespace, cands, ex).winners {
+			out = append(out, cands[i].entries...)
 		}
 		return out
 	}
