@@ -119,7 +119,8 @@ func TestDeployManifests(t *testing.T) {
 	}
 	slices.Sort(granted)
 	want := []string{"/pods:list", "/pods:watch", "/services:list", "/services:watch", "discovery.k8s.io/endpointslices:list",
-		"discovery.k8s.io/endpointslices:watch", "networking.istio.io/serviceentries:list", "networking.istio.io/serviceentries:watch"}
+		"discovery.k8s.io/endpointslices:watch", "networking.istio.io/serviceentries:list", "networking.istio.io/serviceentries:watch",
+		"networking.istio.io/sidecars:list", "networking.istio.io/sidecars:watch"}
 	if !slices.Equal(granted, want) {
 		t.Errorf("ClusterRole grants %v, want %v", granted, want)
 	}

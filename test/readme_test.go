@@ -130,7 +130,7 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	var (
-		fileLine  = regexp.MustCompile(`(?m)^(\s*(?:file|tls|token|vip_state) )(\S+)`)
+		fileLine  = regexp.MustCompile(`(?m)^(\s*(?:file|tls|token|vip_state|mesh_config) )(\S+)`)
 		ndsLine   = regexp.MustCompile(`(?m)^(\s*nds )(\S+)`)
 		ambLine   = regexp.MustCompile(`(?m)^(\s*ambient )(\S+)`)
 		promLine  = regexp.MustCompile(`(?m)^(\s*(?:prometheus|debug) )(\S+)`)
@@ -186,6 +186,8 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 					data, _ = os.ReadFile(pki.CAFile)
 				case "token":
 					data = []byte("readme-token\n")
+				case "mesh_config":
+					data = []byte("rootNamespace: istio-system\ndefaultServiceExportTo: [\"*\"]\n")
 				}
 				if err := os.WriteFile(path, data, 0o600); err != nil {
 					t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
 
@@ -48,6 +49,13 @@ func parseMeshConfig(file string, data []byte) (meshDefaults, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return d, fmt.Errorf("mesh config %s: %v", file, err)
+	}
+	if doc["kind"] == "ConfigMap" { // the istio ConfigMap itself: its mesh key is the MeshConfig
+		mesh, _, _ := unstructured.NestedString(doc, "data", "mesh")
+		doc = nil
+		if err := yaml.Unmarshal([]byte(mesh), &doc); err != nil {
+			return d, fmt.Errorf("mesh config %s: data.mesh: %v", file, err)
+		}
 	}
 	if v, ok := doc["rootNamespace"]; ok && v != nil {
 		s, ok := v.(string)

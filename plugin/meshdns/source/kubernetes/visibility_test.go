@@ -302,6 +302,10 @@ func TestParseErrorsNameTheField(t *testing.T) {
 	if err != nil || d.rootNamespace() != "root" || !slices.Equal(d.serviceExportTo(), []string{"*"}) {
 		t.Errorf("good mesh config: %+v, %v", d, err)
 	}
+	d, err = parseMeshConfig("cm.yaml", []byte("apiVersion: v1\nkind: ConfigMap\ndata:\n  mesh: |-\n    rootNamespace: cm-root\n"))
+	if err != nil || d.rootNamespace() != "cm-root" {
+		t.Errorf("the istio ConfigMap: %+v, %v", d, err)
+	}
 	_, errs := namespaceSidecars([]*sidecar{sidecarOf("front", "default", 0, false, []string{"./*", "bad", "a/b/c", "/x", "ns/a*.b", "ns/*x"})})
 	if len(errs) != 5 {
 		t.Fatalf("errors %v, want 5", errs)
