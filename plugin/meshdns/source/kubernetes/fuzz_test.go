@@ -113,7 +113,7 @@ func FuzzVisibility(f *testing.F) {
 			hosts = strings.Split(egress, "\n")
 		}
 		own, _ := namespaceSidecars([]*sidecar{sidecarOf("front", "default", 0, false, hosts), sidecarOf(d.rootNamespace(), "root", 1, false, hosts)})
-		v := visibility{defaults: d, own: own}
+		v := newVisibility(d, own)
 		web := svcCand("shop", "web", annotation, 2, "10.0.0.1")
 		shadow := seCand("front", "shadow", "web.shop.svc.cluster.local", splitExportTo(seExportTo), 0, "240.0.0.1")
 		other := seCand("ext", "shadow", "web.shop.svc.cluster.local", nil, 1, "240.0.0.2")

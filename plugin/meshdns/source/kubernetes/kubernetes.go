@@ -453,7 +453,7 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 			invalidTotal.WithLabelValues(s.cfg.Cluster, "sidecars").Inc()
 			log.Warningf("%s: %v; left out", s, err)
 		}
-		s.vis = visibility{defaults: mesh, own: own}
+		s.vis = newVisibility(mesh, own)
 	}
 
 	cd := strings.Trim(s.cfg.ClusterDomain, ".")

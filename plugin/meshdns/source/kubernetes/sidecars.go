@@ -67,7 +67,8 @@ type egressHost struct {
 type sidecarRules struct {
 	name  string // "ns/name"
 	hosts []egressHost
-	all   bool // no egress given: "*/*"
+	all   bool   // no egress given: "*/*"
+	sig   string // what it imports, written out: Sidecars with the same import the same
 }
 
 // parseEgressHost reads "ns/host" as istiod's convertIstioListenerToWrapper does.
@@ -108,6 +109,7 @@ func parseSidecar(sc *sidecar) (*sidecarRules, []error) {
 			r.hosts = append(r.hosts, eh)
 		}
 	}
+	r.sig = fmt.Sprint(r.all, r.egress())
 	return r, errs
 }
 

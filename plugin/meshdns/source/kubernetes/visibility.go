@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -135,6 +136,16 @@ type objectMeta struct {
 type visibility struct {
 	defaults meshDefaults
 	own      map[string]*sidecarRules // namespace -> its namespace-wide Sidecar (the oldest)
+	ownNS    []string                 // the keys of own, sorted
+}
+
+func newVisibility(defaults meshDefaults, own map[string]*sidecarRules) visibility {
+	v := visibility{defaults: defaults, own: own}
+	for ns := range own {
+		v.ownNS = append(v.ownNS, ns)
+	}
+	slices.Sort(v.ownNS)
+	return v
 }
 
 // sidecarFor is the Sidecar of client namespace ns: its own, else the root namespace's, else nil
@@ -251,6 +262,16 @@ func (v *visibility) resolve(cands []candidate) []table.Entry {
 		return out
 	}
 	named := v.namespaces(cands, ex)
+	// A namespace that no candidate is in and no exportTo list names differs from the rest only by
+	// its Sidecar: namespaces whose Sidecars say the same get the same, decided once.
+	special := map[string]bool{}
+	for i, c := range cands {
+		special[c.ns] = true
+		for _, ns := range ex[i].to {
+			special[ns] = true
+		}
+	}
+	bySidecar := map[string][]int{}
 	type group struct {
 		winners []int
 		nss     []string
@@ -259,14 +280,24 @@ func (v *visibility) resolve(cands []candidate) []table.Entry {
 	var groups []*group
 	byWinners := map[string]*group{}
 	for _, ns := range append(named, otherNamespace) {
-		ch := v.choose(ns, cands, ex)
-		if len(ch.winners) == 0 {
+		var winners []int
+		if sc := v.own[ns]; sc != nil && !special[ns] {
+			w, ok := bySidecar[sc.sig]
+			if !ok {
+				w = v.choose(ns, cands, ex).winners
+				bySidecar[sc.sig] = w
+			}
+			winners = w
+		} else {
+			winners = v.choose(ns, cands, ex).winners
+		}
+		if len(winners) == 0 {
 			continue
 		}
-		k := fmt.Sprint(ch.winners)
+		k := winnersKey(winners)
 		g := byWinners[k]
 		if g == nil {
-			g = &group{winners: ch.winners}
+			g = &group{winners: winners}
 			byWinners[k] = g
 			groups = append(groups, g)
 		}
@@ -291,8 +322,12 @@ func (v *visibility) resolve(cands []candidate) []table.Entry {
 	for _, g := range groups {
 		var visibleTo, hiddenFrom []string
 		if g.other {
+			sees := make(map[string]bool, len(g.nss))
+			for _, ns := range g.nss {
+				sees[ns] = true
+			}
 			for _, ns := range named {
-				if !slices.Contains(g.nss, ns) {
+				if !sees[ns] {
 					hiddenFrom = append(hiddenFrom, ns)
 				}
 			}
@@ -312,14 +347,36 @@ func (v *visibility) resolve(cands []candidate) []table.Entry {
 // namespaces lists, sorted, every namespace that may see the host otherwise than the rest: the
 // candidates', those of exportTo lists, and those with a Sidecar of their own.
 func (v *visibility) namespaces(cands []candidate, ex []exported) []string {
-	var out []string
+	var few []string
 	for i, c := range cands {
-		out = append(out, c.ns)
-		out = append(out, ex[i].to...)
+		few = append(few, c.ns)
+		few = append(few, ex[i].to...)
 	}
-	for ns := range v.own {
-		out = append(out, ns)
+	slices.Sort(few)
+	few = slices.Compact(few)
+	out := make([]string, 0, len(few)+len(v.ownNS))
+	i, j := 0, 0
+	for i < len(few) || j < len(v.ownNS) {
+		switch {
+		case j == len(v.ownNS) || (i < len(few) && few[i] < v.ownNS[j]):
+			out = append(out, few[i])
+			i++
+		case i == len(few) || v.ownNS[j] < few[i]:
+			out = append(out, v.ownNS[j])
+			j++
+		default:
+			out = append(out, few[i])
+			i, j = i+1, j+1
+		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return out
+}
+
+func winnersKey(w []int) string {
+	b := make([]byte, 0, 4*len(w))
+	for _, i := range w {
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, ',')
+	}
+	return string(b)
 }

@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -86,7 +87,7 @@ func visWith(t *testing.T, mesh string, sidecars ...*sidecar) visibility {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	return visibility{defaults: d, own: own}
+	return newVisibility(d, own)
 }
 
 func TestExportToForms(t *testing.T) {
@@ -412,5 +413,21 @@ func TestSnapshotVariants(t *testing.T) {
 	got := s.snapshot()
 	if len(got) != 2 || seen(t, got, "b") != "240.0.0.2" || seen(t, got, "z") != "240.0.0.1" || !slices.Equal(got[0].HiddenFrom, []string{"b"}) {
 		t.Errorf("snapshot: %+v", got)
+	}
+}
+
+// BenchmarkResolveManySidecars decides one host for 200 namespaces with a Sidecar each (the work of
+// every host on a Sidecar change): about 50 µs here.
+func BenchmarkResolveManySidecars(b *testing.B) {
+	var scs []*sidecar
+	for i := 0; i < 200; i++ {
+		scs = append(scs, sidecarOf(fmt.Sprintf("ns%d", i), "default", 0, false, []string{"./*", "istio-system/*", "shop/*"}))
+	}
+	own, _ := namespaceSidecars(scs)
+	v := newVisibility(meshDefaults{}, own)
+	c := []candidate{svcCand("shop", "web", "", 0, "10.0.0.1")}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		v.resolve(c)
 	}
 }
