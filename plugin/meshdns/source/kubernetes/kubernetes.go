@@ -480,7 +480,7 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 			invalidTotal.WithLabelValues(s.cfg.Cluster, "services").Inc()
 			log.Warningf("%s: %v; left out", s, err)
 		}
-		s.meta["s/"+key] = s.checked(serviceMeta(svc, cd))
+		s.meta["s/"+key] = s.checked("s/"+key, serviceMeta(svc, cd))
 		s.set("s/"+key, entries)
 	}
 	for key := range seKeys {
@@ -496,7 +496,7 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 			invalidTotal.WithLabelValues(s.cfg.Cluster, "serviceentries").Inc()
 			log.Warningf("%s: %v; left out", s, err)
 		}
-		s.meta["e/"+key] = s.checked(serviceEntryMeta(se))
+		s.meta["e/"+key] = s.checked("e/"+key, serviceEntryMeta(se))
 		s.set("e/"+key, entries)
 	}
 	for key := range impKeys {
@@ -550,7 +550,10 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 
 // checked logs the exportTo values of m that istiod's validation would refuse: they apply as istiod
 // applies them all the same.
-func (s *Source) checked(m objectMeta) objectMeta {
+func (s *Source) checked(key string, m objectMeta) objectMeta {
+	if old, ok := s.meta[key]; ok && slices.Equal(old.exportTo, m.exportTo) {
+		return m // said already: EndpointSlice changes redo a Service's names again and again
+	}
 	for _, err := range checkExportTo(m.exportTo, m.object, m.field) {
 		invalidTotal.WithLabelValues(s.cfg.Cluster, "exportto").Inc()
 		log.Warningf("%s: %v", s, err)
