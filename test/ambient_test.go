@@ -584,36 +584,7 @@ func TestAmbientReloadsLeaveNothingBehind(t *testing.T) {
 		return nil
 	}
 	eventually(t, 10*time.Second, "an answer from the control plane's table", answered)
-	reload := func() {
-		if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
-		eventually(t, 10*time.Second, "answers after a reload", answered)
-	}
-	reload() // the first reload brings up what a reload keeps (pprof's server, for one)
-	eventually(t, 5*time.Second, "one stream after a reload", func() error {
-		if n := srv.OpenStreams(); n != 1 {
-			return fmt.Errorf("%d streams open", n)
-		}
-		return nil
-	})
-	base := goroutines(t, "127.0.0.1:"+pprofPort)
-	for range 20 {
-		reload()
-	}
-	eventually(t, 5*time.Second, "one stream after 21 reloads", func() error {
-		if n := srv.OpenStreams(); n != 1 {
-			return fmt.Errorf("%d streams open", n)
-		}
-		return nil
-	})
-	eventually(t, 5*time.Second, "goroutines flat across 20 reloads", func() error {
-		if n := goroutines(t, "127.0.0.1:"+pprofPort); n > base+3 {
-			return fmt.Errorf("%d goroutines, %d after the first reload", n, base)
-		}
-		return nil
-	})
+	reload := reloadsKeepOneStream(t, s, srv, pprofPort, answered)
 	if n := opened.Load(); n < 22 {
 		t.Errorf("the control plane saw %d streams over 21 reloads", n)
 	}

@@ -15,7 +15,11 @@ import (
 // answerOf renders a reply as its rcode and sorted answer records, for comparing two resolvers.
 func answerOf(t *testing.T, addr, name string, qtype uint16) string {
 	t.Helper()
-	r := exchange(t, "tcp", addr, name, qtype, 0) // TCP: the whole answer, whatever its size
+	return renderAnswer(exchange(t, "tcp", addr, name, qtype, 0)) // TCP: the whole answer, whatever its size
+}
+
+// renderAnswer is a reply as its rcode and sorted answer records.
+func renderAnswer(r *dns.Msg) string {
 	var rrs []string
 	for _, rr := range r.Answer {
 		rrs = append(rrs, strings.ReplaceAll(rr.String(), "\t", " "))
