@@ -33,28 +33,7 @@ func renderAnswer(r *dns.Msg) string {
 // same, but for the differences listed in intended. Names neither knows go to the same upstream.
 func TestKubernetesSourceMatchesIstiod(t *testing.T) {
 	stack := realstack.Start(t, realstack.Options{IstiodEnv: []string{"ISTIO_DUAL_STACK=true"}})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must2(t)(stack.CreateService("default", "reviews", "10.96.10.12"))
-	must2(t)(stack.CreateService("default", "frontend", "10.96.30.1", "fd00:10:96::301"))
-	must2(t)(stack.CreateService("shop", "cart", "10.96.20.1"))
-	must2(t)(stack.CreateHeadlessService("default", "db",
-		realstack.Endpoint{IP: "10.244.0.11", Hostname: "db-0"},
-		realstack.Endpoint{IP: "10.244.0.12", Hostname: "db-1"},
-		realstack.Endpoint{IP: "10.244.0.13", Hostname: "db-2", NotReady: true},
-		realstack.Endpoint{IP: "10.244.0.14"}))
-	must2(t)(stack.CreateHeadlessService("shop", "empty"))
-	must2(t)(stack.CreateExternalNameService("default", "ext", "api.example.com"))
-	must(stack.CreateServiceEntry("default", "payments", []string{"api.payments.example.com", "pay.example.com"}, []string{"240.0.0.7", "240.0.0.8"}, "STATIC"))
-	must(stack.CreateServiceEntry("default", "payments-more", []string{"api.payments.example.com"}, []string{"240.0.0.17"}, "STATIC"))
-	must(stack.CreateServiceEntry("default", "wild", []string{"*.wild.example.com"}, []string{"240.0.0.9"}, "NONE"))
-	must(stack.CreateServiceEntry("default", "shadow", []string{"reviews.default.svc.cluster.local"}, []string{"240.0.0.99"}, "STATIC"))
-	must(stack.CreateServiceEntry("default", "cidr", []string{"net.example.com"}, []string{"10.10.0.0/16"}, "NONE"))
-	must(stack.CreateServiceEntry("default", "auto", []string{"auto.example.org"}, nil, "DNS"))
+	createEquivalenceObjects(t, stack)
 
 	up := startUpstream(t)
 	dir := t.TempDir()
@@ -103,6 +82,36 @@ func TestKubernetesSourceMatchesIstiod(t *testing.T) {
 			t.Errorf("ExternalName over %s: want the CNAME and the A record forward found, got %v", netw, r.Answer)
 		}
 	}
+}
+
+// createEquivalenceObjects creates the objects the equivalence tests give to both sides: Services of
+// every kind (dual stack, headless with ready, unready and unnamed endpoints, headless without any,
+// ExternalName) and ServiceEntries (two hosts, a host in two, a wildcard, one shadowing a Service, a
+// CIDR, one with an allocated address).
+func createEquivalenceObjects(t *testing.T, stack *realstack.Stack) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must2(t)(stack.CreateService("default", "reviews", "10.96.10.12"))
+	must2(t)(stack.CreateService("default", "frontend", "10.96.30.1", "fd00:10:96::301"))
+	must2(t)(stack.CreateService("shop", "cart", "10.96.20.1"))
+	must2(t)(stack.CreateHeadlessService("default", "db",
+		realstack.Endpoint{IP: "10.244.0.11", Hostname: "db-0"},
+		realstack.Endpoint{IP: "10.244.0.12", Hostname: "db-1"},
+		realstack.Endpoint{IP: "10.244.0.13", Hostname: "db-2", NotReady: true},
+		realstack.Endpoint{IP: "10.244.0.14"}))
+	must2(t)(stack.CreateHeadlessService("shop", "empty"))
+	must2(t)(stack.CreateExternalNameService("default", "ext", "api.example.com"))
+	must(stack.CreateServiceEntry("default", "payments", []string{"api.payments.example.com", "pay.example.com"}, []string{"240.0.0.7", "240.0.0.8"}, "STATIC"))
+	must(stack.CreateServiceEntry("default", "payments-more", []string{"api.payments.example.com"}, []string{"240.0.0.17"}, "STATIC"))
+	must(stack.CreateServiceEntry("default", "wild", []string{"*.wild.example.com"}, []string{"240.0.0.9"}, "NONE"))
+	must(stack.CreateServiceEntry("default", "shadow", []string{"reviews.default.svc.cluster.local"}, []string{"240.0.0.99"}, "STATIC"))
+	must(stack.CreateServiceEntry("default", "cidr", []string{"net.example.com"}, []string{"10.10.0.0/16"}, "NONE"))
+	must(stack.CreateServiceEntry("default", "auto", []string{"auto.example.org"}, nil, "DNS"))
 }
 
 // equivalenceNames are the names the equivalence tests ask: every name form of their Services
