@@ -1,7 +1,6 @@
 package test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 )
@@ -13,33 +12,7 @@ func TestAmbientMatchesKubernetes(t *testing.T) {
 	stack := ambientStack(t)
 	createEquivalenceObjects(t, stack)
 
-	up := startUpstream(t)
-	dir := t.TempDir()
-	ambPort, kubePort := freePort(t), freePort(t)
-	ambAddr, kubeAddr := "127.0.0.1:"+ambPort, "127.0.0.1:"+kubePort
-	corefile := fmt.Sprintf(`.:%s {
-    bind 127.0.0.1
-    meshdns {
-        ambient %s
-        namespace default
-        fallthrough
-    }
-    forward . %s
-}
-.:%s {
-    bind 127.0.0.1
-    meshdns {
-        kubernetes {
-            kubeconfig %s
-            serviceentries
-        }
-        namespace default
-        fallthrough
-    }
-    forward . %s
-}
-`, ambPort, stack.IstiodGRPC, up.addr, kubePort, stack.Kubeconfig, up.addr)
-	startCoreDNS(t, dir, corefile, ambAddr)
+	ambAddr, kubeAddr := startEquivalencePair(t, stack, "ambient "+stack.IstiodGRPC)
 
 	// Intended differences, each with the reason, by the first label of the name in every form.
 	intended := map[string]string{

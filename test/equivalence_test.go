@@ -35,36 +35,10 @@ func TestKubernetesSourceMatchesIstiod(t *testing.T) {
 	stack := realstack.Start(t, realstack.Options{IstiodEnv: []string{"ISTIO_DUAL_STACK=true"}})
 	createEquivalenceObjects(t, stack)
 
-	up := startUpstream(t)
-	dir := t.TempDir()
-	ndsPort, kubePort := freePort(t), freePort(t)
-	ndsAddr, kubeAddr := "127.0.0.1:"+ndsPort, "127.0.0.1:"+kubePort
-	corefile := fmt.Sprintf(`.:%s {
-    bind 127.0.0.1
-    meshdns {
-        nds %s {
+	ndsAddr, kubeAddr := startEquivalencePair(t, stack, `nds `+stack.IstiodGRPC+` {
             node_id sidecar~10.0.0.1~client.default~default.svc.cluster.local
             metadata INSTANCE_IPS 10.0.0.1,fd00::1
-        }
-        namespace default
-        fallthrough
-    }
-    forward . %s
-}
-.:%s {
-    bind 127.0.0.1
-    meshdns {
-        kubernetes {
-            kubeconfig %s
-            serviceentries
-        }
-        namespace default
-        fallthrough
-    }
-    forward . %s
-}
-`, ndsPort, stack.IstiodGRPC, up.addr, kubePort, stack.Kubeconfig, up.addr)
-	startCoreDNS(t, dir, corefile, ndsAddr)
+        }`)
 
 	// Intended differences, each with the reason, by the first label of the name in every form.
 	intended := map[string]string{
@@ -82,6 +56,40 @@ func TestKubernetesSourceMatchesIstiod(t *testing.T) {
 			t.Errorf("ExternalName over %s: want the CNAME and the A record forward found, got %v", netw, r.Answer)
 		}
 	}
+}
+
+// startEquivalencePair starts the binary with two blocks, both in namespace default and forwarding
+// what they lack to one upstream: one fed by source (its Corefile lines), one by the kubernetes
+// source on the same API server. It returns their addresses.
+func startEquivalencePair(t *testing.T, stack *realstack.Stack, source string) (meshAddr, kubeAddr string) {
+	t.Helper()
+	up := startUpstream(t)
+	meshPort, kubePort := freePort(t), freePort(t)
+	meshAddr, kubeAddr = "127.0.0.1:"+meshPort, "127.0.0.1:"+kubePort
+	corefile := fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        %s
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
+.:%s {
+    bind 127.0.0.1
+    meshdns {
+        kubernetes {
+            kubeconfig %s
+            serviceentries
+        }
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
+`, meshPort, source, up.addr, kubePort, stack.Kubeconfig, up.addr)
+	startCoreDNS(t, t.TempDir(), corefile, meshAddr)
+	return meshAddr, kubeAddr
 }
 
 // createEquivalenceObjects creates the objects the equivalence tests give to both sides: Services of
