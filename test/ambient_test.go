@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -221,18 +219,7 @@ func TestAmbientIstiodWire(t *testing.T) {
 	sidecar := subscribe(t, xds.Dial{Address: stack.IstiodGRPC}, "sidecar~127.0.0.2~probe.default~default.svc.cluster.local", true, md)
 
 	// On the TLS port the token's namespace must be the node's (metadata NAMESPACE).
-	rootCert, err := stack.IstiodRootCert()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := stack.IstioToken("default", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rootCert, tokenFile := istiodCredentials(t, stack, t.TempDir())
 	secure := xds.Dial{Address: stack.IstiodSecureGRPC, CAFile: rootCert, ServerName: realstack.IstiodServerName, TokenFile: tokenFile}
 	mdDefault := map[string]any{"NAMESPACE": "default", "CLUSTER_ID": "Kubernetes"}
 	tlsOK := subscribe(t, secure, "ztunnel~127.0.0.4~meshdns.default~default.svc.cluster.local", true, mdDefault)
@@ -321,18 +308,7 @@ func TestAmbientIstiod(t *testing.T) {
 	const forwarded = "192.0.2.53" // what the upstream answers for names meshdns passes on
 
 	dir := t.TempDir()
-	rootCert, err := stack.IstiodRootCert()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := stack.IstioToken("default", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(dir, "istio-token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rootCert, tokenFile := istiodCredentials(t, stack, dir)
 	port, tlsPort, mport, debugPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	addr, tlsAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort
 	corefile := fmt.Sprintf(`.:%s {
