@@ -26,8 +26,8 @@
 # measured in turn, in reverse order every other round (ABBA, to spread drift on a noisy machine), and
 # the median QPS, its ratio to hosts and meshdns's ratio to each peer are reported. Mixes: hits (A of
 # table names), aaaa (NODATA), miss (forwarded, NXDOMAIN), mixed (70/15/15) and short (name.ns, a
-# Kubernetes short form: only meshdns and istio answer it, the others would forward it, so n/a; knot
-# and nsd: hits and aaaa only, their NODATA with the zone's SOA).
+# Kubernetes short form: only meshdns and istio answer it, the others would forward it, so n/a); knot
+# and nsd only in hits and aaaa (NODATA with the zone's SOA).
 # With a peer in SERVERS the results go to bench/results/DATE-peers.txt, with a bar chart of the ratios
 # to hosts in DATE-peers.png (gnuplot; skipped with a warning without it).
 #
@@ -37,7 +37,8 @@
 #        SERVERS="meshdns hosts cache-meshdns meshdns-cache cache-hosts" bench/compare.sh
 #                                                   (the cache placement, results in DATE-cache.txt)
 #        SERVERS="meshdns knot nsd unbound hosts" bench/compare.sh
-#                                                   (the authoritative C servers, in DATE-peers.txt)
+#                                                   (the authoritative C servers, in DATE-peers.txt;
+#                                                   not in the default: 12s more for QUICK=1)
 # Settings (environment): SERVERS NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
 #   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD LATENCY SERVER_SHARE;
 #   defaults below.
@@ -52,9 +53,9 @@
 #   answered query (/proc, at the same rate: a capacity ratio that dnsperf's own limit does not cap);
 #   the issue's "p99 at half of saturation no worse than hosts".
 #   PROFILE=1 also writes a CPU profile of meshdns (pprof -top) to bench/results/DATE-pprof-meshdns.txt.
-# Needs go, dnsperf, dig and ss (iproute2), and unbound, knot (knotd, knotc), nsd when measured; taskset (util-linux) for
-# pinning, which is skipped without it; gnuplot for the chart. It installs nothing: a missing tool stops it, naming the
-# Debian package.
+# Needs go, dnsperf, dig and ss (iproute2), and unbound, knotd and knotc (knot), nsd when measured;
+# taskset (util-linux) for pinning, which is skipped without it; gnuplot for the chart. It installs
+# nothing: a missing tool stops it, naming the Debian package.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -325,7 +326,9 @@ EOF
 } >"$TMP/cluster.local.zone"
 # Knot DNS: in the foreground as the invoking user (no user:), its control socket, timer and KASP
 # databases in $TMP/knot; no DNSSEC (the default), no journal, the zone file never written back.
-# MULTISOCKET=N: N UDP workers, each on its own SO_REUSEPORT socket.
+# MULTISOCKET=N: N UDP workers, each on its own SO_REUSEPORT socket (always so on Linux).
+# Its one worker drains the socket in batches and drops a few of dnsperf's bursts (kernel UDP
+# RcvbufErrors, the default 208 KiB buffer, about 0.01 %): the loss warning says so.
 mkdir "$TMP/knot"
 cat >"$TMP/knot.conf" <<EOF
 server:
@@ -334,7 +337,6 @@ server:
     udp-workers: $((MULTISOCKET > 0 ? MULTISOCKET : 1))
     tcp-workers: 1
     background-workers: 1
-    reuseport: $( ((MULTISOCKET > 1)) && echo on || echo off)
 database:
     storage: "$TMP/knot"
 log:
@@ -353,7 +355,9 @@ if has knot "${SERVER_LIST[@]}"; then
 	knotc -c "$TMP/knot.conf" conf-check >"$TMP/knotc.log" 2>&1 || { cat "$TMP/knotc.log" >&2; die "knot.conf does not check"; }
 fi
 # NSD: nsd -d (foreground), no privilege drop or chroot, no database (the zone read from its file),
-# its state files in $TMP, minimal responses (no NS in the authority of answers, as the others).
+# its state files in $TMP, minimal responses (no NS in the authority of answers, as the others), and
+# response rate limiting off (on by default at 200 qps a source: dnsperf's NODATA were dropped). Knot
+# limits rates only with mod-rrl, not loaded.
 # MULTISOCKET=N: N server processes, each on its own SO_REUSEPORT socket.
 cat >"$TMP/nsd.conf" <<EOF
 server:
@@ -372,6 +376,8 @@ server:
     xfrdir: "$TMP"
     verbosity: 1
     minimal-responses: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
 remote-control:
     control-enable: no
 zone:
