@@ -49,3 +49,12 @@ type ChangeSink interface {
 	// means the source no longer has the host.
 	Change(hosts map[string][]table.Entry)
 }
+
+// ClientNamespaces is implemented by sources that know which namespaces their clients are in (the
+// pods of a Kubernetes node), so that a source whose control plane shapes its view by the asking
+// namespace (NDS) can subscribe once for each of them.
+type ClientNamespaces interface {
+	// ClientNamespaces returns the namespaces with clients now, sorted; whether the source has learned
+	// them (false until its first sync); and a channel closed at the next change of either.
+	ClientNamespaces() (namespaces []string, synced bool, changed <-chan struct{})
+}

@@ -95,6 +95,15 @@ func (s *Source) NamespaceOf(a netip.Addr) (string, bool) {
 	return s.clients.NamespaceOf(a)
 }
 
+// ClientNamespaces implements source.ClientNamespaces: the namespaces of the pods this source
+// learns as clients. Without clients it never syncs (and its channel is nil).
+func (s *Source) ClientNamespaces() ([]string, bool, <-chan struct{}) {
+	if s.clients == nil {
+		return nil, false, nil
+	}
+	return s.clients.ClientNamespaces()
+}
+
 // StartupTimeout is how long the server's start waits for this source's first table.
 func (s *Source) StartupTimeout() time.Duration { return s.cfg.StartupTimeout }
 

@@ -37,6 +37,9 @@ type Config struct {
 	// Resumer, under this key for the next client with the same key: the one a Corefile reload makes.
 	Carry   string
 	Metrics *Metrics
+	// Conn, when set, is the connection the streams use (made with Dial.Connect), shared with other
+	// clients of the same control plane: several subscriptions, one TCP connection. Run leaves it open.
+	Conn grpc.ClientConnInterface
 }
 
 // Resource is one resource of a response. Name and Version are empty in state of the world.
@@ -138,11 +141,15 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 		carried.Store(c.cfg.Carry, st.carry)
 	}
 	defer c.disconnected(st)
-	conn, err := grpc.NewClient(c.cfg.Address, c.opts...)
-	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", c.cfg.Address, err)
+	conn := c.cfg.Conn
+	if conn == nil {
+		own, err := grpc.NewClient(c.cfg.Address, c.opts...)
+		if err != nil {
+			return fmt.Errorf("connecting to %s: %w", c.cfg.Address, err)
+		}
+		defer own.Close()
+		conn = own
 	}
-	defer conn.Close()
 	client := discovery.NewAggregatedDiscoveryServiceClient(conn)
 	failing := false
 	for {
