@@ -39,8 +39,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	byNode  map[string]chan any // the open streams of OnNode, by node id
-	tokens  []string // authorization of each stream, in order
-	streams int      // open now
+	tokens  []string            // authorization of each stream, in order
+	streams int                 // open now
 }
 
 // Tokens returns the authorization metadata of every stream so far, in order.
