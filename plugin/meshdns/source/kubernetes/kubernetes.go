@@ -165,6 +165,9 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
+	if s.cfg.ClientsOnly {
+		namespaces = nil // pods only: it publishes an empty table, and knows clients
+	}
 	for _, ns := range namespaces {
 		w := &nsInformers{}
 		f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(ns))
