@@ -174,6 +174,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		m.store.add(f.src, f.initial)
 	}
 	var perNamespace []*nds.Source // "namespaces clients": given the clients source below
+	var withTokens []*nds.Source   // "token_request": given the kubernetes source below
 	for _, cfg := range ndsConfigs {
 		cfg.Namespace, cfg.ClusterDomain = namespace, clusterDomain
 		src, err := nds.New(cfg)
@@ -183,6 +184,9 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		m.store.add(src, nil)
 		if cfg.ClientNamespaces {
 			perNamespace = append(perNamespace, src)
+		}
+		if cfg.TokenRequest {
+			withTokens = append(withTokens, src)
 		}
 	}
 	for _, cfg := range ambConfigs {
@@ -195,6 +199,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		m.clients = append(m.clients, src) // workload addresses give client namespaces
 	}
 	var clientNamespaces source.ClientNamespaces // the first kubernetes source with clients
+	var tokens source.Tokens                     // the first kubernetes source
 	for _, cfg := range kubeConfigs {
 		cfg.ClusterDomain = clusterDomain
 		src, err := kubernetes.New(cfg)
@@ -202,6 +207,9 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 			return nil, fmt.Errorf("%s:%d - Error during parsing: %s: %v", c.File(), line, cfg, err)
 		}
 		m.store.add(src, nil)
+		if tokens == nil {
+			tokens = src
+		}
 		if cfg.Clients {
 			m.clients = append(m.clients, src)
 			if clientNamespaces == nil {
@@ -221,6 +229,12 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 	}
 	for _, src := range perNamespace {
 		src.UseClientNamespaces(clientNamespaces)
+	}
+	if len(withTokens) > 0 && tokens == nil {
+		return nil, fmt.Errorf("%s:%d - Error during parsing: nds %s: token_request: no kubernetes source in this block to request tokens through", c.File(), line, withTokens[0].Address())
+	}
+	for _, src := range withTokens {
+		src.UseTokens(tokens)
 	}
 	m.store.primed()
 	return m, nil

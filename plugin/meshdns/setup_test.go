@@ -58,6 +58,8 @@ func TestSetup(t *testing.T) {
 		{"nds per namespace without clients", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces clients\n}\n}", "Testfile:1 - Error during parsing: nds 127.0.0.1:15010: namespaces clients: no source in this block knows the clients' namespaces"},
 		{"nds per namespace, kubernetes without clients", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces clients\n}\nkubernetes {\nkubeconfig " + kubeconfig + "\n}\n}", "namespaces clients: no source in this block knows"},
 		{"nds per namespace, kubernetes clients", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces clients\n}\nkubernetes {\nkubeconfig " + kubeconfig + "\nclients node-1\n}\n}", ""},
+		{"nds token_request without kubernetes", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces a\ntoken_request\n}\n}", "nds 127.0.0.1:15010: token_request: no kubernetes source in this block"},
+		{"nds token_request", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces clients\ntoken_request istio-dns\n}\nkubernetes {\nkubeconfig " + kubeconfig + "\nclients_only node-1\n}\n}", ""},
 		{"nds fixed namespaces", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces a b\n}\n}", ""},
 		{"ambient", "meshdns {\nambient 127.0.0.1:15010 {\nnetwork n1\n}\nnamespace default\n}", ""},
 		{"ambient bad option", "meshdns {\nambient 127.0.0.1:15010 {\nnetwork\n}\n}", "Testfile:3 - Error during parsing: ambient: network: want NETWORK, got 0 arguments"},

@@ -58,3 +58,10 @@ type ClientNamespaces interface {
 	// them (false until its first sync); and a channel closed at the next change of either.
 	ClientNamespaces() (namespaces []string, synced bool, changed <-chan struct{})
 }
+
+// Tokens is implemented by sources that can have a token made for a namespace's ServiceAccount (a
+// Kubernetes TokenRequest), for a source that authenticates to its control plane as several
+// namespaces (nds per namespace on istiod's TLS port).
+type Tokens interface {
+	Token(ctx context.Context, namespace, serviceAccount, audience string) (token string, expires time.Time, err error)
+}

@@ -51,6 +51,7 @@ type Source struct {
 	cfg     *Config
 	rest    *rest.Config
 	clients *clientIndex // nil unless cfg.Clients
+	tokens  tokenClient
 
 	mu        sync.Mutex
 	dirtySvc  map[string]bool // "ns/name" of Services whose names must be recomputed

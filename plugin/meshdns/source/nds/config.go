@@ -38,6 +38,10 @@ type Config struct {
 	ClientNamespaces bool
 	Namespaces       []string
 	Grace            time.Duration // how long a namespace's subscription outlives its last client
+	// TokenRequest, per namespace: each namespace's streams carry a token made for its
+	// ServiceAccount (through the block's kubernetes source), as istiod's TLS port wants.
+	TokenRequest   bool
+	ServiceAccount string
 
 	// From the meshdns block: the client namespace and cluster domain, for the default node id.
 	Namespace     string
@@ -102,6 +106,17 @@ func Parse(c *caddy.Controller) (*Config, error) {
 				return c.Errf("nds: namespace_grace: %q is not a duration such as 30s", args[0])
 			}
 			cfg.Grace = d
+		case "token_request":
+			if err := want(0, 1, "[SERVICE_ACCOUNT]"); err != nil {
+				return err
+			}
+			cfg.TokenRequest, cfg.ServiceAccount = true, DefaultServiceAccount
+			if len(args) == 1 {
+				if !isLabel(args[0]) && !isSubdomain(args[0]) {
+					return c.Errf("nds: token_request: %q is not a service account name", args[0])
+				}
+				cfg.ServiceAccount = args[0]
+			}
 		case "delta":
 			if err := want(0, 0, "no arguments"); err != nil {
 				return err
@@ -121,6 +136,12 @@ func Parse(c *caddy.Controller) (*Config, error) {
 	if !cfg.PerNamespace() && cfg.Grace != 0 {
 		return nil, c.Errf("nds: namespace_grace without namespaces")
 	}
+	if cfg.TokenRequest && !cfg.PerNamespace() {
+		return nil, c.Errf("nds: token_request without namespaces: give one namespace's token with token FILE")
+	}
+	if cfg.TokenRequest && cfg.TokenFile != "" {
+		return nil, c.Errf("nds: token and token_request exclude each other")
+	}
 	return cfg, nil
 }
 
@@ -136,6 +157,24 @@ func (cfg *Config) grace() time.Duration {
 		return cfg.Grace
 	}
 	return DefaultGrace
+}
+
+// DefaultServiceAccount is the ServiceAccount token_request asks tokens for: every namespace has it.
+const DefaultServiceAccount = "default"
+
+// TokenAudience is the audience of the tokens asked for, the one istiod checks (istio-agent's).
+const TokenAudience = "istio-ca"
+
+func isSubdomain(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !isLabel(l) {
+			return false
+		}
+	}
+	return true
 }
 
 func isLabel(s string) bool {

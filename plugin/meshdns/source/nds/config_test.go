@@ -55,6 +55,10 @@ func TestParse(t *testing.T) {
 		{"nds a:1 {\n namespaces a B_c\n}", `nds: namespaces: "B_c" is not a namespace name`},
 		{"nds a:1 {\n namespaces clients\n node_id sidecar~10.1.1.1~vm1.ns~ns.svc.cluster.local\n}", "node_id and namespaces exclude each other"},
 		{"nds a:1 {\n namespace_grace 5s\n}", "namespace_grace without namespaces"},
+		{"nds a:1 {\n token_request\n}", "token_request without namespaces"},
+		{"nds a:1 {\n namespaces a\n token_request a b\n}", "nds: token_request: want [SERVICE_ACCOUNT], got 2 arguments"},
+		{"nds a:1 {\n namespaces a\n token_request Bad_SA\n}", `"Bad_SA" is not a service account name`},
+		{"nds a:1 {\n namespaces a\n token_request\n token " + tok + "\n}", "token and token_request exclude each other"},
 		{"nds a:1 {\n namespaces clients\n namespace_grace soon\n}", `nds: namespace_grace: "soon" is not a duration`},
 	}
 	for _, tc := range tests {
@@ -76,6 +80,10 @@ func TestParseNamespaces(t *testing.T) {
 			return !c.ClientNamespaces && len(c.Namespaces) == 2 && c.PerNamespace() && c.grace() == 2*time.Second
 		},
 		"nds a:1": func(c *Config) bool { return !c.PerNamespace() },
+		"nds a:1 {\n namespaces clients\n token_request\n}": func(c *Config) bool {
+			return c.TokenRequest && c.ServiceAccount == DefaultServiceAccount
+		},
+		"nds a:1 {\n namespaces clients\n token_request istio.dns\n}": func(c *Config) bool { return c.ServiceAccount == "istio.dns" },
 	} {
 		c := caddy.NewTestController("dns", input)
 		c.Next()

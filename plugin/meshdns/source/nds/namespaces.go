@@ -15,6 +15,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -32,14 +33,19 @@ func (s *Source) clientConfig(ns string, conn grpc.ClientConnInterface) xds.Conf
 		md[k] = v
 	}
 	meta, _ := structpb.NewStruct(md) // strings only: cannot fail
+	var creds credentials.PerRPCCredentials
+	if s.cfg.TokenRequest && s.tokens != nil {
+		creds = &namespaceToken{tokens: s.tokens, namespace: ns, serviceAccount: s.cfg.ServiceAccount, secure: s.cfg.CAFile != ""}
+	}
 	return xds.Config{
-		Dial:    s.cfg.dial(),
-		Name:    "nds " + s.cfg.Address + " namespace " + ns,
-		Node:    &core.Node{Id: s.cfg.nodeIDIn(ns), Cluster: s.cfg.Cluster, Metadata: meta},
-		TypeURL: TypeURL,
-		Delta:   s.cfg.Delta,
-		Metrics: metrics,
-		Conn:    conn,
+		Credentials: creds,
+		Dial:        s.cfg.dial(),
+		Name:        "nds " + s.cfg.Address + " namespace " + ns,
+		Node:        &core.Node{Id: s.cfg.nodeIDIn(ns), Cluster: s.cfg.Cluster, Metadata: meta},
+		TypeURL:     TypeURL,
+		Delta:       s.cfg.Delta,
+		Metrics:     metrics,
+		Conn:        conn,
 	}
 }
 
@@ -317,3 +323,34 @@ func groupByHost(entries []table.Entry) map[string][]table.Entry {
 	}
 	return m
 }
+
+// namespaceToken sends a token of namespace's ServiceAccount on each stream, made when none is held
+// or the one held is past half its life, so a stream opened at any time has one valid for a while.
+type namespaceToken struct {
+	tokens                    source.Tokens
+	namespace, serviceAccount string
+	secure                    bool
+
+	mu      sync.Mutex
+	token   string
+	made    time.Time
+	expires time.Time
+}
+
+func (t *namespaceToken) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := time.Now(); t.token == "" || now.After(t.made.Add(t.expires.Sub(t.made)/2)) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		tok, exp, err := t.tokens.Token(ctx, t.namespace, t.serviceAccount, TokenAudience)
+		if err != nil {
+			return nil, err
+		}
+		t.token, t.made, t.expires = tok, now, exp
+	}
+	return map[string]string{"authorization": "Bearer " + t.token}, nil
+}
+
+// RequireTransportSecurity is false on plaintext connections, as for a token file.
+func (t *namespaceToken) RequireTransportSecurity() bool { return t.secure }

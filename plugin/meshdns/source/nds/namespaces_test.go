@@ -1,6 +1,7 @@
 package nds
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -296,5 +297,55 @@ func TestPerNamespaceDelta(t *testing.T) {
 	srv.PushTo(ids[1], &discovery.DeltaDiscoveryResponse{TypeUrl: TypeURL, SystemVersionInfo: "2", Nonce: "2", RemovedResources: []string{"t"}})
 	if got, want := visibility(k.next(t)), []string{"x=a"}; !slices.Equal(got, want) {
 		t.Errorf("after b's table emptied: %v, want %v", got, want)
+	}
+}
+
+// fakeTokens makes "NS/SA/AUDIENCE/N" tokens, counting them.
+type fakeTokens struct {
+	mu   sync.Mutex
+	made int
+	life time.Duration
+}
+
+func (f *fakeTokens) Token(_ context.Context, ns, sa, audience string) (string, time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.made++
+	return fmt.Sprintf("%s/%s/%s/%d", ns, sa, audience, f.made), time.Now().Add(f.life), nil
+}
+
+func TestPerNamespaceTokens(t *testing.T) {
+	srv := ndstest.New(t, nil)
+	srv.OnNode = func(n *core.Node) any { return sotw("1", svc("x", nsOf(n.Id), "10.96.3.1")) }
+	src := perNamespaceSource(t, Config{Address: srv.Addr, Namespaces: []string{"a", "b"}, TokenRequest: true, ServiceAccount: "dns"})
+	tokens := &fakeTokens{life: time.Hour}
+	src.UseTokens(tokens)
+	k := newSink()
+	runSource(t, src, k)
+	k.next(t)
+	got := srv.Tokens()
+	slices.Sort(got)
+	if want := []string{"[Bearer a/dns/istio-ca/1]", "[Bearer b/dns/istio-ca/2]"}; len(got) != 2 ||
+		!strings.HasPrefix(got[0], "[Bearer a/dns/istio-ca/") || !strings.HasPrefix(got[1], "[Bearer b/dns/istio-ca/") {
+		t.Errorf("tokens %v, want one of each namespace's, as %v", got, want)
+	}
+
+	// A token is made again past half its life, not for every stream.
+	tok := &namespaceToken{tokens: tokens, namespace: "c", serviceAccount: "dns"}
+	for range 3 {
+		if _, err := tok.GetRequestMetadata(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tokens.made != 3 {
+		t.Errorf("%d tokens made, want one more for three streams", tokens.made)
+	}
+	tokens.life = time.Millisecond
+	tok.token = ""
+	tok.GetRequestMetadata(context.Background())
+	time.Sleep(5 * time.Millisecond)
+	md, _ := tok.GetRequestMetadata(context.Background())
+	if tokens.made != 5 || md["authorization"] != "Bearer c/dns/istio-ca/5" {
+		t.Errorf("expired token: %d made, sent %v", tokens.made, md)
 	}
 }

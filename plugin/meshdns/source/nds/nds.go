@@ -23,6 +23,7 @@ type Source struct {
 	client *xds.Client // one node; nil per namespace
 
 	clients source.ClientNamespaces // per namespace: where the namespaces with clients come from
+	tokens  source.Tokens           // per namespace, with token_request: who makes their tokens
 	retry   xds.Backoff             // per namespace: the subscriptions' backoff, when not zero
 }
 
@@ -89,6 +90,9 @@ func (s *Source) Address() string { return s.cfg.Address }
 // UseClientNamespaces gives a per-namespace source ("namespaces clients") the namespaces it
 // subscribes for.
 func (s *Source) UseClientNamespaces(c source.ClientNamespaces) { s.clients = c }
+
+// UseTokens gives a per-namespace source with token_request what makes each namespace's token.
+func (s *Source) UseTokens(t source.Tokens) { s.tokens = t }
 
 // Run implements source.Source: it keeps a stream open, reconnecting with backoff after any error,
 // until ctx ends. The last applied table keeps serving while it is disconnected.
