@@ -20,7 +20,8 @@ var sidecarGVR = schema.GroupVersionResource{Group: "networking.istio.io", Versi
 // TestNDSPerNamespace runs the binary against the real istiod with nds per namespace and the
 // kubernetes source's clients: a pod of namespace a and one of b, on the node, each get the NDS view
 // istiod gives a sidecar of their namespace (exportTo ".", a's Sidecar), and a namespace's
-// subscription closes once its last pod is gone.
+// subscription closes once its last pod is gone; and the same over istiod's TLS port, with a token
+// requested for each namespace.
 func TestNDSPerNamespace(t *testing.T) {
 	stack := realstack.Start(t, realstack.Options{})
 	up := startUpstream(t)
@@ -63,11 +64,30 @@ func TestNDSPerNamespace(t *testing.T) {
 	must(stack.CreatePod("a", "client-a", "node-1", false, inA))
 	must(stack.CreatePod("b", "client-b", "node-1", false, inB))
 
+	rootCert, err := stack.IstiodRootCert()
+	must(err)
 	dir := t.TempDir()
-	port, mport := freePort(t), freePort(t)
-	addr := "127.0.0.1:" + port
+	port, tlsPort, mport := freePort(t), freePort(t), freePort(t)
+	addr, tlsAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort
 	e := &meshEnv{metrics: "127.0.0.1:" + mport}
+	// The second server follows istiod's TLS port, each namespace with a token of its own.
 	startCoreDNS(t, dir, fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        nds %s {
+            tls %s %s
+            namespaces clients
+            token_request
+        }
+        kubernetes {
+            kubeconfig %s
+            clients_only node-1
+        }
+        fallthrough
+    }
+    forward . %s
+}
+.:%s {
     bind 127.0.0.1
     meshdns {
         nds %s {
@@ -83,7 +103,8 @@ func TestNDSPerNamespace(t *testing.T) {
     forward . %s
     prometheus %s
 }
-`, port, stack.IstiodGRPC, stack.Kubeconfig, up.addr, e.metrics), addr)
+`, tlsPort, stack.IstiodSecureGRPC, rootCert, realstack.IstiodServerName, stack.Kubeconfig, up.addr,
+		port, stack.IstiodGRPC, stack.Kubeconfig, up.addr, e.metrics), addr)
 
 	for _, tc := range []struct {
 		from, name, want string
@@ -101,18 +122,24 @@ func TestNDSPerNamespace(t *testing.T) {
 		{"127.0.0.1", "both.default.svc.cluster.local.", forwarded}, // no pod: no namespace's view
 	} {
 		resolvesFrom(t, tc.from, addr, tc.name, tc.want)
+		resolvesFrom(t, tc.from, tlsAddr, tc.name, tc.want)
 	}
-	if n := e.metric(t, `coredns_meshdns_nds_namespace_subscriptions{address="`+stack.IstiodGRPC+`"}`); n != 2 {
-		t.Errorf("namespace subscriptions %v, want 2", n)
+	for _, a := range []string{stack.IstiodGRPC, stack.IstiodSecureGRPC} {
+		if n := e.metric(t, `coredns_meshdns_nds_namespace_subscriptions{address="`+a+`"}`); n != 2 {
+			t.Errorf("namespace subscriptions to %s: %v, want 2", a, n)
+		}
 	}
-	if n := e.metric(t, `coredns_meshdns_nds_connected{address="`+stack.IstiodGRPC+`"}`); n != 2 {
-		t.Errorf("nds streams connected %v, want 2", n)
+	for _, a := range []string{stack.IstiodGRPC, stack.IstiodSecureGRPC} {
+		if n := e.metric(t, `coredns_meshdns_nds_connected{address="`+a+`"}`); n != 2 {
+			t.Errorf("nds streams connected to %s: %v, want 2", a, n)
+		}
 	}
 
 	// A change in one namespace's view: a new Service of a's reaches a's clients only.
 	service("a", "api", "10.96.40.5", ".")
 	resolvesFrom(t, inA, addr, "api.a.svc.cluster.local.", "10.96.40.5")
 	resolvesFrom(t, inB, addr, "api.a.svc.cluster.local.", forwarded)
+	resolvesFrom(t, inA, tlsAddr, "api.a.svc.cluster.local.", "10.96.40.5")
 
 	// A third namespace with a pod: its subscription opens, its view comes.
 	must(stack.CreatePod("c", "client-c", "node-1", false, "127.0.0.43"))
