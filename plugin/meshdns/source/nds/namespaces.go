@@ -173,6 +173,7 @@ func (p *perNamespace) open(ns string) {
 	subscriptionsGauge.WithLabelValues(p.src.cfg.Address).Inc()
 	log.Infof("nds %s: subscribing for namespace %s as %s", p.src.cfg.Address, ns, client.NodeID())
 	h := newHandler(func(entries []table.Entry) { p.applied(ns, sub, entries) }, p.sink.Reject)
+	h.skipSame = true
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()

@@ -190,6 +190,14 @@ func TestPerNamespaceClients(t *testing.T) {
 	if len(c) != 1 || len(c["web.a.svc.cluster.local."]) != 1 || c["web.a.svc.cluster.local."][0].Addrs[0] != movedA.Addrs[0] {
 		t.Errorf("change %v", c)
 	}
+	// The same table again (istiod pushes every namespace on changes only some see): nothing to do.
+	srv.PushTo(ids[0], sotw("3", shared, movedA))
+	srv.PushTo(ids[1], sotw("2", shared, onlyB))
+	select {
+	case c := <-k.changes:
+		t.Errorf("pushes of the same tables changed %v", c)
+	case <-time.After(200 * time.Millisecond):
+	}
 
 	// A namespace gone and back within the grace period keeps its stream.
 	clients.set("a")
