@@ -6,7 +6,10 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/xds"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 func benchTable(n int) []byte {
@@ -89,5 +92,26 @@ func BenchmarkNamespacePush(b *testing.B) {
 	}
 	if k.hosts < b.N {
 		b.Fatalf("%d hosts changed in %d pushes", k.hosts, b.N)
+	}
+}
+
+// BenchmarkSamePush is a per-namespace subscription's handling of a 10k-name push identical to the
+// last one applied: hashed and skipped.
+func BenchmarkSamePush(b *testing.B) {
+	r := &xds.Response{Resources: []xds.Resource{{Body: &anypb.Any{TypeUrl: TypeURL, Value: benchTable(10_000)}}}}
+	published := 0
+	h := newHandler(func([]table.Entry) { published++ }, func(error) {})
+	h.skipSame = true
+	if err := h.Apply(r); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.Apply(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if published != 1 {
+		b.Fatalf("published %d times", published)
 	}
 }

@@ -120,7 +120,7 @@ type handler struct {
 	resources map[string][]table.Entry
 	// skipSame, per namespace, skips a state-of-the-world push whose bytes are those of the last one
 	// applied (sum): istiod pushes every namespace's table on changes most namespaces do not see, and
-	// decoding and comparing a 10k-name table costs some 40 ms, its hash 2.
+	// decoding and comparing a 10k-name table costs some 40 ms, its hash under 1 (BenchmarkSamePush).
 	skipSame bool
 	sum      [sha256.Size]byte
 }
