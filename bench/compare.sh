@@ -7,6 +7,9 @@
 #              harness bench/istioproxy (a module of its own)
 #   unbound    unbound with local-data for every name, one thread, caches shrunk to one entry
 #   mapserver  a bare miekg/dns server answering from a Go map (bench/mapserver): the floor for Go
+#   knot       Knot DNS, authoritative for a cluster.local zone made from the same hosts file, one UDP
+#              worker, no DNSSEC, no journal
+#   nsd        NSD, the same zone, one server process
 # and, to place meshdns against CoreDNS's cache (issue #4, item 3), each with `cache 30` in its Corefile:
 #   meshdns-cache  meshdns above cache, as plugin.cfg orders them: only forwarded names reach the cache
 #   cache-meshdns  meshdns below cache (cache answers what it holds): the same code built with
@@ -14,7 +17,8 @@
 #   cache-hosts    CoreDNS's hosts below cache
 # Names not in the table go to an upstream stub (coredns answering NXDOMAIN to everything, standing in
 # for the cluster's upstream resolver): coredns with forward, istio and mapserver with a dns.Client per
-# query, unbound with a forward-zone.
+# query, unbound with a forward-zone. knot and nsd cannot forward: the miss mix's names (example.org)
+# are outside their zone and REFUSED, so miss and mixed are n/a for them, as short is (AUTHORITATIVE).
 #
 # Every server runs at once, each pinned to one core (SERVER_CPU) and dnsperf and the stub to another,
 # so that the measured server's single core is the bottleneck; only the measured one is busy. Each
@@ -22,7 +26,8 @@
 # measured in turn, in reverse order every other round (ABBA, to spread drift on a noisy machine), and
 # the median QPS, its ratio to hosts and meshdns's ratio to each peer are reported. Mixes: hits (A of
 # table names), aaaa (NODATA), miss (forwarded, NXDOMAIN), mixed (70/15/15) and short (name.ns, a
-# Kubernetes short form: only meshdns and istio answer it, the others would forward it, so n/a).
+# Kubernetes short form: only meshdns and istio answer it, the others would forward it, so n/a); knot
+# and nsd only in hits and aaaa (NODATA with the zone's SOA).
 # With a peer in SERVERS the results go to bench/results/DATE-peers.txt, with a bar chart of the ratios
 # to hosts in DATE-peers.png (gnuplot; skipped with a warning without it).
 #
@@ -31,10 +36,14 @@
 #        QUICK=1 bench/compare.sh                   (CI smoke: 2s runs, 1 round, nothing recorded)
 #        SERVERS="meshdns hosts cache-meshdns meshdns-cache cache-hosts" bench/compare.sh
 #                                                   (the cache placement, results in DATE-cache.txt)
+#        SERVERS="meshdns knot nsd unbound hosts" bench/compare.sh
+#                                                   (the authoritative C servers, in DATE-peers.txt;
+#                                                   not in the default: 12s more for QUICK=1)
 # Settings (environment): SERVERS NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
 #   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD LATENCY SERVER_SHARE;
 #   defaults below.
-#   MULTISOCKET=N gives the CoreDNS servers N listening sockets (multisocket N) and unbound N threads,
+#   MULTISOCKET=N gives the CoreDNS servers N listening sockets (multisocket N), unbound N threads,
+#   knot N UDP workers and nsd N server processes (both with SO_REUSEPORT sockets),
 #   for throughput on more than one core, e.g. with SERVER_CPU=0,1 CLIENT_CPU=0,1 STUB_CPU=0,1
 #   DNSPERF_THREADS=2 (the results then go to DATE-multisocket.txt).
 #   SERVER_SHARE=N limits every server to N% of its core (cgroup CPU quota): a server faster than
@@ -44,9 +53,9 @@
 #   answered query (/proc, at the same rate: a capacity ratio that dnsperf's own limit does not cap);
 #   the issue's "p99 at half of saturation no worse than hosts".
 #   PROFILE=1 also writes a CPU profile of meshdns (pprof -top) to bench/results/DATE-pprof-meshdns.txt.
-# Needs go, dnsperf, dig and ss (iproute2), and unbound when measured; taskset (util-linux) for
-# pinning, which is skipped without it; gnuplot for the chart. It installs nothing: a missing tool stops it, naming the
-# Debian package.
+# Needs go, dnsperf, dig and ss (iproute2), and unbound, knotd and knotc (knot), nsd when measured;
+# taskset (util-linux) for pinning, which is skipped without it; gnuplot for the chart. It installs
+# nothing: a missing tool stops it, naming the Debian package.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -65,7 +74,7 @@ OUTSTANDING=${OUTSTANDING:-200}   # dnsperf -q: enough in flight to keep one ser
 SERVER_CPU=${SERVER_CPU:-0}       # core of the server under test
 CLIENT_CPU=${CLIENT_CPU:-1}       # core of dnsperf
 STUB_CPU=${STUB_CPU:-$CLIENT_CPU} # core of the upstream stub, off the server's core
-BASE_PORT=${BASE_PORT:-15350}     # the stub on BASE_PORT, the servers on +1 to +5 (see PORT below)
+BASE_PORT=${BASE_PORT:-15350}     # the stub on BASE_PORT, the servers on +1 to +11 (see PORT below)
 PROFILE=${PROFILE:-0}             # 1: also CPU-profile meshdns under the mixed load
 PROFILE_SECONDS=${PROFILE_SECONDS:-10}
 PPROF_ADDR=${PPROF_ADDR:-127.0.0.1:6060}
@@ -81,9 +90,11 @@ RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE[
 STUB_PORT=$BASE_PORT
 declare -A PORT=([meshdns]=$((BASE_PORT + 1)) [hosts]=$((BASE_PORT + 2)) [istio]=$((BASE_PORT + 3))
 	[unbound]=$((BASE_PORT + 4)) [mapserver]=$((BASE_PORT + 5))
-	[cache-meshdns]=$((BASE_PORT + 6)) [meshdns-cache]=$((BASE_PORT + 7)) [cache-hosts]=$((BASE_PORT + 8)))
+	[cache-meshdns]=$((BASE_PORT + 6)) [meshdns-cache]=$((BASE_PORT + 7)) [cache-hosts]=$((BASE_PORT + 8))
+	[knot]=$((BASE_PORT + 10)) [nsd]=$((BASE_PORT + 11))) # +9: the cache placements' stub
 MESH_PORT=${PORT[meshdns]}
 SHORT_FORMS=" meshdns istio cache-meshdns meshdns-cache " # the servers that answer Kubernetes short forms (the short mix)
+AUTHORITATIVE=" knot nsd " # authoritative for cluster.local only: names outside it REFUSED, not forwarded (no miss, mixed)
 WARMUP=$((DURATION < 2 ? DURATION : 2))
 
 die() {
@@ -129,6 +140,13 @@ need dig bind9-dnsutils
 need ss iproute2
 if has unbound "${SERVER_LIST[@]}"; then
 	need unbound unbound
+fi
+if has knot "${SERVER_LIST[@]}"; then
+	need knotd knot
+	need knotc knot
+fi
+if has nsd "${SERVER_LIST[@]}"; then
+	need nsd nsd
 fi
 CHART=1
 if ! command -v gnuplot >/dev/null; then
@@ -294,6 +312,78 @@ forward-zone:
     forward-addr: 127.0.0.1@$STUB_PORT
 EOF
 } >"$TMP/unbound.conf"
+# knot and nsd: one zone, cluster.local, with the hosts file's names and addresses, TTL 30 and the SOA
+# meshdns puts in its negative answers (minimum 30); an NS with its glue, as a zone has.
+{
+	cat <<EOF
+\$ORIGIN cluster.local.
+\$TTL 30
+@ SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 30
+@ NS ns.dns.cluster.local.
+ns.dns A 127.0.0.1
+EOF
+	awk '!/^#/ && NF == 2 { printf "%s. A %s\n", $2, $1 }' "$TMP/hosts"
+} >"$TMP/cluster.local.zone"
+# Knot DNS: in the foreground as the invoking user (no user:), its control socket, timer and KASP
+# databases in $TMP/knot; no DNSSEC (the default), no journal, the zone file never written back.
+# MULTISOCKET=N: N UDP workers, each on its own SO_REUSEPORT socket (always so on Linux).
+# Its one worker drains the socket in batches and drops a few of dnsperf's bursts (kernel UDP
+# RcvbufErrors, the default 208 KiB buffer, about 0.01 %): the loss warning says so.
+mkdir "$TMP/knot"
+cat >"$TMP/knot.conf" <<EOF
+server:
+    rundir: "$TMP/knot"
+    listen: 127.0.0.1@${PORT[knot]}
+    udp-workers: $((MULTISOCKET > 0 ? MULTISOCKET : 1))
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$TMP/knot"
+log:
+  - target: stderr
+    any: warning
+template:
+  - id: default
+    storage: "$TMP"
+    journal-content: none
+    zonefile-sync: -1
+zone:
+  - domain: cluster.local
+    file: "$TMP/cluster.local.zone"
+EOF
+if has knot "${SERVER_LIST[@]}"; then
+	knotc -c "$TMP/knot.conf" conf-check >"$TMP/knotc.log" 2>&1 || { cat "$TMP/knotc.log" >&2; die "knot.conf does not check"; }
+fi
+# NSD: nsd -d (foreground), no privilege drop or chroot, no database (the zone read from its file),
+# its state files in $TMP, minimal responses (no NS in the authority of answers, as the others), and
+# response rate limiting off (on by default at 200 qps a source: dnsperf's NODATA were dropped). Knot
+# limits rates only with mod-rrl, not loaded.
+# MULTISOCKET=N: N server processes, each on its own SO_REUSEPORT socket.
+cat >"$TMP/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1
+    port: ${PORT[nsd]}
+    do-ip6: no
+    server-count: $((MULTISOCKET > 0 ? MULTISOCKET : 1))
+    reuseport: $( ((MULTISOCKET > 1)) && echo yes || echo no)
+    username: ""
+    chroot: ""
+    zonesdir: "$TMP"
+    database: ""
+    pidfile: "$TMP/nsd.pid"
+    zonelistfile: "$TMP/nsd.zonelist"
+    xfrdfile: "$TMP/nsd.xfrd"
+    xfrdir: "$TMP"
+    verbosity: 1
+    minimal-responses: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: cluster.local
+    zonefile: cluster.local.zone
+EOF
 
 # answers PORT: whether a DNS server answers on 127.0.0.1:PORT.
 answers() {
@@ -310,6 +400,8 @@ server_cmd() {
 	istio) echo "$ROOT/bin/istioproxy" -table "$TMP/nametable.yaml" -addr "127.0.0.1:$port" \
 		-resolv-conf "$TMP/resolv.conf" -upstream "127.0.0.1:$STUB_PORT" ;;
 	unbound) echo unbound -d -c "$TMP/unbound.conf" ;;
+	knot) echo knotd -c "$TMP/knot.conf" ;;
+	nsd) echo nsd -d -c "$TMP/nsd.conf" ;;
 	mapserver) echo "$ROOT/bin/mapserver" -table "$TMP/nametable.yaml" -addr "127.0.0.1:$port" \
 		-upstream "127.0.0.1:$STUB_PORT" ;;
 	esac
@@ -358,6 +450,16 @@ check() {
 	expect "$port" "$host2" A NOERROR "$ip2"
 	expect "$port" "$host2" A NOERROR "$ip2" +tcp
 	expect "$port" "$host" AAAA NOERROR ""         # NODATA: the name exists, with no AAAA
+	if [[ $AUTHORITATIVE == *" $name "* ]]; then
+		# Their negative answers carry the zone's SOA; what is outside the zone they refuse.
+		dig @127.0.0.1 -p "$port" +time=2 +tries=1 +noall +authority "$host" AAAA | grep -q 'IN[[:space:]]*SOA' ||
+			die "port $port: $host AAAA: no SOA in the authority section of the NODATA"
+		expect "$port" "nosuch.${host#*.}" A NXDOMAIN "" # in the zone
+		expect "$port" name1.example.org A REFUSED ""
+		expect "$port" "${host%.svc.cluster.local}" A REFUSED ""
+		echo "checked $name on port $port: A (UDP, TCP), NODATA with SOA, NXDOMAIN in the zone, REFUSED outside" >&2
+		return
+	fi
 	expect "$port" name1.example.org A NXDOMAIN "" # went to the stub
 	if [[ $SHORT_FORMS == *" $name "* ]]; then
 		expect "$port" "${host%.svc.cluster.local}" A NOERROR "$ip" # name.ns
@@ -429,22 +531,29 @@ run_latency() {
 	rm -f "$log"
 }
 
-# listener_pid PORT: the process serving UDP on 127.0.0.1:PORT (ss, iproute2).
-listener_pid() { ss -Hlunp "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true; }
-# cpu_ticks PID: the user and system CPU time PID has used so far, in clock ticks.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# listener_pids PORT: the processes holding UDP sockets on 127.0.0.1:PORT (ss, iproute2), one a line:
+# one for most, several for nsd (main, xfrd and each server process).
+listener_pids() { ss -Hlunp "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un || true; }
+# cpu_ticks PIDS: the user and system CPU time PIDS (a word list) have used so far, in clock ticks.
+cpu_ticks() {
+	local pid t=0
+	for pid in $1; do
+		t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat")))
+	done
+	echo "$t"
+}
 HZ=$(getconf CLK_TCK)
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-declare -A SERVER_PID # the server processes themselves, for their CPU time
+declare -A SERVER_PID # the server processes themselves (a word list), for their CPU time and cgroup
 start stub "$STUB_CPU" "$STUB_PORT"
 if [[ $SUFFIX == -cache ]]; then
 	start cachedstub "$STUB_CPU" "$CACHED_STUB_PORT"
 fi
 for s in "${SERVER_LIST[@]}"; do
 	start "$s" "$SERVER_CPU" "${PORT[$s]}"
-	SERVER_PID[$s]=$(listener_pid "${PORT[$s]}")
+	SERVER_PID[$s]=$(listener_pids "${PORT[$s]}" | paste -sd' ' -)
 	[[ -n ${SERVER_PID[$s]} ]] || die "no process found serving $s's port ${PORT[$s]}"
 	if [[ $s == meshdns ]]; then
 		MESH_PID=${PIDS[-1]}
@@ -474,7 +583,9 @@ if ((SERVER_SHARE)); then
 		die "SERVER_SHARE needs the cgroup cpu controller at /sys/fs/cgroup"
 	fi
 	for s in "${SERVER_LIST[@]}"; do
-		echo "${SERVER_PID[$s]}" >"$CGROUP/cgroup.procs"
+		for pid in ${SERVER_PID[$s]}; do
+			echo "$pid" >"$CGROUP/cgroup.procs"
+		done
 	done
 fi
 
@@ -488,12 +599,22 @@ fi
 if has unbound "${SERVER_LIST[@]}"; then
 	VERSIONS+=" unbound $(unbound -V | sed -n 's/^Version //p')"
 fi
+if has knot "${SERVER_LIST[@]}"; then
+	VERSIONS+=" knot $(knotd -V | sed -n 's/.*version //p')"
+fi
+if has nsd "${SERVER_LIST[@]}"; then
+	VERSIONS+=" nsd $(nsd -v 2>&1 | sed -n 's/^NSD version //p')"
+fi
 HEADER="# $(date -u +%FT%TZ) rev $REV $(go env GOVERSION)$VERSIONS $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); servers=${SERVER_LIST[*]} names=$NAMES rounds=$ROUNDS duration=${DURATION}s clients=$CLIENTS outstanding=$OUTSTANDING server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU stub_cpu=$STUB_CPU multisocket=$MULTISOCKET dnsperf_threads=$DNSPERF_THREADS"
 echo "$HEADER" | tee -a "$RESULTS" >&2
 
 # Every server gets a short unrecorded run first: Go's heap and the kernel's socket buffers settle.
 for s in "${SERVER_LIST[@]}"; do
-	run_dnsperf "${PORT[$s]}" mixed "$WARMUP" /dev/null
+	if [[ $AUTHORITATIVE == *" $s "* ]]; then
+		run_dnsperf "${PORT[$s]}" hits "$WARMUP" /dev/null # the mix they are measured in
+	else
+		run_dnsperf "${PORT[$s]}" mixed "$WARMUP" /dev/null
+	fi
 done
 
 # The rcodes each mix must produce (NODATA is NOERROR; misses get the stub's NXDOMAIN).
@@ -504,7 +625,11 @@ for mix in $MIXES; do
 	[[ -f $TMP/queries-$mix.txt ]] || die "unknown mix $mix"
 	measured=()
 	for s in "${SERVER_LIST[@]}"; do
-		if [[ $mix != short || $SHORT_FORMS == *" $s "* ]]; then
+		if [[ $mix == short && $SHORT_FORMS != *" $s "* ]]; then
+			: # would be forwarded (or refused)
+		elif [[ ($mix == miss || $mix == mixed) && $AUTHORITATIVE == *" $s "* ]]; then
+			: # refused, not forwarded: cheaper, so not like-for-like
+		else
 			measured+=("$s")
 		fi
 		: >"$TMP/runs.$s"
@@ -610,6 +735,10 @@ mapfile -t NOT_MESH < <(others meshdns)
 		table "meshdns QPS / peer QPS: median ratio [per-round range]" mesh_over_cell "${NOT_MESH[@]}"
 	fi
 	echo "(n/a: not measured; the short mix only for servers with Kubernetes short forms:${SHORT_FORMS% })"
+	auth=$(for s in "${SERVER_LIST[@]}"; do [[ $AUTHORITATIVE != *" $s "* ]] || printf ' %s' "$s"; done)
+	if [[ -n $auth ]]; then
+		echo "(miss and mixed n/a for the authoritative$auth: they REFUSE the misses' names, outside cluster.local, instead of forwarding them)"
+	fi
 	if [[ -n $BOUND_LIST ]]; then
 		echo "client-bound runs (under 3/4 of OUTSTANDING in flight: dnsperf was the limit, the QPS a lower bound): $BOUND_LIST"
 	fi

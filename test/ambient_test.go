@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -221,18 +219,7 @@ func TestAmbientIstiodWire(t *testing.T) {
 	sidecar := subscribe(t, xds.Dial{Address: stack.IstiodGRPC}, "sidecar~127.0.0.2~probe.default~default.svc.cluster.local", true, md)
 
 	// On the TLS port the token's namespace must be the node's (metadata NAMESPACE).
-	rootCert, err := stack.IstiodRootCert()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := stack.IstioToken("default", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rootCert, tokenFile := istiodCredentials(t, stack, t.TempDir())
 	secure := xds.Dial{Address: stack.IstiodSecureGRPC, CAFile: rootCert, ServerName: realstack.IstiodServerName, TokenFile: tokenFile}
 	mdDefault := map[string]any{"NAMESPACE": "default", "CLUSTER_ID": "Kubernetes"}
 	tlsOK := subscribe(t, secure, "ztunnel~127.0.0.4~meshdns.default~default.svc.cluster.local", true, mdDefault)
@@ -321,18 +308,7 @@ func TestAmbientIstiod(t *testing.T) {
 	const forwarded = "192.0.2.53" // what the upstream answers for names meshdns passes on
 
 	dir := t.TempDir()
-	rootCert, err := stack.IstiodRootCert()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := stack.IstioToken("default", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(dir, "istio-token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rootCert, tokenFile := istiodCredentials(t, stack, dir)
 	port, tlsPort, mport, debugPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	addr, tlsAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort
 	corefile := fmt.Sprintf(`.:%s {
@@ -584,36 +560,7 @@ func TestAmbientReloadsLeaveNothingBehind(t *testing.T) {
 		return nil
 	}
 	eventually(t, 10*time.Second, "an answer from the control plane's table", answered)
-	reload := func() {
-		if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
-		eventually(t, 10*time.Second, "answers after a reload", answered)
-	}
-	reload() // the first reload brings up what a reload keeps (pprof's server, for one)
-	eventually(t, 5*time.Second, "one stream after a reload", func() error {
-		if n := srv.OpenStreams(); n != 1 {
-			return fmt.Errorf("%d streams open", n)
-		}
-		return nil
-	})
-	base := goroutines(t, "127.0.0.1:"+pprofPort)
-	for range 20 {
-		reload()
-	}
-	eventually(t, 5*time.Second, "one stream after 21 reloads", func() error {
-		if n := srv.OpenStreams(); n != 1 {
-			return fmt.Errorf("%d streams open", n)
-		}
-		return nil
-	})
-	eventually(t, 5*time.Second, "goroutines flat across 20 reloads", func() error {
-		if n := goroutines(t, "127.0.0.1:"+pprofPort); n > base+3 {
-			return fmt.Errorf("%d goroutines, %d after the first reload", n, base)
-		}
-		return nil
-	})
+	reload := reloadsKeepOneStream(t, s, srv, pprofPort, answered)
 	if n := opened.Load(); n < 22 {
 		t.Errorf("the control plane saw %d streams over 21 reloads", n)
 	}

@@ -15,7 +15,11 @@ import (
 // answerOf renders a reply as its rcode and sorted answer records, for comparing two resolvers.
 func answerOf(t *testing.T, addr, name string, qtype uint16) string {
 	t.Helper()
-	r := exchange(t, "tcp", addr, name, qtype, 0) // TCP: the whole answer, whatever its size
+	return renderAnswer(exchange(t, "tcp", addr, name, qtype, 0)) // TCP: the whole answer, whatever its size
+}
+
+// renderAnswer is a reply as its rcode and sorted answer records.
+func renderAnswer(r *dns.Msg) string {
 	var rrs []string
 	for _, rr := range r.Answer {
 		rrs = append(rrs, strings.ReplaceAll(rr.String(), "\t", " "))
@@ -29,6 +33,71 @@ func answerOf(t *testing.T, addr, name string, qtype uint16) string {
 // same, but for the differences listed in intended. Names neither knows go to the same upstream.
 func TestKubernetesSourceMatchesIstiod(t *testing.T) {
 	stack := realstack.Start(t, realstack.Options{IstiodEnv: []string{"ISTIO_DUAL_STACK=true"}})
+	createEquivalenceObjects(t, stack)
+
+	ndsAddr, kubeAddr := startEquivalencePair(t, stack, `nds `+stack.IstiodGRPC+` {
+            node_id sidecar~10.0.0.1~client.default~default.svc.cluster.local
+            metadata INSTANCE_IPS 10.0.0.1,fd00::1
+        }`)
+
+	// Intended differences, each with the reason, by the first label of the name in every form.
+	intended := map[string]string{
+		// istiod leaves ExternalName Services out of its name table; Kubernetes DNS (and we) answer a
+		// CNAME to the external name, and resolve it.
+		"ext": "an ExternalName Service is a CNAME",
+		// istiod leaves a headless Service without ready endpoints out; it is still a name that
+		// exists, so we answer NODATA rather than NXDOMAIN (and never forward it).
+		"empty": "a headless Service without endpoints is NODATA",
+	}
+	sameAnswers(t, 30*time.Second, "istiod", ndsAddr, kubeAddr, intended, "ext.default.svc.cluster.local.", "empty.shop.svc.cluster.local.")
+	for _, netw := range []string{"udp", "tcp"} {
+		r := exchange(t, netw, kubeAddr, "ext.default.svc.cluster.local.", dns.TypeA, 0)
+		if len(r.Answer) != 2 || r.Answer[1].Header().Rrtype != dns.TypeA {
+			t.Errorf("ExternalName over %s: want the CNAME and the A record forward found, got %v", netw, r.Answer)
+		}
+	}
+}
+
+// startEquivalencePair starts the binary with two blocks, both in namespace default and forwarding
+// what they lack to one upstream: one fed by source (its Corefile lines), one by the kubernetes
+// source on the same API server. It returns their addresses.
+func startEquivalencePair(t *testing.T, stack *realstack.Stack, source string) (meshAddr, kubeAddr string) {
+	t.Helper()
+	up := startUpstream(t)
+	meshPort, kubePort := freePort(t), freePort(t)
+	meshAddr, kubeAddr = "127.0.0.1:"+meshPort, "127.0.0.1:"+kubePort
+	corefile := fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        %s
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
+.:%s {
+    bind 127.0.0.1
+    meshdns {
+        kubernetes {
+            kubeconfig %s
+            serviceentries
+        }
+        namespace default
+        fallthrough
+    }
+    forward . %s
+}
+`, meshPort, source, up.addr, kubePort, stack.Kubeconfig, up.addr)
+	startCoreDNS(t, t.TempDir(), corefile, meshAddr)
+	return meshAddr, kubeAddr
+}
+
+// createEquivalenceObjects creates the objects the equivalence tests give to both sides: Services of
+// every kind (dual stack, headless with ready, unready and unnamed endpoints, headless without any,
+// ExternalName) and ServiceEntries (two hosts, a host in two, a wildcard, one shadowing a Service, a
+// CIDR, one with an allocated address).
+func createEquivalenceObjects(t *testing.T, stack *realstack.Stack) {
+	t.Helper()
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -51,54 +120,6 @@ func TestKubernetesSourceMatchesIstiod(t *testing.T) {
 	must(stack.CreateServiceEntry("default", "shadow", []string{"reviews.default.svc.cluster.local"}, []string{"240.0.0.99"}, "STATIC"))
 	must(stack.CreateServiceEntry("default", "cidr", []string{"net.example.com"}, []string{"10.10.0.0/16"}, "NONE"))
 	must(stack.CreateServiceEntry("default", "auto", []string{"auto.example.org"}, nil, "DNS"))
-
-	up := startUpstream(t)
-	dir := t.TempDir()
-	ndsPort, kubePort := freePort(t), freePort(t)
-	ndsAddr, kubeAddr := "127.0.0.1:"+ndsPort, "127.0.0.1:"+kubePort
-	corefile := fmt.Sprintf(`.:%s {
-    bind 127.0.0.1
-    meshdns {
-        nds %s {
-            node_id sidecar~10.0.0.1~client.default~default.svc.cluster.local
-            metadata INSTANCE_IPS 10.0.0.1,fd00::1
-        }
-        namespace default
-        fallthrough
-    }
-    forward . %s
-}
-.:%s {
-    bind 127.0.0.1
-    meshdns {
-        kubernetes {
-            kubeconfig %s
-            serviceentries
-        }
-        namespace default
-        fallthrough
-    }
-    forward . %s
-}
-`, ndsPort, stack.IstiodGRPC, up.addr, kubePort, stack.Kubeconfig, up.addr)
-	startCoreDNS(t, dir, corefile, ndsAddr)
-
-	// Intended differences, each with the reason, by the first label of the name in every form.
-	intended := map[string]string{
-		// istiod leaves ExternalName Services out of its name table; Kubernetes DNS (and we) answer a
-		// CNAME to the external name, and resolve it.
-		"ext": "an ExternalName Service is a CNAME",
-		// istiod leaves a headless Service without ready endpoints out; it is still a name that
-		// exists, so we answer NODATA rather than NXDOMAIN (and never forward it).
-		"empty": "a headless Service without endpoints is NODATA",
-	}
-	sameAnswers(t, 30*time.Second, "istiod", ndsAddr, kubeAddr, intended, "ext.default.svc.cluster.local.", "empty.shop.svc.cluster.local.")
-	for _, netw := range []string{"udp", "tcp"} {
-		r := exchange(t, netw, kubeAddr, "ext.default.svc.cluster.local.", dns.TypeA, 0)
-		if len(r.Answer) != 2 || r.Answer[1].Header().Rrtype != dns.TypeA {
-			t.Errorf("ExternalName over %s: want the CNAME and the A record forward found, got %v", netw, r.Answer)
-		}
-	}
 }
 
 // equivalenceNames are the names the equivalence tests ask: every name form of their Services

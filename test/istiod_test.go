@@ -51,6 +51,25 @@ func resolvesTo(t *testing.T, addr, name string, qtype uint16, want ...string) {
 	})
 }
 
+// istiodCredentials returns istiod's root certificate file and a file in dir holding a token of
+// service account default/default, for the TLS port.
+func istiodCredentials(t *testing.T, stack *realstack.Stack, dir string) (rootCert, tokenFile string) {
+	t.Helper()
+	rootCert, err := stack.IstiodRootCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := stack.IstioToken("default", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile = filepath.Join(dir, "istio-token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return rootCert, tokenFile
+}
+
 // TestRealIstiod runs the binary against a real istiod (with its real kube-apiserver and etcd) and
 // checks that Kubernetes and Istio objects become answers within seconds, stop being answers when
 // deleted, survive istiod's death, and arrive over TLS with a Kubernetes token as well.
@@ -61,18 +80,7 @@ func TestRealIstiod(t *testing.T) {
 	const forwarded = "192.0.2.53" // what the upstream answers for names meshdns passes on
 
 	dir := t.TempDir()
-	rootCert, err := stack.IstiodRootCert()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := stack.IstioToken("default", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(dir, "istio-token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rootCert, tokenFile := istiodCredentials(t, stack, dir)
 	port, tlsPort, deltaPort, dualPort, mport := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
 	addr, tlsAddr, deltaAddr, dualAddr := "127.0.0.1:"+port, "127.0.0.1:"+tlsPort, "127.0.0.1:"+deltaPort, "127.0.0.1:"+dualPort
 	corefile := fmt.Sprintf(`.:%s {

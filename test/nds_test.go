@@ -37,6 +37,44 @@ func goroutines(t *testing.T, pprofAddr string) int {
 	return n
 }
 
+// reloadsKeepOneStream reloads s (SIGUSR1) 21 times, each time until answered succeeds again, and
+// checks that srv has one stream open after the first reload and after the last, and that the
+// goroutines (pprof on pprofPort) stay flat from the first reload on. It returns the reload.
+func reloadsKeepOneStream(t *testing.T, s *server, srv *ndstest.Server, pprofPort string, answered func() error) (reload func()) {
+	t.Helper()
+	reload = func() {
+		t.Helper()
+		if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		eventually(t, 10*time.Second, "answers after a reload", answered)
+	}
+	oneStream := func(when string) {
+		t.Helper()
+		eventually(t, 5*time.Second, "one stream "+when, func() error {
+			if n := srv.OpenStreams(); n != 1 {
+				return fmt.Errorf("%d streams open", n)
+			}
+			return nil
+		})
+	}
+	reload() // the first reload brings up what a reload keeps (pprof's server, for one)
+	oneStream("after a reload")
+	base := goroutines(t, "127.0.0.1:"+pprofPort)
+	for range 20 {
+		reload()
+	}
+	oneStream("after 21 reloads")
+	eventually(t, 5*time.Second, "goroutines flat across 20 reloads", func() error {
+		if n := goroutines(t, "127.0.0.1:"+pprofPort); n > base+3 {
+			return fmt.Errorf("%d goroutines, %d after the first reload", n, base)
+		}
+		return nil
+	})
+	return reload
+}
+
 // TestReloadsLeaveNothingBehind reloads the real binary (SIGUSR1) many times while it follows an
 // in-process control plane: one stream stays open, the goroutine count stays flat, and answers go on.
 // There is no forward in this Corefile: CoreDNS 1.15's forward leaks one connection-manager goroutine
@@ -71,36 +109,7 @@ func TestReloadsLeaveNothingBehind(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "answer from the control plane's table", answered)
 
-	reload := func() {
-		if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
-		eventually(t, 10*time.Second, "answers after a reload", answered)
-	}
-	reload() // the first reload brings up what a reload keeps (pprof's server, for one)
-	eventually(t, 5*time.Second, "one stream after a reload", func() error {
-		if n := srv.OpenStreams(); n != 1 {
-			return fmt.Errorf("%d streams open", n)
-		}
-		return nil
-	})
-	base := goroutines(t, "127.0.0.1:"+pprofPort)
-	for range 20 {
-		reload()
-	}
-	eventually(t, 5*time.Second, "one stream after 21 reloads", func() error {
-		if n := srv.OpenStreams(); n != 1 {
-			return fmt.Errorf("%d streams open", n)
-		}
-		return nil
-	})
-	eventually(t, 5*time.Second, "goroutines flat across 20 reloads", func() error {
-		if n := goroutines(t, "127.0.0.1:"+pprofPort); n > base+3 {
-			return fmt.Errorf("%d goroutines, %d after the first reload", n, base)
-		}
-		return nil
-	})
+	reload := reloadsKeepOneStream(t, s, srv, pprofPort, answered)
 	if version < 22 {
 		t.Errorf("the control plane saw %d streams over 21 reloads", version)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/ambient"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/kubernetes"
@@ -172,6 +173,8 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 	for _, f := range files {
 		m.store.add(f.src, f.initial)
 	}
+	var perNamespace []*nds.Source // "namespaces clients": given the clients source below
+	var withTokens []*nds.Source   // "token_request": given the kubernetes source below
 	for _, cfg := range ndsConfigs {
 		cfg.Namespace, cfg.ClusterDomain = namespace, clusterDomain
 		src, err := nds.New(cfg)
@@ -179,6 +182,12 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 			return nil, fmt.Errorf("%s:%d - Error during parsing: nds %s: %v", c.File(), line, cfg.Address, err)
 		}
 		m.store.add(src, nil)
+		if cfg.ClientNamespaces {
+			perNamespace = append(perNamespace, src)
+		}
+		if cfg.TokenRequest {
+			withTokens = append(withTokens, src)
+		}
 	}
 	for _, cfg := range ambConfigs {
 		cfg.Namespace, cfg.ClusterDomain = namespace, clusterDomain
@@ -189,6 +198,8 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		m.store.add(src, nil)
 		m.clients = append(m.clients, src) // workload addresses give client namespaces
 	}
+	var clientNamespaces source.ClientNamespaces // the first kubernetes source with clients
+	var tokens source.Tokens                     // the first kubernetes source
 	for _, cfg := range kubeConfigs {
 		cfg.ClusterDomain = clusterDomain
 		src, err := kubernetes.New(cfg)
@@ -196,8 +207,14 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 			return nil, fmt.Errorf("%s:%d - Error during parsing: %s: %v", c.File(), line, cfg, err)
 		}
 		m.store.add(src, nil)
+		if tokens == nil {
+			tokens = src
+		}
 		if cfg.Clients {
 			m.clients = append(m.clients, src)
+			if clientNamespaces == nil {
+				clientNamespaces = src
+			}
 		}
 		mesh, err := src.Mesh()
 		if err != nil {
@@ -206,6 +223,18 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		if mesh != nil {
 			m.store.add(mesh, nil)
 		}
+	}
+	if len(perNamespace) > 0 && clientNamespaces == nil {
+		return nil, fmt.Errorf("%s:%d - Error during parsing: nds %s: namespaces clients: no source in this block knows the clients' namespaces: add 'clients' to a kubernetes source, or list the namespaces", c.File(), line, perNamespace[0].Address())
+	}
+	for _, src := range perNamespace {
+		src.UseClientNamespaces(clientNamespaces)
+	}
+	if len(withTokens) > 0 && tokens == nil {
+		return nil, fmt.Errorf("%s:%d - Error during parsing: nds %s: token_request: no kubernetes source in this block to request tokens through", c.File(), line, withTokens[0].Address())
+	}
+	for _, src := range withTokens {
+		src.UseTokens(tokens)
 	}
 	m.store.primed()
 	return m, nil

@@ -20,6 +20,10 @@ func TestSetup(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("{\"table\": {\n  \"a.b\": {\"ips\": [\"10.0.0.300\"]}}}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -51,6 +55,12 @@ func TestSetup(t *testing.T) {
 		{"ttl too big", "meshdns {\nfile " + good + "\nttl 86401\n}", `ttl: "86401" is not a number of seconds`},
 		{"kubernetes outside a cluster", "meshdns {\nkubernetes\n}", "Testfile:1 - Error during parsing: kubernetes in-cluster: no kubeconfig given and not in a cluster"},
 		{"kubernetes bad option", "meshdns {\nkubernetes {\nclients a b\n}\n}", "Testfile:3 - Error during parsing: kubernetes: clients: want [NODE], got 2 arguments"},
+		{"nds per namespace without clients", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces clients\n}\n}", "Testfile:1 - Error during parsing: nds 127.0.0.1:15010: namespaces clients: no source in this block knows the clients' namespaces"},
+		{"nds per namespace, kubernetes without clients", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces clients\n}\nkubernetes {\nkubeconfig " + kubeconfig + "\n}\n}", "namespaces clients: no source in this block knows"},
+		{"nds per namespace, kubernetes clients", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces clients\n}\nkubernetes {\nkubeconfig " + kubeconfig + "\nclients node-1\n}\n}", ""},
+		{"nds token_request without kubernetes", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces a\ntoken_request\n}\n}", "nds 127.0.0.1:15010: token_request: no kubernetes source in this block"},
+		{"nds token_request", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces clients\ntoken_request istio-dns\n}\nkubernetes {\nkubeconfig " + kubeconfig + "\nclients_only node-1\n}\n}", ""},
+		{"nds fixed namespaces", "meshdns {\nnds 127.0.0.1:15010 {\nnamespaces a b\n}\n}", ""},
 		{"ambient", "meshdns {\nambient 127.0.0.1:15010 {\nnetwork n1\n}\nnamespace default\n}", ""},
 		{"ambient bad option", "meshdns {\nambient 127.0.0.1:15010 {\nnetwork\n}\n}", "Testfile:3 - Error during parsing: ambient: network: want NETWORK, got 0 arguments"},
 		{"ambient twice", "meshdns {\nambient 127.0.0.1:15010\nambient 127.0.0.2:15010\n}", ""},

@@ -49,3 +49,19 @@ type ChangeSink interface {
 	// means the source no longer has the host.
 	Change(hosts map[string][]table.Entry)
 }
+
+// ClientNamespaces is implemented by sources that know which namespaces their clients are in (the
+// pods of a Kubernetes node), so that a source whose control plane shapes its view by the asking
+// namespace (NDS) can subscribe once for each of them.
+type ClientNamespaces interface {
+	// ClientNamespaces returns the namespaces with clients now, sorted; whether the source has learned
+	// them (false until its first sync); and a channel closed at the next change of either.
+	ClientNamespaces() (namespaces []string, synced bool, changed <-chan struct{})
+}
+
+// Tokens is implemented by sources that can have a token made for a namespace's ServiceAccount (a
+// Kubernetes TokenRequest), for a source that authenticates to its control plane as several
+// namespaces (nds per namespace on istiod's TLS port).
+type Tokens interface {
+	Token(ctx context.Context, namespace, serviceAccount, audience string) (token string, expires time.Time, err error)
+}

@@ -32,6 +32,7 @@ type Config struct {
 	ClustersetZone string   // non-empty: serve this zone from ServiceImports (MCS DNS)
 	Clients        bool     // learn client namespaces from pod addresses
 	ClientsNode    string   // with Clients: only the pods of this node
+	ClientsOnly    bool     // watch only the pods: the names come from another source (nds namespaces)
 	Cluster        string   // the cluster id put on entries
 	StartupTimeout time.Duration
 	Multicluster   Multicluster
@@ -107,6 +108,13 @@ func Parse(c *caddy.Controller) (*Config, error) {
 					cfg.ClientsNode = args[0]
 				}
 			}
+		case "clients_only":
+			if err = want(0, 1, "[NODE]"); err == nil {
+				cfg.Clients, cfg.ClientsOnly = true, true
+				if len(args) == 1 {
+					cfg.ClientsNode = args[0]
+				}
+			}
 		case "cluster":
 			if err = want(1, 1, "one cluster id"); err == nil {
 				cfg.Cluster = args[0]
@@ -136,8 +144,12 @@ func Parse(c *caddy.Controller) (*Config, error) {
 	return cfg, nil
 }
 
-// finish checks what only the whole block tells: a multicluster option without mesh_suffixes.
+// finish checks what only the whole block tells: a multicluster option without mesh_suffixes, or
+// names asked of a source that watches only clients.
 func (cfg *Config) finish(c *caddy.Controller) error {
+	if cfg.ClientsOnly && (len(cfg.Namespaces) > 0 || cfg.ServiceEntries || cfg.Sidecars || cfg.MeshConfig != "" || cfg.ClustersetZone != "" || cfg.Multicluster.Enabled()) {
+		return c.Errf("kubernetes: clients_only watches pods only: it cannot be given with namespaces, serviceentries, sidecars, mesh_config, clusterset or multicluster options")
+	}
 	return cfg.Multicluster.finish(c, cfg.Cluster)
 }
 
@@ -209,6 +221,9 @@ func (cfg *Config) String() string {
 	}
 	if cfg.ClustersetZone != "" {
 		s += " +clusterset " + cfg.ClustersetZone
+	}
+	if cfg.ClientsOnly {
+		s += " clients only"
 	}
 	return s
 }

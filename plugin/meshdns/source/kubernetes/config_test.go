@@ -27,6 +27,12 @@ func TestParse(t *testing.T) {
 				c.Clients && c.ClientsNode == "node-1" && c.Cluster == "c1" && c.StartupTimeout == 2*time.Second
 		}},
 		{"kubernetes {\n clients\n}", "", func(c *Config) bool { return c.Clients && c.ClientsNode == "" }},
+		{"kubernetes {\n clients_only\n sidecars\n}", "clients_only watches pods only", nil},
+		{"kubernetes {\n sidecars\n mesh_config /nonexistent\n}", "mesh_config: stat /nonexistent", nil},
+		{"kubernetes {\n sidecars\n debug 127.0.0.1:9155\n}", "", func(c *Config) bool { return c.Sidecars && c.Debug == "127.0.0.1:9155" }},
+		{"kubernetes {\n clients_only node-1\n}", "", func(c *Config) bool { return c.Clients && c.ClientsOnly && c.ClientsNode == "node-1" }},
+		{"kubernetes {\n clients_only\n serviceentries\n}", "clients_only watches pods only", nil},
+		{"kubernetes {\n clients_only a b\n}", "want [NODE]", nil},
 		{"kubernetes {\n kubeconfig /nonexistent\n}", "kubeconfig: stat /nonexistent", nil},
 		{"kubernetes {\n namespaces Bad_NS\n}", `"Bad_NS" is not a namespace name`, nil},
 		{"kubernetes {\n namespaces\n}", "want at least one namespace", nil},

@@ -51,6 +51,7 @@ type Source struct {
 	cfg     *Config
 	rest    *rest.Config
 	clients *clientIndex // nil unless cfg.Clients
+	tokens  tokenClient
 
 	mu        sync.Mutex
 	dirtySvc  map[string]bool // "ns/name" of Services whose names must be recomputed
@@ -108,6 +109,15 @@ func (s *Source) NamespaceOf(a netip.Addr) (string, bool) {
 		return "", false
 	}
 	return s.clients.NamespaceOf(a)
+}
+
+// ClientNamespaces implements source.ClientNamespaces: the namespaces of the pods this source
+// learns as clients. Without clients it never syncs (and its channel is nil).
+func (s *Source) ClientNamespaces() ([]string, bool, <-chan struct{}) {
+	if s.clients == nil {
+		return nil, false, nil
+	}
+	return s.clients.ClientNamespaces()
 }
 
 // StartupTimeout is how long the server's start waits for this source's first table.
@@ -171,6 +181,9 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	namespaces := s.cfg.Namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
+	}
+	if s.cfg.ClientsOnly {
+		namespaces = nil // pods only: it publishes an empty table, and knows clients
 	}
 	for _, ns := range namespaces {
 		w := &nsInformers{}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coredns/caddy"
 )
@@ -50,6 +51,15 @@ func TestParse(t *testing.T) {
 		{"nds a:1 {\n delta now\n}", "nds: delta: want no arguments"},
 		{"nds a:1 {\n cluster a\n cluster b\n}", "Testfile:3 - Error during parsing: nds: property 'cluster' given twice"},
 		{"nds a:1 {\n delta", "nds: block not closed"},
+		{"nds a:1 {\n namespaces\n}", "nds: namespaces: want clients, or NAMESPACE..., got 0 arguments"},
+		{"nds a:1 {\n namespaces a B_c\n}", `nds: namespaces: "B_c" is not a namespace name`},
+		{"nds a:1 {\n namespaces clients\n node_id sidecar~10.1.1.1~vm1.ns~ns.svc.cluster.local\n}", "node_id and namespaces exclude each other"},
+		{"nds a:1 {\n namespace_grace 5s\n}", "namespace_grace without namespaces"},
+		{"nds a:1 {\n token_request\n}", "token_request without namespaces"},
+		{"nds a:1 {\n namespaces a\n token_request a b\n}", "nds: token_request: want [SERVICE_ACCOUNT], got 2 arguments"},
+		{"nds a:1 {\n namespaces a\n token_request Bad_SA\n}", `"Bad_SA" is not a service account name`},
+		{"nds a:1 {\n namespaces a\n token_request\n token " + tok + "\n}", "token and token_request exclude each other"},
+		{"nds a:1 {\n namespaces clients\n namespace_grace soon\n}", `nds: namespace_grace: "soon" is not a duration`},
 	}
 	for _, tc := range tests {
 		c := caddy.NewTestController("dns", tc.input)
@@ -58,6 +68,36 @@ func TestParse(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.input, err, tc.want)
 		}
+	}
+}
+
+func TestParseNamespaces(t *testing.T) {
+	for input, want := range map[string]func(*Config) bool{
+		"nds a:1 {\n namespaces clients\n}": func(c *Config) bool {
+			return c.ClientNamespaces && c.Namespaces == nil && c.PerNamespace() && c.grace() == DefaultGrace
+		},
+		"nds a:1 {\n namespaces a b a\n namespace_grace 2s\n}": func(c *Config) bool {
+			return !c.ClientNamespaces && len(c.Namespaces) == 2 && c.PerNamespace() && c.grace() == 2*time.Second
+		},
+		"nds a:1": func(c *Config) bool { return !c.PerNamespace() },
+		"nds a:1 {\n namespaces clients\n token_request\n}": func(c *Config) bool {
+			return c.TokenRequest && c.ServiceAccount == DefaultServiceAccount
+		},
+		"nds a:1 {\n namespaces clients\n token_request istio.dns\n}": func(c *Config) bool { return c.ServiceAccount == "istio.dns" },
+	} {
+		c := caddy.NewTestController("dns", input)
+		c.Next()
+		cfg, err := Parse(c)
+		if err != nil || !want(cfg) {
+			t.Errorf("%q: %+v, %v", input, cfg, err)
+		}
+	}
+	cfg := &Config{ClusterDomain: "example.org", Namespaces: []string{"a"}}
+	if id := cfg.nodeIDIn("shop"); !strings.HasSuffix(id, ".shop~shop.svc.example.org") || !strings.HasPrefix(id, "sidecar~") {
+		t.Errorf("node id %q", id)
+	}
+	if md := cfg.metadataIn("shop"); md["NAMESPACE"] != "shop" {
+		t.Errorf("metadata %v", md)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	"google.golang.org/protobuf/types/known/anypb"
@@ -54,7 +55,7 @@ func (k *sink) nextReject(t *testing.T) error {
 }
 
 // runSource starts src against sink and stops it when the test ends, checking that Run returns.
-func runSource(t *testing.T, src *Source, k *sink) context.CancelFunc {
+func runSource(t *testing.T, src *Source, k source.Sink) context.CancelFunc {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { src.Run(ctx, k); close(done) }()

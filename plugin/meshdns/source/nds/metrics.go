@@ -20,3 +20,11 @@ var (
 		Help:      "Hosts in the last NameTable applied from the control plane at address.",
 	}, []string{"address"})
 )
+
+// subscriptionsGauge counts the namespaces subscribed for, per namespace ("namespaces" in the block).
+var subscriptionsGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	Namespace: plugin.Namespace,
+	Subsystem: "meshdns",
+	Name:      "nds_namespace_subscriptions",
+	Help:      "NameTable subscriptions open to the control plane at address, one for each namespace subscribed for.",
+}, []string{"address"})

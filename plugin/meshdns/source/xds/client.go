@@ -15,6 +15,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -37,6 +38,12 @@ type Config struct {
 	// Resumer, under this key for the next client with the same key: the one a Corefile reload makes.
 	Carry   string
 	Metrics *Metrics
+	// Conn, when set, is the connection the streams use (made with Dial.Connect), shared with other
+	// clients of the same control plane: several subscriptions, one TCP connection. Run leaves it open.
+	Conn grpc.ClientConnInterface
+	// Credentials, when set, are sent on every stream of this client (a token of its own, when the
+	// connection is shared by clients presenting different nodes).
+	Credentials credentials.PerRPCCredentials
 }
 
 // Resource is one resource of a response. Name and Version are empty in state of the world.
@@ -138,11 +145,15 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 		carried.Store(c.cfg.Carry, st.carry)
 	}
 	defer c.disconnected(st)
-	conn, err := grpc.NewClient(c.cfg.Address, c.opts...)
-	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", c.cfg.Address, err)
+	conn := c.cfg.Conn
+	if conn == nil {
+		own, err := grpc.NewClient(c.cfg.Address, c.opts...)
+		if err != nil {
+			return fmt.Errorf("connecting to %s: %w", c.cfg.Address, err)
+		}
+		defer own.Close()
+		conn = own
 	}
-	defer conn.Close()
 	client := discovery.NewAggregatedDiscoveryServiceClient(conn)
 	failing := false
 	for {
@@ -224,10 +235,17 @@ func (c *Client) apply(h Handler, st *state, typeURL string, resp *Response, rec
 	return nil
 }
 
+func (c *Client) callOptions() []grpc.CallOption {
+	if c.cfg.Credentials == nil {
+		return nil
+	}
+	return []grpc.CallOption{grpc.PerRPCCredentials(c.cfg.Credentials)}
+}
+
 func (c *Client) runSotW(ctx context.Context, client discovery.AggregatedDiscoveryServiceClient, h Handler, st *state) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := client.StreamAggregatedResources(ctx)
+	stream, err := client.StreamAggregatedResources(ctx, c.callOptions()...)
 	if err != nil {
 		return err
 	}
@@ -260,7 +278,7 @@ func (c *Client) runSotW(ctx context.Context, client discovery.AggregatedDiscove
 func (c *Client) runDelta(ctx context.Context, client discovery.AggregatedDiscoveryServiceClient, h Handler, st *state) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := client.DeltaAggregatedResources(ctx)
+	stream, err := client.DeltaAggregatedResources(ctx, c.callOptions()...)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,20 @@ type Dial struct {
 	TokenFile  string // bearer JWT sent on each stream, re-read as it rotates
 }
 
+// Connect makes a connection to the control plane for clients to share (Config.Conn). Like the
+// connection each client makes otherwise, it connects when a stream first needs it.
+func (cfg *Dial) Connect() (*grpc.ClientConn, error) {
+	opts, err := cfg.options()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cfg.Address, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", cfg.Address, err)
+	}
+	return conn, nil
+}
+
 // options turns the TLS and token settings into gRPC options. Files are read when a connection
 // or stream needs them, not once, so rotated certificates and tokens are picked up.
 func (cfg *Dial) options() ([]grpc.DialOption, error) {

@@ -4,11 +4,14 @@ package ndstest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -30,10 +33,14 @@ type Server struct {
 	// OnOpen, when set, gives a push sent at once on every new stream, as istiod sends the current
 	// table; its requests are then dropped rather than queued on Requests.
 	OnOpen func() any
+	// OnNode, when set, reads the first request of every new stream and gives the push sent at once
+	// for its node id; that stream's requests are then dropped, and PushTo sends it more.
+	OnNode func(node *core.Node) any
 
 	mu      sync.Mutex
-	tokens  []string // authorization of each stream, in order
-	streams int      // open now
+	byNode  map[string]chan any // the open streams of OnNode, by node id
+	tokens  []string            // authorization of each stream, in order
+	streams int                 // open now
 }
 
 // Tokens returns the authorization metadata of every stream so far, in order.
@@ -116,12 +123,69 @@ func (s *Server) DeltaAggregatedResources(stream discovery.AggregatedDiscoverySe
 	})
 }
 
+// Nodes returns the node ids of the streams OnNode opened that are open now, sorted.
+func (s *Server) Nodes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.byNode))
+}
+
+// PushTo sends push on the open stream of node id (with OnNode), reporting false when there is none.
+func (s *Server) PushTo(id string, push any) bool {
+	s.mu.Lock()
+	ch, ok := s.byNode[id]
+	s.mu.Unlock()
+	if ok {
+		ch <- push
+	}
+	return ok
+}
+
+func nodeOf(r any) *core.Node {
+	switch r := r.(type) {
+	case *discovery.DiscoveryRequest:
+		return r.GetNode()
+	case *discovery.DeltaDiscoveryRequest:
+		return r.GetNode()
+	}
+	return nil
+}
+
 func (s *Server) relay(ctx context.Context, recv func() (any, error), send func(any) error) error {
 	auto := s.OnOpen
 	if auto != nil {
 		if err := send(auto()); err != nil {
 			return err
 		}
+	}
+	var mine chan any // this stream's pushes, with OnNode
+	if on := s.OnNode; on != nil {
+		first, err := recv()
+		if err != nil {
+			return err
+		}
+		node := nodeOf(first)
+		id := node.GetId()
+		mine = make(chan any, 16)
+		s.mu.Lock()
+		if s.byNode == nil {
+			s.byNode = map[string]chan any{}
+		}
+		s.byNode[id] = mine
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			if s.byNode[id] == mine {
+				delete(s.byNode, id)
+			}
+			s.mu.Unlock()
+		}()
+		if p := on(node); p != nil {
+			if err := send(p); err != nil {
+				return err
+			}
+		}
+		auto = func() any { return nil } // drop the requests that follow
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -139,6 +203,10 @@ func (s *Server) relay(ctx context.Context, recv func() (any, error), send func(
 	for {
 		select {
 		case p := <-s.Pushes:
+			if err := send(p); err != nil {
+				return err
+			}
+		case p := <-mine:
 			if err := send(p); err != nil {
 				return err
 			}
