@@ -28,7 +28,11 @@ func (t *Table) ptr(key []byte) ([]string, string) {
 		return nil, ""
 	}
 	if t.over != nil {
-		if hosts := t.reverseHosts(t.reverse[addr], t.over.reverse[addr]); len(hosts) > 0 {
+		base, ok := t.unpruned[addr]
+		if !ok {
+			base = t.reverse[addr]
+		}
+		if hosts := t.reverseHosts(base, t.over.reverse[addr]); len(hosts) > 0 {
 			return hosts, zone
 		}
 		return nil, ""

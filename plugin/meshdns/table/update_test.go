@@ -44,6 +44,42 @@ func randomEntry(r *rand.Rand, host string) Entry {
 	return e
 }
 
+// randomVariants makes a host's entries as sources give them: often one, else several with random
+// visibility, some identical but for it (per-namespace copies), in random registries.
+func randomVariants(r *rand.Rand, host string) []Entry {
+	out := []Entry{randomEntry(r, host)}
+	if r.IntN(2) == 0 {
+		return out
+	}
+	randomNamespaces := func() []string {
+		list := []string{}
+		for range r.IntN(3) {
+			list = append(list, fmt.Sprintf("n%d", r.IntN(3)))
+		}
+		return list
+	}
+	for range 1 + r.IntN(4) {
+		var e Entry
+		if r.IntN(2) == 0 {
+			e = out[r.IntN(len(out))] // the same data, seen by others
+		} else {
+			e = randomEntry(r, host)
+		}
+		e.VisibleTo, e.HiddenFrom = nil, nil
+		switch r.IntN(4) {
+		case 0, 1:
+			e.VisibleTo = randomNamespaces()
+		case 2:
+			e.HiddenFrom = randomNamespaces()
+		case 3:
+			e.VisibleTo, e.HiddenFrom = randomNamespaces(), randomNamespaces()
+		}
+		out = append(out, e)
+	}
+	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
 func randomHost(r *rand.Rand) string {
 	switch r.IntN(9) {
 	case 6:
@@ -90,7 +126,7 @@ func outcome(t *Table, qname string, v *View) string {
 // TestUpdateAnswersAsBuild applies random changes through Update, one batch after another, and checks
 // that every name form of every host, and more, answers as a table built whole from the same entries.
 func TestUpdateAnswersAsBuild(t *testing.T) {
-	views := []*View{NewView("", nil, "cluster.local"), NewView("n0", nil, "cluster.local"), NewView("n1", nil, "cluster.local")}
+	views := []*View{NewView("", nil, "cluster.local"), NewView("n0", nil, "cluster.local"), NewView("n1", nil, "cluster.local"), NewView("n2", nil, "cluster.local")}
 	var queries []string
 	for s := range 4 {
 		for n := range 3 {
@@ -122,21 +158,21 @@ func TestUpdateAnswersAsBuild(t *testing.T) {
 
 	for seed := range uint64(40) {
 		r := rand.New(rand.NewPCG(seed, 1))
-		state := map[string]Entry{"clusterset.local.": {Host: "clusterset.local", Authoritative: true}} // canonical host -> entry
+		state := map[string][]Entry{"clusterset.local.": {{Host: "clusterset.local", Authoritative: true}}} // canonical host -> entries
 		for range 30 {
 			h := randomHost(r)
-			state[canonicalHost(h)] = randomEntry(r, h)
+			state[canonicalHost(h)] = randomVariants(r, h)
 		}
 		full := func() *Table {
 			var es []Entry
 			for _, e := range state {
-				es = append(es, e)
+				es = append(es, e...)
 			}
 			return Build(es, opts)
 		}
 		tbl := full()
 		for batch := range 12 {
-			changes := map[string]*Entry{}
+			changes := map[string][]Entry{}
 			for range 1 + r.IntN(4) {
 				h := randomHost(r)
 				ch := canonicalHost(h)
@@ -145,9 +181,8 @@ func TestUpdateAnswersAsBuild(t *testing.T) {
 					changes[ch] = nil
 					continue
 				}
-				e := randomEntry(r, h)
-				state[ch] = e
-				changes[ch] = &e
+				state[ch] = randomVariants(r, h)
+				changes[ch] = Merge(state[ch]) // as the store hands them over
 			}
 			if tbl.NeedsBuild(changes) {
 				t.Fatalf("seed %d batch %d: changes %v need a build", seed, batch, changes)
@@ -160,6 +195,10 @@ func TestUpdateAnswersAsBuild(t *testing.T) {
 			for _, v := range views {
 				for _, q := range queries {
 					if got, want := outcome(tbl, q, v), outcome(want, q, v); got != want {
+						for h, es := range state {
+							t.Logf("%s: %+v", h, Merge(es))
+						}
+						t.Logf("changes %+v", changes)
 						t.Fatalf("seed %d batch %d, %s from %q:\n got  %s\n want %s", seed, batch, q, v.Namespace, got, want)
 					}
 				}
