@@ -46,7 +46,7 @@ type Table struct {
 	// whatever this table's own indexes say about them.
 	over    *Table
 	current map[string][]Entry // every host changed since the base was built: its entries, none if gone
-	baseLen int               // entries of the base
+	baseLen int                // entries of the base
 	// entDelta corrects the base's ents for the hosts added and removed since it was built.
 	entDelta map[string]int32
 }
