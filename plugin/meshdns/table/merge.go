@@ -31,14 +31,15 @@ func Merge(snapshots ...[]Entry) []Entry {
 	index := make(map[string]int, n)         // canonical host -> position in out
 	merged := make(map[int]bool)             // positions whose slices out owns, safe to append to
 	variants := make(map[int][]mergeVariant) // positions of hosts that took a second variant: all of them
+	var buf [256]byte
 	for _, snap := range snapshots {
 		for i := range snap {
 			e := &snap[i]
-			key := canonicalHost(e.Host)
-			at, ok := index[key]
+			key := appendLower(buf[:0], e.Host) // the canonical host, without allocating for a repeat
+			at, ok := index[string(key)]
 			switch {
 			case !ok:
-				index[key] = len(out)
+				index[string(key)] = len(out)
 				out = append(out, *e)
 			case variants[at] != nil:
 				variants[at] = addVariant(variants[at], e)

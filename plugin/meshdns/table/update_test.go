@@ -206,3 +206,46 @@ func TestUpdateAnswersAsBuild(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateVariants: a change replaces every variant of a host, in the base or the overlay, with the
+// variants it gives, and a rival host sharing a short form keeps its place beside them.
+func TestUpdateVariants(t *testing.T) {
+	api := func(addr string, to ...string) Entry { return seen(external("api.example.com", addr), to, nil) }
+	rival := k8s("api.ns.svc.cluster.local", "api", "ns", "10.0.0.1")
+	rival.VisibleTo = []string{"b"}
+	alt := api("240.0.0.3")
+	alt.AltHosts = []string{"api.ns"} // the rival's short form: an alt host wins it
+	views := map[string]*View{"a": NewView("a", nil, "cluster.local"), "b": NewView("b", nil, "cluster.local"), "c": NewView("c", nil, "cluster.local")}
+	steps := []struct {
+		name    string
+		entries []Entry // api's, nil when gone
+		want    map[string]string
+	}{
+		{"variants for a and the rest", []Entry{api("240.0.0.1", "a"), api("240.0.0.2")}, map[string]string{"a": "240.0.0.1", "b": "240.0.0.2", "c": "240.0.0.2"}},
+		{"one entry for all", []Entry{api("240.0.0.2")}, map[string]string{"a": "240.0.0.2", "b": "240.0.0.2", "c": "240.0.0.2"}},
+		{"folded copies for a and b", []Entry{api("240.0.0.1", "a"), api("240.0.0.1", "b")}, map[string]string{"a": "240.0.0.1", "b": "240.0.0.1", "c": ""}},
+		{"gone", nil, map[string]string{"a": "", "b": "", "c": ""}},
+		{"an alt host on the rival's short form", []Entry{api("240.0.0.1", "a"), alt}, map[string]string{"a": "240.0.0.1", "b": "240.0.0.3", "c": "240.0.0.3"}},
+	}
+	base := []Entry{rival, api("240.0.0.9", "c"), api("240.0.0.8")}
+	tbl := Build(base, opts)
+	for _, step := range steps {
+		tbl = tbl.Update(map[string][]Entry{"api.example.com": Merge(step.entries)})
+		whole := Build(append([]Entry{rival}, step.entries...), opts)
+		for ns, want := range step.want {
+			for name, tb := range map[string]*Table{"overlay": tbl, "build": whole} {
+				if got := firstA(t, tb, "api.example.com.", views[ns]); got != want {
+					t.Errorf("%s, %s from %s: %q, want %q", step.name, name, ns, got, want)
+				}
+			}
+			for _, q := range []string{"api.ns.", "api.ns.svc.cluster.local."} {
+				if got, want := outcome(tbl, q, views[ns]), outcome(whole, q, views[ns]); got != want {
+					t.Errorf("%s, %s from %s:\n got  %s\n want %s", step.name, q, ns, got, want)
+				}
+			}
+		}
+		if tbl.Len() != whole.Len() {
+			t.Errorf("%s: Len %d, want %d", step.name, tbl.Len(), whole.Len())
+		}
+	}
+}
