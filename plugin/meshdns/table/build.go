@@ -177,13 +177,14 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 		n.host, n.zone = host, zoneOf(host, cd)
 		variant := i > 0 && names[i-1].host == host // Merge puts a host's variants together
 		if variant {
+			if head.chain == nil {
+				head.chain = newVariantLink(&entries[i-1], host, cd)
+			}
+			n.chain = newVariantLink(e, host, cd)
 			names[i-1].chain.next = n
 		} else {
 			head = n
 			t.entries++
-		}
-		if i+1 < len(entries) && canonicalHost(entries[i+1].Host) == host || variant {
-			n.chain = &variantLink{}
 		}
 		if z := t.zoneAbove(host); z != "" {
 			n.zone = z
@@ -229,11 +230,7 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 		put(t.names, host, c)
 		c.strength = 1
 		for _, alt := range e.AltHosts {
-			alt = canonicalHost(alt)
-			put(t.names, alt, c)
-			if n.chain != nil {
-				n.chain.keys = append(n.chain.keys, alt)
-			}
+			put(t.names, canonicalHost(alt), c)
 		}
 		if short, ns, ok := shortForms(e, host, cd); ok {
 			// Every short form is a prefix of the host: "name.", "name.ns.", "name.ns.svc.".
@@ -244,10 +241,6 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 				t.bare[ns] = make(map[string]claim)
 			}
 			put(t.bare[ns], host[:len(short)+1], c)
-			if n.chain != nil {
-				n.chain.keys = append(n.chain.keys, host[:len(short)+len(ns)+2], host[:len(short)+len(ns)+6])
-				n.chain.bare = host[:len(short)+1]
-			}
 		}
 		for _, a := range addrs {
 			if n.vis != nil {
@@ -280,6 +273,19 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 }
 
 // addRival records the entries of the host of entries[i], every variant of it, as rivals of host.
+// newVariantLink is the link of variant e of canonical host, with the keys it claims besides host.
+func newVariantLink(e *Entry, host, clusterDomain string) *variantLink {
+	l := &variantLink{}
+	for _, alt := range e.AltHosts {
+		l.keys = append(l.keys, canonicalHost(alt))
+	}
+	if short, ns, ok := shortForms(e, host, clusterDomain); ok {
+		l.keys = append(l.keys, host[:len(short)+len(ns)+2], host[:len(short)+len(ns)+6])
+		l.bare = host[:len(short)+1]
+	}
+	return l
+}
+
 func (t *Table) addRival(host string, names []name, entries []Entry, i int32) {
 	if t.rivals == nil {
 		t.rivals = make(map[string][]Entry)
