@@ -46,7 +46,7 @@ type Table struct {
 	// whatever this table's own indexes say about them.
 	over    *Table
 	current map[string][]Entry // every host changed since the base was built: its entries, none if gone
-	baseLen int                // entries of the base
+	baseLen int                // hosts of the base
 	// entDelta corrects the base's ents for the hosts added and removed since it was built.
 	entDelta map[string]int32
 }
@@ -67,7 +67,7 @@ type name struct {
 	vis   *visibility   // who may see the name; nil: every client
 	next  atomic.Uint32 // rotates multi-address answers
 	// chain links the variants of a host that different clients see differently (Merge), nil for a
-	// host with one: a lookup answers with the first variant from the claim's on that the client sees.
+	// host with one: a lookup answers with the first variant that claims the key and that the client sees.
 	chain *variantLink
 }
 
@@ -99,8 +99,8 @@ func (c claim) beats(o claim) bool {
 }
 
 // Build indexes entries, which must have valid hosts (ValidateHost). Entries naming the same host are
-// merged first by Merge's rules; the variants that come out are chained (name.chain), and every key
-// of a host is claimed by its first variant that claims the key.
+// merged first by Merge's rules; the variants that come out are chained (name.chain), and the claims
+// on every key of a host name its first variant, from which a lookup goes down the chain.
 func Build(entries []Entry, opt Options) *Table {
 	return build(entries, opt, nil)
 }
@@ -272,7 +272,6 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 	return t
 }
 
-// addRival records the entries of the host of entries[i], every variant of it, as rivals of host.
 // newVariantLink is the link of variant e of canonical host, with the keys it claims besides host.
 func newVariantLink(e *Entry, host, clusterDomain string) *variantLink {
 	l := &variantLink{}
@@ -286,6 +285,7 @@ func newVariantLink(e *Entry, host, clusterDomain string) *variantLink {
 	return l
 }
 
+// addRival records the entries of the host of entries[i], every variant of it, as rivals of host.
 func (t *Table) addRival(host string, names []name, entries []Entry, i int32) {
 	if t.rivals == nil {
 		t.rivals = make(map[string][]Entry)

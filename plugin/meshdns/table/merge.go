@@ -14,8 +14,8 @@ import (
 //     it, VisibleTo the union, unless a variant between them is seen by some of its namespaces
 //     (per-namespace copies of one host fold into one entry);
 //   - otherwise it becomes a variant after those of a better or equal rank (Kubernetes beats
-//     ServiceEntry), unless one of them is seen by every client it is (it would never answer); the
-//     worse-ranked variants it is seen by every client of are dropped.
+//     ServiceEntry), unless one of them is seen by every client it is (it would never answer); then
+//     the worse-ranked variants whose clients all see it are dropped, as are those a fold covers.
 //
 // So a better rank wins outright only over entries whose clients all see it, and of equal ranks the
 // first wins for the clients that see it: sources put first what should win (Istio: a Sidecar's own

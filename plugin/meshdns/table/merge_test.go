@@ -2,6 +2,7 @@ package table
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -161,5 +162,55 @@ func BenchmarkMergeFold(b *testing.B) {
 				Merge(snaps...)
 			}
 		})
+	}
+}
+
+// TestMergeProperties merges random hosts with random variants and checks what lookups rely on: a
+// host's variants are adjacent, none is seen only by clients an earlier one answers, and merging the
+// result again answers every client alike (the store merges, then Build and Update merge again).
+func TestMergeProperties(t *testing.T) {
+	namespaces := []string{"", "n0", "n1", "n2", "n3"}
+	answer := func(es []Entry, host, ns string) string {
+		for _, e := range es {
+			if canonicalHost(e.Host) == host && e.SeenFrom(ns) {
+				return fmt.Sprint(e.Addrs, e.Registry, e.AltHosts, e.Alias, e.SRV, e.TXT)
+			}
+		}
+		return "none"
+	}
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 2))
+		var in []Entry
+		for range 1 + r.IntN(6) {
+			in = append(in, randomVariants(r, randomHost(r))...)
+		}
+		r.Shuffle(len(in), func(i, j int) { in[i], in[j] = in[j], in[i] })
+		out := Merge(in)
+		done := map[string]bool{}
+		for i := range out {
+			h := canonicalHost(out[i].Host)
+			if i > 0 && canonicalHost(out[i-1].Host) == h {
+				continue
+			}
+			if done[h] {
+				t.Fatalf("seed %d: %s's variants apart: %s", seed, h, variantsOf(out))
+			}
+			done[h] = true
+		}
+		for i := range out {
+			for j := i - 1; j >= 0 && canonicalHost(out[j].Host) == canonicalHost(out[i].Host); j-- {
+				if out[j].covers(&out[i]) {
+					t.Fatalf("seed %d: variant %d never answers: %s", seed, i, variantsOf(out))
+				}
+			}
+		}
+		again := Merge(out)
+		for h := range done {
+			for _, ns := range namespaces {
+				if a, b := answer(out, h, ns), answer(again, h, ns); a != b {
+					t.Fatalf("seed %d: %s from %q: %s, merged again %s\n%s\n%s", seed, h, ns, a, b, variantsOf(out), variantsOf(again))
+				}
+			}
+		}
 	}
 }
