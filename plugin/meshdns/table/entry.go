@@ -43,7 +43,8 @@ type Entry struct {
 	// VisibleTo, when not nil, limits Host to the clients of these namespaces (an ambient mesh's
 	// Service with visibility NAMESPACE, exportTo); HiddenFrom hides it from the clients of these (a
 	// namespace whose Sidecar leaves it out). To a client that may not see it the table lacks the
-	// host, and no PTR names it. An empty, non-nil VisibleTo hides it from everyone.
+	// entry (another entry of the host may answer it: Merge), and no PTR names it. An empty, non-nil
+	// VisibleTo hides it from everyone.
 	VisibleTo  []string
 	HiddenFrom []string
 }
