@@ -27,9 +27,6 @@ type Table struct {
 	bare    map[string]map[string]claim // namespace -> "name." -> name
 	wild    map[string]*name            // "example.com." for the host "*.example.com."
 	reverse map[netip.Addr][]string     // address -> canonical hosts, sorted
-	// unpruned holds the lists of reverse that pruneAncestors shortened, whole: when an overlay
-	// changes the subdomain that pruned a host, the host is back.
-	unpruned map[netip.Addr][]string
 	// zones are the hosts of Authoritative entries; ents counts, for each name under a zone that is
 	// a proper ancestor of hosts, those hosts (an empty non-terminal: NODATA, not NXDOMAIN).
 	zones   map[string]string // zone -> itself, so that lookups return it without allocating
@@ -49,6 +46,9 @@ type Table struct {
 	baseLen int                // hosts of the base
 	// entDelta corrects the base's ents for the hosts added and removed since it was built.
 	entDelta map[string]int32
+	// unpruned holds the lists of reverse that pruneAncestors shortened, whole: when an overlay
+	// changes the subdomain that pruned a host, the host is back.
+	unpruned map[netip.Addr][]string
 }
 
 // name is one host with its answers prepared: the addresses as the byte slices DNS records carry.
