@@ -91,7 +91,7 @@ func randomHost(r *rand.Rand) string {
 	case 0:
 		return fmt.Sprintf("*.x%d.example.com", r.IntN(3))
 	case 1:
-		return fmt.Sprintf("*.example.com")
+		return "*.example.com"
 	case 2:
 		return fmt.Sprintf("h%d.x%d.example.com", r.IntN(4), r.IntN(3))
 	case 3:
