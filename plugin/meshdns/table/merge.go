@@ -84,7 +84,8 @@ type mergeVariant struct {
 
 // addVariant merges e into the variants of its host by Merge's rules.
 func addVariant(vs []mergeVariant, e *Entry) []mergeVariant {
-	// Variants are sorted by rank: e goes after those of its rank or better, from first on.
+	// Variants are sorted by rank: e's place, pos, is after those of its rank or better, and its rank
+	// starts at first.
 	pos := len(vs)
 	for pos > 0 && vs[pos-1].rank() > e.rank() {
 		pos--
