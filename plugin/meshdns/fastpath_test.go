@@ -2,10 +2,13 @@ package meshdns
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"testing"
 
 	"github.com/coredns/coredns/plugin/test"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	"github.com/miekg/dns"
 )
@@ -90,5 +93,32 @@ func TestFastPathTooBigForUDPFallsBack(t *testing.T) {
 	req.SetEdns0(4096, false)
 	if resp, fast := serveVia(t, m, req, &wireCapture{}); !fast || len(resp.Answer) != 60 {
 		t.Errorf("with EDNS0 4096: fast %v, %d answers", fast, len(resp.Answer))
+	}
+}
+
+// TestFastPathVariants: a host with a variant for one namespace and another for the rest answers each
+// client its own, the same on the fast path and the dns.Msg path, and not at all where it is hidden.
+func TestFastPathVariants(t *testing.T) {
+	api := func(addr string, to, hidden []string) table.Entry {
+		return table.Entry{Host: "api.example.com", Registry: table.RegistryExternal, Addrs: []netip.Addr{netip.MustParseAddr(addr)},
+			VisibleTo: to, HiddenFrom: hidden}
+	}
+	entries := []table.Entry{api("240.0.0.1", []string{"a"}, nil), api("240.0.0.2", nil, []string{"c"})}
+	for ns, want := range map[string]string{"a": "240.0.0.1", "b": "240.0.0.2", "c": ""} {
+		m := newTestMeshDNS(t, exampleTable, "", "namespace "+ns+"\nfallthrough")
+		(&sink{store: m.store, index: 0}).Publish(entries)
+		req := new(dns.Msg)
+		req.SetQuestion("api.example.com.", dns.TypeA)
+		for _, terminal := range []dns.ResponseWriter{&wireCapture{}, &slowOnly{}} {
+			resp, fast := serveVia(t, m, req.Copy(), terminal)
+			got := ""
+			if len(resp.Answer) == 1 {
+				got = resp.Answer[0].(*dns.A).A.String()
+			}
+			_, wire := terminal.(*wireCapture)
+			if got != want || want == "" && resp.Rcode != dns.RcodeRefused || fast != (wire && want != "") {
+				t.Errorf("from %s (fast %v): %v, want %q", ns, fast, resp, want)
+			}
+		}
 	}
 }

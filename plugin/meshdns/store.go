@@ -188,7 +188,7 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 		s.rebuild()
 		return
 	}
-	changes := make(map[string]*table.Entry, len(changed))
+	changes := make(map[string][]table.Entry, len(changed))
 	for _, ch := range changed {
 		var all []table.Entry
 		for j := range s.sources {
@@ -196,11 +196,7 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 				all = append(all, s.hostEntries(j, ch)...)
 			}
 		}
-		if merged := table.Merge(all); len(merged) > 0 {
-			changes[ch] = &merged[0]
-		} else {
-			changes[ch] = nil
-		}
+		changes[ch] = table.Merge(all) // every variant of the host; none when it is gone
 	}
 	if cur.NeedsBuild(changes) {
 		s.rebuild()

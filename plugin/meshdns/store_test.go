@@ -10,6 +10,8 @@ import (
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
+	"github.com/miekg/dns"
 )
 
 // idleSource is a source that never runs: the test drives its sink.
@@ -114,6 +116,48 @@ func TestStoreChanges(t *testing.T) {
 	if got := len(next.snaps[0]); got != 2+len(many) {
 		t.Errorf("carried %d entries, want %d", got, 2+len(many))
 	}
+}
+
+// TestStoreChangesVariants: a change naming a host's variants, from two sources, reaches the overlay
+// whole, and each client gets its variant there as after a rebuild.
+func TestStoreChangesVariants(t *testing.T) {
+	st := newStore(table.Options{ClusterDomain: "cluster.local", TTL: 30})
+	mesh, kube := idleSource{"mesh"}, idleSource{"kube"}
+	st.add(mesh, nil)
+	st.add(kube, nil)
+	st.start("test")
+	defer st.stop()
+	meshSink, kubeSink := &sink{store: st, index: 0}, &sink{store: st, index: 1}
+	meshSink.Publish([]table.Entry{{Host: "x.example.com", Addrs: []netip.Addr{netip.MustParseAddr("240.0.0.9")}, Registry: table.RegistryExternal}})
+	kubeSink.Publish(nil)
+	entry := func(addr string, to ...string) table.Entry {
+		return table.Entry{Host: "api.example.com", Addrs: []netip.Addr{netip.MustParseAddr(addr)}, Registry: table.RegistryExternal, VisibleTo: to}
+	}
+	// The mesh source's copies for a and b fold into one; kube's entry for everyone else follows.
+	meshSink.Publish([]table.Entry{{Host: "x.example.com", Addrs: []netip.Addr{netip.MustParseAddr("240.0.0.9")}, Registry: table.RegistryExternal},
+		entry("240.0.0.1", "a"), entry("240.0.0.1", "b")})
+	kubeSink.Change(map[string][]table.Entry{"api.example.com": {entry("240.0.0.2")}})
+	check := func(when string) {
+		t.Helper()
+		tbl := st.table()
+		for ns, want := range map[string]string{"a": "240.0.0.1", "b": "240.0.0.1", "c": "240.0.0.2"} {
+			m := tbl.Lookup("api.example.com.", table.NewView(ns, nil, "cluster.local"))
+			if rrs, _ := tbl.Answer(m, "api.example.com.", dns.TypeA); len(rrs) != 1 || rrs[0].(*dns.A).A.String() != want {
+				t.Errorf("%s, from %s: %v, want %s", when, ns, rrs, want)
+			}
+		}
+		if tbl.Len() != 2 {
+			t.Errorf("%s: Len %d, want 2 hosts", when, tbl.Len())
+		}
+	}
+	if st.table().Pending() == 0 {
+		t.Fatal("the changes were not folded into an overlay")
+	}
+	check("overlay")
+	st.mu.Lock()
+	st.rebuild()
+	st.mu.Unlock()
+	check("rebuilt")
 }
 
 // Equal must compare every field of Entry: a field it forgets would make a changed snapshot look

@@ -33,10 +33,9 @@ func BenchmarkLookup(b *testing.B) {
 		entries := benchEntries(n)
 		tbl := Build(entries, opts)
 		// The same table with 500 other hosts changed since it was built whole (table.Update).
-		changes := map[string]*Entry{}
+		changes := map[string][]Entry{}
 		for i := 2000; i < 2500; i++ {
-			e := entries[i]
-			changes[e.Host] = &e
+			changes[entries[i].Host] = entries[i : i+1]
 		}
 		for _, t := range []struct {
 			name string
@@ -110,7 +109,7 @@ func BenchmarkUpdate(b *testing.B) {
 			for b.Loop() {
 				e := entries[i%len(entries)]
 				e.Addrs = addrs("10.99.0.1")
-				tbl.Update(map[string]*Entry{e.Host: &e})
+				tbl.Update(map[string][]Entry{e.Host: {e}})
 				i++
 			}
 		})

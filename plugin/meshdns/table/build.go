@@ -42,10 +42,13 @@ type Table struct {
 	// over and current make a table built by Update: the hosts in current are answered from over,
 	// whatever this table's own indexes say about them.
 	over    *Table
-	current map[string]*Entry // every host changed since the base was built: its entry, nil if gone
-	baseLen int               // entries of the base
+	current map[string][]Entry // every host changed since the base was built: its entries, none if gone
+	baseLen int                // hosts of the base
 	// entDelta corrects the base's ents for the hosts added and removed since it was built.
 	entDelta map[string]int32
+	// unpruned holds the lists of reverse that pruneAncestors shortened, whole: when an overlay
+	// changes the subdomain that pruned a host, the host is back.
+	unpruned map[netip.Addr][]string
 }
 
 // name is one host with its answers prepared: the addresses as the byte slices DNS records carry.
@@ -63,12 +66,23 @@ type name struct {
 	txt   []string
 	vis   *visibility   // who may see the name; nil: every client
 	next  atomic.Uint32 // rotates multi-address answers
+	// chain links the variants of a host that different clients see differently (Merge), nil for a
+	// host with one: a lookup answers with the first variant that claims the key and that the client sees.
+	chain *variantLink
+}
+
+// variantLink is a variant's place in its host's chain, and the keys it claims: variants may differ in
+// alt hosts and short forms, and a key only reaches the variants that claim it.
+type variantLink struct {
+	next *name
+	keys []string // alt hosts and short forms, in names
+	bare string   // the bare short name, in bare[namespace], or ""
 }
 
 // claim is a name as one key reaches it, ranked so that the hosts competing for a key resolve the
 // same way every time. The index keeps the claims themselves rather than copy out the names.
 type claim struct {
-	n        *name
+	n        *name // the host's first variant: a lookup goes down the chain to the one that answers
 	idx      int32 // the entry's position in Build's merged list
 	strength uint8 // 0 canonical, 1 alt host, 2 short form
 	rank     uint8 // Entry.rank
@@ -85,7 +99,8 @@ func (c claim) beats(o claim) bool {
 }
 
 // Build indexes entries, which must have valid hosts (ValidateHost). Entries naming the same host are
-// merged first by Merge's rules.
+// merged first by Merge's rules; the variants that come out are chained (name.chain), and the claims
+// on every key of a host name its first variant, from which a lookup goes down the chain.
 func Build(entries []Entry, opt Options) *Table {
 	return build(entries, opt, nil)
 }
@@ -102,14 +117,19 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 		reverse: make(map[netip.Addr][]string),
 		ttl:     opt.TTL,
 		serial:  uint32(time.Now().Unix()),
-		entries: len(entries),
-		baseLen: len(entries),
 		opt:     opt,
 	}
-	var collisions [][2]int32 // pairs of entries claiming the same key
+	var collisions [][2]int32 // pairs of entries of different hosts claiming the same key
 	put := func(m map[string]claim, key string, c claim) {
 		old, ok := m[key]
-		if ok && old.idx != c.idx {
+		if ok && old.n == c.n {
+			// Another variant of the host: the host claims key as strongly as its strongest variant.
+			if c.strength < old.strength || c.strength == old.strength && c.rank < old.rank {
+				m[key] = c
+			}
+			return
+		}
+		if ok {
 			collisions = append(collisions, [2]int32{old.idx, c.idx})
 		}
 		if !ok || c.beats(old) {
@@ -144,6 +164,7 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 	ipBytes := make([]byte, 0, nbytes)
 	wire := make([]byte, 0, nwire)
 	soas := make(map[string][]byte)
+	var head *name // the first variant of the host being indexed, which its claims name
 	for i := range entries {
 		if i%yieldEvery == yieldEvery-1 {
 			// A resolver pinned to one core shares it between this build and the queries: let them in
@@ -154,9 +175,22 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 		host := canonicalHost(e.Host)
 		n := &names[i]
 		n.host, n.zone = host, zoneOf(host, cd)
+		variant := i > 0 && names[i-1].host == host // Merge puts a host's variants together
+		if variant {
+			if head.chain == nil {
+				head.chain = newVariantLink(&entries[i-1], host, cd)
+			}
+			n.chain = newVariantLink(e, host, cd)
+			names[i-1].chain.next = n
+		} else {
+			head = n
+			t.entries++
+		}
 		if z := t.zoneAbove(host); z != "" {
 			n.zone = z
-			t.countAncestors(host, z, t.ents, 1)
+			if !variant {
+				t.countAncestors(host, z, t.ents, 1) // empty non-terminals count hosts
+			}
 		}
 		for _, r := range e.SRV {
 			r.Target = canonicalHost(r.Target)
@@ -192,7 +226,7 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 			}
 			continue
 		}
-		c := claim{n: n, idx: int32(i), rank: e.rank()}
+		c := claim{n: head, idx: int32(i), rank: e.rank()}
 		put(t.names, host, c)
 		c.strength = 1
 		for _, alt := range e.AltHosts {
@@ -210,7 +244,7 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 		}
 		for _, a := range addrs {
 			if n.vis != nil {
-				break // a PTR would show the name to every client
+				break // a PTR would show a limited variant's name and address to every client
 			}
 			a = a.Unmap()
 			if !slices.Contains(t.reverse[a], host) {
@@ -221,28 +255,55 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 	for a, hosts := range t.reverse {
 		slices.Sort(hosts)
 		if len(hosts) > 1 {
-			t.reverse[a] = pruneAncestors(hosts)
+			if t.reverse[a] = pruneAncestors(hosts); len(t.reverse[a]) < len(hosts) {
+				if t.unpruned == nil {
+					t.unpruned = make(map[netip.Addr][]string)
+				}
+				t.unpruned[a] = hosts
+			}
 		}
 	}
+	t.baseLen = t.entries
 	for _, pair := range collisions {
-		a, b := &entries[pair[0]], &entries[pair[1]]
-		t.addRival(names[pair[0]].host, b)
-		t.addRival(names[pair[1]].host, a)
+		a, b := pair[0], pair[1]
+		t.addRival(names[a].host, names, entries, b)
+		t.addRival(names[b].host, names, entries, a)
 	}
 	return t
 }
 
-func (t *Table) addRival(host string, e *Entry) {
+// newVariantLink is the link of variant e of canonical host, with the keys it claims besides host.
+func newVariantLink(e *Entry, host, clusterDomain string) *variantLink {
+	l := &variantLink{}
+	for _, alt := range e.AltHosts {
+		l.keys = append(l.keys, canonicalHost(alt))
+	}
+	if short, ns, ok := shortForms(e, host, clusterDomain); ok {
+		l.keys = append(l.keys, host[:len(short)+len(ns)+2], host[:len(short)+len(ns)+6])
+		l.bare = host[:len(short)+1]
+	}
+	return l
+}
+
+// addRival records the entries of the host of entries[i], every variant of it, as rivals of host.
+func (t *Table) addRival(host string, names []name, entries []Entry, i int32) {
 	if t.rivals == nil {
 		t.rivals = make(map[string][]Entry)
 	}
-	h := canonicalHost(e.Host)
+	h := names[i].host
 	for _, r := range t.rivals[host] {
 		if canonicalHost(r.Host) == h {
 			return
 		}
 	}
-	t.rivals[host] = append(t.rivals[host], *e)
+	from, to := i, i+1
+	for from > 0 && names[from-1].host == h {
+		from--
+	}
+	for int(to) < len(names) && names[to].host == h {
+		to++
+	}
+	t.rivals[host] = append(t.rivals[host], entries[from:to]...)
 }
 
 // shortForms returns the Kubernetes short name and namespace of a host in the cluster domain
@@ -309,7 +370,7 @@ func zoneOf(host, clusterDomain string) string {
 	return host
 }
 
-// Len returns the number of entries in the table.
+// Len returns the number of hosts in the table (a host with variants counts once).
 func (t *Table) Len() int { return t.entries }
 
 // TTL returns the TTL the table answers with.

@@ -43,7 +43,8 @@ type Entry struct {
 	// VisibleTo, when not nil, limits Host to the clients of these namespaces (an ambient mesh's
 	// Service with visibility NAMESPACE, exportTo); HiddenFrom hides it from the clients of these (a
 	// namespace whose Sidecar leaves it out). To a client that may not see it the table lacks the
-	// host, and no PTR names it. An empty, non-nil VisibleTo hides it from everyone.
+	// entry (another entry of the host may answer it: Merge), and no PTR names it. An empty, non-nil
+	// VisibleTo hides it from everyone.
 	VisibleTo  []string
 	HiddenFrom []string
 }
@@ -53,10 +54,7 @@ func (e *Entry) Limited() bool { return e.VisibleTo != nil || len(e.HiddenFrom) 
 
 // SeenFrom reports whether a client of namespace ns sees e (namespaces compare case-insensitively).
 func (e *Entry) SeenFrom(ns string) bool {
-	in := func(list []string) bool {
-		return slices.ContainsFunc(list, func(s string) bool { return strings.EqualFold(s, ns) })
-	}
-	return (e.VisibleTo == nil || in(e.VisibleTo)) && !in(e.HiddenFrom)
+	return (e.VisibleTo == nil || containsFold(e.VisibleTo, ns)) && !containsFold(e.HiddenFrom, ns)
 }
 
 // sameVisibility reports whether a and b are seen by the same clients, as listed.
@@ -66,11 +64,42 @@ func sameVisibility(a, b *Entry) bool {
 }
 
 // Equal reports whether e and o are the same entry, field for field.
-func (e *Entry) Equal(o *Entry) bool {
-	return e.Host == o.Host && slices.Equal(e.Addrs, o.Addrs) && e.Registry == o.Registry &&
-		e.ShortName == o.ShortName && e.Namespace == o.Namespace && slices.Equal(e.AltHosts, o.AltHosts) &&
-		e.Cluster == o.Cluster && e.Alias == o.Alias && slices.Equal(e.SRV, o.SRV) &&
-		slices.Equal(e.TXT, o.TXT) && e.Authoritative == o.Authoritative && sameVisibility(e, o)
+func (e *Entry) Equal(o *Entry) bool { return sameData(e, o) && sameVisibility(e, o) }
+
+// sameData reports whether a and b are the same entry but for who sees them: per-namespace copies
+// of one host that Merge folds into one entry.
+func sameData(a, b *Entry) bool {
+	return a.Host == b.Host && slices.Equal(a.Addrs, b.Addrs) && a.Registry == b.Registry &&
+		a.ShortName == b.ShortName && a.Namespace == b.Namespace && slices.Equal(a.AltHosts, b.AltHosts) &&
+		a.Cluster == b.Cluster && a.Alias == b.Alias && slices.Equal(a.SRV, b.SRV) &&
+		slices.Equal(a.TXT, b.TXT) && a.Authoritative == b.Authoritative
+}
+
+// allowList reports whether e is seen by the clients of the namespaces it lists and no others.
+func (e *Entry) allowList() bool { return e.VisibleTo != nil && len(e.HiddenFrom) == 0 }
+
+// covers reports whether every client that sees b sees e: b then never answers after e.
+func (e *Entry) covers(b *Entry) bool {
+	if b.VisibleTo == nil {
+		// Every namespace but a few sees b: e must be the same, hidden from no more of them.
+		return e.VisibleTo == nil && !slices.ContainsFunc(e.HiddenFrom, func(ns string) bool { return !containsFold(b.HiddenFrom, ns) })
+	}
+	return !slices.ContainsFunc(b.VisibleTo, func(ns string) bool { return b.SeenFrom(ns) && !e.SeenFrom(ns) })
+}
+
+// overlaps reports whether some client sees both e and b.
+func (e *Entry) overlaps(b *Entry) bool {
+	if e.VisibleTo == nil {
+		if b.VisibleTo == nil {
+			return true // each hides from a few namespaces: countless others see both
+		}
+		e, b = b, e
+	}
+	return slices.ContainsFunc(e.VisibleTo, func(ns string) bool { return e.SeenFrom(ns) && b.SeenFrom(ns) })
+}
+
+func containsFold(list []string, ns string) bool {
+	return slices.ContainsFunc(list, func(s string) bool { return strings.EqualFold(s, ns) })
 }
 
 // EntriesEqual reports whether a and b hold equal entries in the same order.

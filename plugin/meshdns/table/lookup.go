@@ -52,7 +52,7 @@ func (m Match) Zone() string {
 func (t *Table) Lookup(qname string, v *View) Match {
 	var buf [256]byte
 	key := appendLower(buf[:0], qname)
-	if n := t.find(key, v); n != nil && n.seenBy(v) {
+	if n := t.find(key, v); n != nil {
 		return Match{n: n}
 	}
 	if hosts, zone := t.ptr(key); hosts != nil {
@@ -64,7 +64,7 @@ func (t *Table) Lookup(qname string, v *View) Match {
 			continue
 		}
 		n := t.find(key[:cut], v)
-		if n == nil || !n.seenBy(v) {
+		if n == nil {
 			continue
 		}
 		target := n.host
@@ -114,18 +114,70 @@ func (t *Table) isENT(key []byte) bool {
 // for the clients of the others.
 func (n *name) seenBy(v *View) bool { return n.vis == nil || n.vis.sees(v.Namespace) }
 
+// How a key reached a name: which of a variant's keys to check it against.
+const (
+	byName = iota // names: the host, an alt host, a short form
+	byBare        // bare[namespace]: the bare short name
+	byWild        // wild: the wildcard's base, which every variant of the wildcard claims
+)
+
+// variantFor returns the variant of the host whose first variant is n that answers key for a client
+// in view v: the first that claims key and that v sees; nil when there is none.
+func (n *name) variantFor(key []byte, by int, v *View) *name {
+	if n.vis == nil {
+		return n // every client sees n: Merge left no other variant, and n claims key
+	}
+	return n.laterVariant(key, by, v)
+}
+
+func (n *name) laterVariant(key []byte, by int, v *View) *name {
+	for {
+		if n.seenBy(v) && n.claims(key, by) {
+			return n
+		}
+		if n.chain == nil || n.chain.next == nil {
+			return nil
+		}
+		n = n.chain.next
+	}
+}
+
+// claims reports whether variant n claims key, reached by.
+func (n *name) claims(key []byte, by int) bool {
+	switch {
+	case n.chain == nil || by == byWild:
+		return true
+	case by == byBare:
+		return n.chain.bare == string(key)
+	}
+	if n.host == string(key) {
+		return true
+	}
+	for _, k := range n.chain.keys {
+		if k == string(key) {
+			return true
+		}
+	}
+	return false
+}
+
 // find looks key up as a host or one of its forms, then as a bare name in the client's namespace,
-// then under the most specific wildcard.
+// then under the most specific wildcard, and returns the variant the client gets. A name the client
+// may not see is absent for it: the search goes on to the next form.
 func (t *Table) find(key []byte, v *View) *name {
 	if t.over != nil {
 		return t.findLayered(key, v)
 	}
 	if c, ok := t.names[string(key)]; ok {
-		return c.n
+		if n := c.n.variantFor(key, byName, v); n != nil {
+			return n
+		}
 	}
 	if v.Namespace != "" && isSingleLabel(key) {
 		if c, ok := t.bare[v.Namespace][string(key)]; ok {
-			return c.n
+			if n := c.n.variantFor(key, byBare, v); n != nil {
+				return n
+			}
 		}
 	}
 	if len(t.wild) == 0 {
@@ -134,7 +186,9 @@ func (t *Table) find(key []byte, v *View) *name {
 	for i := 0; i < len(key)-1; i++ {
 		if key[i] == '.' && !escaped(key, i) {
 			if n, ok := t.wild[string(key[i+1:])]; ok {
-				return n
+				if n := n.variantFor(nil, byWild, v); n != nil {
+					return n
+				}
 			}
 		}
 	}

@@ -12,7 +12,9 @@ const (
 	reverseV6 = "ip6.arpa."
 )
 
-// ptr returns the hosts that own the address a reverse name spells, and the reverse zone.
+// ptr returns the hosts that own the address a reverse name spells, and the reverse zone. Only the
+// names every client sees have PTRs (a host's variant every client sees included): a reverse name
+// carries no view, and a PTR would show a limited name, and its address, to every client.
 func (t *Table) ptr(key []byte) ([]string, string) {
 	var zone string
 	switch {
@@ -28,7 +30,11 @@ func (t *Table) ptr(key []byte) ([]string, string) {
 		return nil, ""
 	}
 	if t.over != nil {
-		if hosts := t.reverseHosts(t.reverse[addr], t.over.reverse[addr]); len(hosts) > 0 {
+		base, ok := t.unpruned[addr]
+		if !ok {
+			base = t.reverse[addr]
+		}
+		if hosts := t.reverseHosts(base, t.over.reverse[addr]); len(hosts) > 0 {
 			return hosts, zone
 		}
 		return nil, ""

@@ -14,33 +14,40 @@ import (
 // Build records). The answers are those Build would give for the current entries; the caller builds
 // afresh once the overlay grows (Pending).
 
-// Update returns the table for the entries of t with changes applied: changes maps a host to its
-// current entry (already merged across sources), or to nil when the host is gone.
-func (t *Table) Update(changes map[string]*Entry) *Table {
-	current := make(map[string]*Entry, len(t.current)+len(changes))
-	for h, e := range t.current {
-		current[h] = e
+// Update returns the table for the entries of t with changes applied: changes maps a host to all its
+// current entries (already merged across sources: Merge, so possibly several variants), or to none
+// when the host is gone.
+func (t *Table) Update(changes map[string][]Entry) *Table {
+	current := make(map[string][]Entry, len(t.current)+len(changes))
+	for h, es := range t.current {
+		current[h] = es
 	}
-	for h, e := range changes {
-		current[canonicalHost(h)] = e
+	for h, es := range changes {
+		current[canonicalHost(h)] = es
 	}
 	var entries []Entry
 	present := 0
-	for _, e := range current {
-		if e != nil {
-			entries = append(entries, *e)
+	for _, es := range current {
+		if len(es) > 0 {
+			entries = append(entries, es...)
 			present++
 		}
 	}
 	seen := make(map[string]bool)
 	for h := range current {
-		for _, r := range t.rivals[h] {
-			rh := canonicalHost(r.Host)
-			if _, changed := current[rh]; changed || seen[rh] {
-				continue
+		// A host's rivals come as runs of one host's variants: take each run whole, once.
+		rs := t.rivals[h]
+		for i := 0; i < len(rs); {
+			rh := canonicalHost(rs[i].Host)
+			j := i + 1
+			for j < len(rs) && canonicalHost(rs[j].Host) == rh {
+				j++
 			}
-			seen[rh] = true
-			entries = append(entries, r)
+			if _, changed := current[rh]; !changed && !seen[rh] {
+				seen[rh] = true
+				entries = append(entries, rs[i:j]...)
+			}
+			i = j
 		}
 	}
 	out := *t
@@ -60,13 +67,13 @@ func (t *Table) Update(changes map[string]*Entry) *Table {
 
 // entChanges is how the hosts added and removed since the base was built change its count of
 // empty non-terminals.
-func (t *Table) entChanges(current map[string]*Entry) map[string]int32 {
+func (t *Table) entChanges(current map[string][]Entry) map[string]int32 {
 	if len(t.zones) == 0 {
 		return nil
 	}
 	delta := make(map[string]int32)
-	for h, e := range current {
-		was, now := t.inBase(h), e != nil
+	for h, es := range current {
+		was, now := t.inBase(h), len(es) > 0
 		if was == now {
 			continue
 		}
@@ -83,9 +90,9 @@ func (t *Table) entChanges(current map[string]*Entry) map[string]int32 {
 
 // NeedsBuild reports whether changes add, change or remove an authoritative zone, which Update cannot
 // fold in: the base's count of empty non-terminals would miss the hosts under a new zone.
-func (t *Table) NeedsBuild(changes map[string]*Entry) bool {
-	for h, e := range changes {
-		if e != nil && e.Authoritative {
+func (t *Table) NeedsBuild(changes map[string][]Entry) bool {
+	for h, es := range changes {
+		if slices.ContainsFunc(es, func(e Entry) bool { return e.Authoritative }) {
 			return true
 		}
 		if _, ok := t.zones[canonicalHost(h)]; ok {
@@ -130,7 +137,9 @@ func (t *Table) findLayered(key []byte, v *View) *name {
 	b, bok := t.names[string(key)]
 	o, ook := t.over.names[string(key)]
 	if c, ok := t.pick(b, bok, o, ook); ok {
-		return c.n
+		if n := c.n.variantFor(key, byName, v); n != nil {
+			return n
+		}
 	}
 	if v.Namespace != "" && isSingleLabel(key) {
 		b, bok := t.bare[v.Namespace][string(key)]
@@ -142,7 +151,9 @@ func (t *Table) findLayered(key []byte, v *View) *name {
 			o, ook = t.over.bare[v.Namespace][string(key)]
 		}
 		if c, ok := t.pick(b, bok, o, ook); ok {
-			return c.n
+			if n := c.n.variantFor(key, byBare, v); n != nil {
+				return n
+			}
 		}
 	}
 	overWild := len(t.over.wild) > 0
@@ -151,13 +162,18 @@ func (t *Table) findLayered(key []byte, v *View) *name {
 	}
 	for i := 0; i < len(key)-1; i++ {
 		if key[i] == '.' && !escaped(key, i) {
-			if overWild {
-				if n := t.over.wild[string(key[i+1:])]; n != nil {
+			// One host per base: the overlay's, or the base's when that did not change.
+			n := t.wild[string(key[i+1:])]
+			if n != nil && t.changedHost(n.host) {
+				n = nil
+			}
+			if overWild && n == nil {
+				n = t.over.wild[string(key[i+1:])]
+			}
+			if n != nil {
+				if n := n.variantFor(nil, byWild, v); n != nil {
 					return n
 				}
-			}
-			if n := t.wild[string(key[i+1:])]; n != nil && !t.changedHost(n.host) {
-				return n
 			}
 		}
 	}

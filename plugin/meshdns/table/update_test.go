@@ -44,6 +44,42 @@ func randomEntry(r *rand.Rand, host string) Entry {
 	return e
 }
 
+// randomVariants makes a host's entries as sources give them: often one, else several with random
+// visibility, some identical but for it (per-namespace copies), in random registries.
+func randomVariants(r *rand.Rand, host string) []Entry {
+	out := []Entry{randomEntry(r, host)}
+	if r.IntN(2) == 0 {
+		return out
+	}
+	randomNamespaces := func() []string {
+		list := []string{}
+		for range r.IntN(3) {
+			list = append(list, fmt.Sprintf("n%d", r.IntN(3)))
+		}
+		return list
+	}
+	for range 1 + r.IntN(4) {
+		var e Entry
+		if r.IntN(2) == 0 {
+			e = out[r.IntN(len(out))] // the same data, seen by others
+		} else {
+			e = randomEntry(r, host)
+		}
+		e.VisibleTo, e.HiddenFrom = nil, nil
+		switch r.IntN(4) {
+		case 0, 1:
+			e.VisibleTo = randomNamespaces()
+		case 2:
+			e.HiddenFrom = randomNamespaces()
+		case 3:
+			e.VisibleTo, e.HiddenFrom = randomNamespaces(), randomNamespaces()
+		}
+		out = append(out, e)
+	}
+	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
 func randomHost(r *rand.Rand) string {
 	switch r.IntN(9) {
 	case 6:
@@ -55,7 +91,7 @@ func randomHost(r *rand.Rand) string {
 	case 0:
 		return fmt.Sprintf("*.x%d.example.com", r.IntN(3))
 	case 1:
-		return fmt.Sprintf("*.example.com")
+		return "*.example.com"
 	case 2:
 		return fmt.Sprintf("h%d.x%d.example.com", r.IntN(4), r.IntN(3))
 	case 3:
@@ -90,7 +126,7 @@ func outcome(t *Table, qname string, v *View) string {
 // TestUpdateAnswersAsBuild applies random changes through Update, one batch after another, and checks
 // that every name form of every host, and more, answers as a table built whole from the same entries.
 func TestUpdateAnswersAsBuild(t *testing.T) {
-	views := []*View{NewView("", nil, "cluster.local"), NewView("n0", nil, "cluster.local"), NewView("n1", nil, "cluster.local")}
+	views := []*View{NewView("", nil, "cluster.local"), NewView("n0", nil, "cluster.local"), NewView("n1", nil, "cluster.local"), NewView("n2", nil, "cluster.local")}
 	var queries []string
 	for s := range 4 {
 		for n := range 3 {
@@ -122,21 +158,21 @@ func TestUpdateAnswersAsBuild(t *testing.T) {
 
 	for seed := range uint64(40) {
 		r := rand.New(rand.NewPCG(seed, 1))
-		state := map[string]Entry{"clusterset.local.": {Host: "clusterset.local", Authoritative: true}} // canonical host -> entry
+		state := map[string][]Entry{"clusterset.local.": {{Host: "clusterset.local", Authoritative: true}}} // canonical host -> entries
 		for range 30 {
 			h := randomHost(r)
-			state[canonicalHost(h)] = randomEntry(r, h)
+			state[canonicalHost(h)] = randomVariants(r, h)
 		}
 		full := func() *Table {
 			var es []Entry
 			for _, e := range state {
-				es = append(es, e)
+				es = append(es, e...)
 			}
 			return Build(es, opts)
 		}
 		tbl := full()
 		for batch := range 12 {
-			changes := map[string]*Entry{}
+			changes := map[string][]Entry{}
 			for range 1 + r.IntN(4) {
 				h := randomHost(r)
 				ch := canonicalHost(h)
@@ -145,9 +181,8 @@ func TestUpdateAnswersAsBuild(t *testing.T) {
 					changes[ch] = nil
 					continue
 				}
-				e := randomEntry(r, h)
-				state[ch] = e
-				changes[ch] = &e
+				state[ch] = randomVariants(r, h)
+				changes[ch] = Merge(state[ch]) // as the store hands them over
 			}
 			if tbl.NeedsBuild(changes) {
 				t.Fatalf("seed %d batch %d: changes %v need a build", seed, batch, changes)
@@ -160,10 +195,57 @@ func TestUpdateAnswersAsBuild(t *testing.T) {
 			for _, v := range views {
 				for _, q := range queries {
 					if got, want := outcome(tbl, q, v), outcome(want, q, v); got != want {
+						for h, es := range state {
+							t.Logf("%s: %+v", h, Merge(es))
+						}
+						t.Logf("changes %+v", changes)
 						t.Fatalf("seed %d batch %d, %s from %q:\n got  %s\n want %s", seed, batch, q, v.Namespace, got, want)
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestUpdateVariants: a change replaces every variant of a host, in the base or the overlay, with the
+// variants it gives, and a rival host sharing a short form keeps its place beside them.
+func TestUpdateVariants(t *testing.T) {
+	api := func(addr string, to ...string) Entry { return seen(external("api.example.com", addr), to, nil) }
+	rival := k8s("api.ns.svc.cluster.local", "api", "ns", "10.0.0.1")
+	rival.VisibleTo = []string{"b"}
+	alt := api("240.0.0.3")
+	alt.AltHosts = []string{"api.ns"} // the rival's short form: an alt host wins it
+	views := map[string]*View{"a": NewView("a", nil, "cluster.local"), "b": NewView("b", nil, "cluster.local"), "c": NewView("c", nil, "cluster.local")}
+	steps := []struct {
+		name    string
+		entries []Entry // api's, nil when gone
+		want    map[string]string
+	}{
+		{"variants for a and the rest", []Entry{api("240.0.0.1", "a"), api("240.0.0.2")}, map[string]string{"a": "240.0.0.1", "b": "240.0.0.2", "c": "240.0.0.2"}},
+		{"one entry for all", []Entry{api("240.0.0.2")}, map[string]string{"a": "240.0.0.2", "b": "240.0.0.2", "c": "240.0.0.2"}},
+		{"folded copies for a and b", []Entry{api("240.0.0.1", "a"), api("240.0.0.1", "b")}, map[string]string{"a": "240.0.0.1", "b": "240.0.0.1", "c": ""}},
+		{"gone", nil, map[string]string{"a": "", "b": "", "c": ""}},
+		{"an alt host on the rival's short form", []Entry{api("240.0.0.1", "a"), alt}, map[string]string{"a": "240.0.0.1", "b": "240.0.0.3", "c": "240.0.0.3"}},
+	}
+	base := []Entry{rival, api("240.0.0.9", "c"), api("240.0.0.8")}
+	tbl := Build(base, opts)
+	for _, step := range steps {
+		tbl = tbl.Update(map[string][]Entry{"api.example.com": Merge(step.entries)})
+		whole := Build(append([]Entry{rival}, step.entries...), opts)
+		for ns, want := range step.want {
+			for name, tb := range map[string]*Table{"overlay": tbl, "build": whole} {
+				if got := firstA(t, tb, "api.example.com.", views[ns]); got != want {
+					t.Errorf("%s, %s from %s: %q, want %q", step.name, name, ns, got, want)
+				}
+			}
+			for _, q := range []string{"api.ns.", "api.ns.svc.cluster.local."} {
+				if got, want := outcome(tbl, q, views[ns]), outcome(whole, q, views[ns]); got != want {
+					t.Errorf("%s, %s from %s:\n got  %s\n want %s", step.name, q, ns, got, want)
+				}
+			}
+		}
+		if tbl.Len() != whole.Len() {
+			t.Errorf("%s: Len %d, want %d", step.name, tbl.Len(), whole.Len())
 		}
 	}
 }

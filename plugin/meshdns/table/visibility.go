@@ -27,10 +27,22 @@ func newVisibility(e *Entry) *visibility {
 		}
 		return out
 	}
-	return &visibility{to: lower(e.VisibleTo), hidden: lower(e.HiddenFrom)}
+	v := &visibility{to: lower(e.VisibleTo), hidden: lower(e.HiddenFrom)}
+	slices.Sort(v.to) // per-namespace copies folded by Merge list every namespace with clients
+	slices.Sort(v.hidden)
+	return v
 }
 
 // sees reports whether the clients of namespace ns (lower case, as views hold it) see the name.
 func (v *visibility) sees(ns string) bool {
-	return (v.to == nil || slices.Contains(v.to, ns)) && !slices.Contains(v.hidden, ns)
+	return (v.to == nil || contains(v.to, ns)) && !contains(v.hidden, ns)
+}
+
+// contains reports whether sorted list holds ns: a scan for a few, a binary search past them.
+func contains(list []string, ns string) bool {
+	if len(list) <= 8 {
+		return slices.Contains(list, ns)
+	}
+	_, ok := slices.BinarySearch(list, ns)
+	return ok
 }
