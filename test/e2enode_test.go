@@ -129,6 +129,8 @@ func TestNodeLocalE2E(t *testing.T) {
 		{"web", "db-0.db.shop", dbIP},
 		{"shop", "api.payments.example", "240.240.0.5"},
 		{"web", "api.payments.example", "240.240.0.5"},
+		{"shop", "private.shop.example", "240.240.0.6"},
+		{"web", "private.shop.example", ""}, // exported to shop only
 		{"shop", strings.TrimSuffix(externalName, "."), externalIP},
 		{"web", podIPName, dbIP}, // not a mesh name: meshdns passes it on to kube-dns
 		{"web", "cart", ""},      // the shop namespace's bare name is not web's
@@ -228,8 +230,9 @@ func TestNodeLocalE2E(t *testing.T) {
 		figures += fmt.Sprintf("; %s under 500 q/s: %s", roll.name, strings.TrimSpace(got))
 	}
 
-	// The nds overlay in its place: mesh names from istiod over TLS with the pod's projected token,
-	// istiod reached as istiod.istio-system.svc:15012 (the stack's, through a selector-less Service).
+	// The nds overlay in its place: mesh names from istiod over TLS, a subscription per namespace
+	// with a token requested for it, istiod reached as istiod.istio-system.svc:15012 (the stack's,
+	// through a selector-less Service).
 	if err := node.ExposeService(realstack.IstioNamespace, "istiod", map[int]string{15012: stack.IstiodSecureGRPC}); err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +248,8 @@ func TestNodeLocalE2E(t *testing.T) {
 		{"shop", "cart.shop.svc.cluster.local", cartIP},
 		{"web", "cart.shop", cartIP},
 		{"shop", "api.payments.example", "240.240.0.5"},
+		{"shop", "private.shop.example", "240.240.0.6"}, // shop's own view, from its own subscription
+		{"web", "private.shop.example", ""},
 		{"shop", strings.TrimSuffix(externalName, "."), externalIP},
 		{"web", podIPName, dbIP},
 	} {
