@@ -291,29 +291,19 @@ func (p *perNamespace) publish() {
 // order is the namespaces with a table, sorted: the order their entries are folded in.
 func (p *perNamespace) order() []string { return slices.Sorted(maps.Keys(p.tables)) }
 
-// fold is canonical host h's entries over every namespace in order, each visible to the namespaces
-// whose tables have it: entries alike but for visibility become one, with every such namespace in
-// VisibleTo, so that a name every namespace sees costs one entry, not one per namespace; entries
-// that differ stay apart, in the order of the first namespace having each. The caller holds mu.
+// fold is canonical host h's entries over every namespace in order, each visible to its own
+// namespace, merged as the table merges variants: copies alike but for visibility become one entry
+// with every such namespace in VisibleTo, so that a name every namespace sees costs one entry, not
+// one per namespace; copies that differ stay variants. The caller holds mu.
 func (p *perNamespace) fold(h string, order []string) []table.Entry {
-	var out []table.Entry
+	var copies []table.Entry
 	for _, ns := range order {
 		for _, e := range p.tables[ns][h] {
-			if i := slices.IndexFunc(out, func(o table.Entry) bool { return alike(o, e) }); i >= 0 {
-				out[i].VisibleTo = append(out[i].VisibleTo, ns)
-				continue
-			}
 			e.VisibleTo, e.HiddenFrom = []string{ns}, nil
-			out = append(out, e)
+			copies = append(copies, e)
 		}
 	}
-	return out
-}
-
-// alike reports whether a and b are the same entry but for who sees them.
-func alike(a, b table.Entry) bool {
-	a.VisibleTo, a.HiddenFrom, b.VisibleTo, b.HiddenFrom = nil, nil, nil, nil
-	return a.Equal(&b)
+	return table.Merge(copies)
 }
 
 func groupByHost(entries []table.Entry) map[string][]table.Entry {
