@@ -47,6 +47,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceEntry$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceImport$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
+	$(GO) test -run '^$$' -fuzz '^FuzzVisibility$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTable$$' -fuzztime $(FUZZTIME) ./plugin/pkg/handover
 	$(GO) test -run '^$$' -fuzz '^FuzzParseStanzas$$' -fuzztime $(FUZZTIME) ./deploy/image
 	$(GO) test -run '^$$' -fuzz '^FuzzDependsNames$$' -fuzztime $(FUZZTIME) ./deploy/image
