@@ -101,24 +101,30 @@ func TestDeployManifests(t *testing.T) {
 		apply(t, stack, objs, true)
 	}
 
-	// The ClusterRole is exactly list and watch of what the source watches.
+	// The ClusterRole is exactly list and watch of what the source watches, and the istio ConfigMap.
 	var role rbacv1.ClusterRole
 	roleJSON, _ := find(kube, "ClusterRole").MarshalJSON()
 	if err := yaml.Unmarshal(roleJSON, &role); err != nil {
 		t.Fatal(err)
+	}
+	names := func(n []string) string { // a rule limited to some objects: configmaps[istio]
+		if len(n) == 0 {
+			return ""
+		}
+		return fmt.Sprint(n)
 	}
 	var granted []string
 	for _, r := range role.Rules {
 		for _, g := range r.APIGroups {
 			for _, res := range r.Resources {
 				for _, v := range r.Verbs {
-					granted = append(granted, fmt.Sprintf("%s/%s:%s", g, res, v))
+					granted = append(granted, fmt.Sprintf("%s/%s%s:%s", g, res, names(r.ResourceNames), v))
 				}
 			}
 		}
 	}
 	slices.Sort(granted)
-	want := []string{"/pods:list", "/pods:watch", "/services:list", "/services:watch", "discovery.k8s.io/endpointslices:list",
+	want := []string{"/configmaps[istio]:get", "/configmaps[istio]:list", "/configmaps[istio]:watch", "/pods:list", "/pods:watch", "/services:list", "/services:watch", "discovery.k8s.io/endpointslices:list",
 		"discovery.k8s.io/endpointslices:watch", "networking.istio.io/serviceentries:list", "networking.istio.io/serviceentries:watch",
 		"networking.istio.io/sidecars:list", "networking.istio.io/sidecars:watch"}
 	if !slices.Equal(granted, want) {

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"github.com/meshdns/meshdns/test/realstack"
 
 	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // answerFrom is answerOf for a question sent from src (a loopback address a pod of the test has).
@@ -39,8 +42,17 @@ func answerFrom(t *testing.T, src, addr, name string, qtype uint16) string {
 // that the test cannot pass on a setup that shows everything to everyone.
 func TestVisibilityMatchesIstiod(t *testing.T) {
 	// The mesh's default, for Services and ServiceEntries alike (istiod has no separate default for
-	// ServiceEntries): their own namespace and web.
-	stack := realstack.Start(t, realstack.Options{MeshConfig: "defaultServiceExportTo: [\".\", web]\n"})
+	// ServiceEntries): their own namespace and web. istiod reads it from a file; the kubernetes
+	// source from the same file, and from the istio ConfigMap an install would have.
+	const meshDefaults = "defaultServiceExportTo: [\".\", web]\n"
+	stack := realstack.Start(t, realstack.Options{MeshConfig: meshDefaults})
+	meshConfigMap := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: realstack.IstioNamespace},
+		Data: map[string]string{"mesh": meshDefaults}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := stack.Kube.CoreV1().ConfigMaps(realstack.IstioNamespace).Create(ctx, meshConfigMap, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	namespaces := []string{"web", "payments", "shop", "lone"}
 	pods := map[string]string{"web": "127.0.0.71", "payments": "127.0.0.72", "shop": "127.0.0.73", "lone": "127.0.0.74"}
 	services := []struct{ ns, name, ip, exportTo string }{
@@ -111,6 +123,24 @@ func TestVisibilityMatchesIstiod(t *testing.T) {
     forward . %s
 }
 `, kubePort, stack.Kubeconfig, filepath.Join(stack.Dir, "mesh.yaml"), up.addr)
+	// The same from the mesh ConfigMap.
+	cmPort := freePort(t)
+	cmAddr := "127.0.0.1:" + cmPort
+	corefile += fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    meshdns {
+        kubernetes {
+            kubeconfig %s
+            serviceentries
+            sidecars
+            clients node-1
+            mesh_config configmap
+        }
+        fallthrough
+    }
+    forward . %s
+}
+`, cmPort, stack.Kubeconfig, up.addr)
 	// The node-local form of the nds source: one subscription per namespace with pods on node-1.
 	perNSPort := freePort(t)
 	perNSAddr := "127.0.0.1:" + perNSPort
@@ -190,7 +220,7 @@ func TestVisibilityMatchesIstiod(t *testing.T) {
 			for _, name := range names {
 				for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
 					want := answerFrom(t, "", ndsAddr[ns], name, qtype)
-					for what, addr := range map[string]string{"kubernetes": kubeAddr, "nds per namespace": perNSAddr} {
+					for what, addr := range map[string]string{"kubernetes": kubeAddr, "kubernetes, mesh ConfigMap": cmAddr, "nds per namespace": perNSAddr} {
 						if got := answerFrom(t, src, addr, name, qtype); got != want {
 							diffs = append(diffs, fmt.Sprintf("%s %s:\n  istiod (nds as %s): %s\n  %s, from %s's pod: %s", name, dns.TypeToString[qtype], ns, want, what, ns, got))
 						}
@@ -201,7 +231,7 @@ func TestVisibilityMatchesIstiod(t *testing.T) {
 				if v.ns != ns {
 					continue
 				}
-				for what, addr := range map[string]string{"istiod": ndsAddr[ns], "kubernetes": kubeAddr, "nds per namespace": perNSAddr} {
+				for what, addr := range map[string]string{"istiod": ndsAddr[ns], "kubernetes": kubeAddr, "kubernetes, mesh ConfigMap": cmAddr, "nds per namespace": perNSAddr} {
 					from := src
 					if what == "istiod" {
 						from = ""
@@ -226,4 +256,16 @@ func TestVisibilityMatchesIstiod(t *testing.T) {
 		slices.Sort(seen)
 		t.Logf("%s sees %d of %d names, as istiod's table for it: %s", ns, len(seen), len(names), strings.Join(seen, " "))
 	}
+
+	// A change to the mesh ConfigMap is followed: what gives no exportTo is exported everywhere.
+	meshConfigMap.Data["mesh"] = "defaultServiceExportTo: [\"*\"]\n"
+	if _, err := stack.Kube.CoreV1().ConfigMaps(realstack.IstioNamespace).Update(ctx, meshConfigMap, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "lone's pod sees defaulted.example.com once the mesh ConfigMap exports it everywhere", func() error {
+		if got := answerFrom(t, pods["lone"], cmAddr, "defaulted.example.com.", dns.TypeA); !strings.Contains(got, "240.0.1.6") {
+			return fmt.Errorf("%s", got)
+		}
+		return nil
+	})
 }

@@ -28,6 +28,7 @@ type Config struct {
 	ServiceEntries bool     // also watch networking.istio.io ServiceEntries
 	Sidecars       bool     // also watch networking.istio.io Sidecars: their egress hosts limit names
 	MeshConfig     string   // the MeshConfig file istiod reads: exportTo defaults, root namespace
+	MeshConfigMap  string   // or NAMESPACE/NAME of the ConfigMap whose "mesh" key it is, watched
 	Debug          string   // address of the debug HTTP endpoint (/visibility, /multicluster)
 	ClustersetZone string   // non-empty: serve this zone from ServiceImports (MCS DNS)
 	Clients        bool     // learn client namespaces from pod addresses
@@ -81,11 +82,26 @@ func Parse(c *caddy.Controller) (*Config, error) {
 				cfg.Sidecars = true
 			}
 		case "mesh_config":
-			if err = want(1, 1, "PATH of a MeshConfig YAML file"); err == nil {
-				cfg.MeshConfig = args[0]
-				if _, statErr := os.Stat(cfg.MeshConfig); statErr != nil {
-					err = c.Errf("kubernetes: mesh_config: %v", statErr)
+			if err = want(1, 2, "PATH of a MeshConfig YAML file, or configmap [NAMESPACE/NAME]"); err != nil {
+				break
+			}
+			if args[0] == "configmap" {
+				cfg.MeshConfigMap = defaultMeshConfigMap
+				if len(args) == 2 {
+					cfg.MeshConfigMap = args[1]
 				}
+				if ns, name, ok := strings.Cut(cfg.MeshConfigMap, "/"); !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+					err = c.Errf("kubernetes: mesh_config configmap: want NAMESPACE/NAME, such as %s, got %q", defaultMeshConfigMap, cfg.MeshConfigMap)
+				}
+				break
+			}
+			if len(args) == 2 {
+				err = c.Errf("kubernetes: mesh_config: want PATH or configmap [NAMESPACE/NAME], got %q", strings.Join(args, " "))
+				break
+			}
+			cfg.MeshConfig = args[0]
+			if _, statErr := os.Stat(cfg.MeshConfig); statErr != nil {
+				err = c.Errf("kubernetes: mesh_config: %v", statErr)
 			}
 		case "debug":
 			if err = want(1, 1, "ADDRESS such as 127.0.0.1:9154"); err == nil {
@@ -147,7 +163,7 @@ func Parse(c *caddy.Controller) (*Config, error) {
 // finish checks what only the whole block tells: a multicluster option without mesh_suffixes, or
 // names asked of a source that watches only clients.
 func (cfg *Config) finish(c *caddy.Controller) error {
-	if cfg.ClientsOnly && (len(cfg.Namespaces) > 0 || cfg.ServiceEntries || cfg.Sidecars || cfg.MeshConfig != "" || cfg.ClustersetZone != "" || cfg.Multicluster.Enabled()) {
+	if cfg.ClientsOnly && (len(cfg.Namespaces) > 0 || cfg.ServiceEntries || cfg.Sidecars || cfg.MeshConfig != "" || cfg.MeshConfigMap != "" || cfg.ClustersetZone != "" || cfg.Multicluster.Enabled()) {
 		return c.Errf("kubernetes: clients_only watches pods only: it cannot be given with namespaces, serviceentries, sidecars, mesh_config, clusterset or multicluster options")
 	}
 	return cfg.Multicluster.finish(c, cfg.Cluster)

@@ -61,6 +61,7 @@ type Source struct {
 	dirtyVis  bool         // a Sidecar or the mesh config changed: every host's visibility is redone
 	mesh      meshDefaults // the last good mesh config
 	meshData  []byte       // its content
+	meshRead  bool         // the mesh ConfigMap's first state is in
 	meshCfg   *Mesh        // the multicluster source of this block, whose debug endpoint we serve
 	kick      chan struct{}
 
@@ -239,6 +240,24 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		must(pods.SetTransform(trimPod))
 		s.handle(pods, "pods", func(any) { s.markPods() })
 		synced = append(synced, pods.HasSynced)
+		started = append(started, f)
+	}
+	if ref := s.cfg.MeshConfigMap; ref != "" {
+		ns, name, _ := strings.Cut(ref, "/")
+		f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(ns), informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+		}))
+		cms := f.Core().V1().ConfigMaps().Informer()
+		s.handle(cms, "configmaps", func(any) { s.meshConfigMapChanged(cms.GetStore()) })
+		// Its first state, even "none", is in before the first table: no name shows before the
+		// mesh's exportTo default says who may see it.
+		synced = append(synced, func() bool {
+			if !cms.HasSynced() {
+				return false
+			}
+			s.meshConfigMapChanged(cms.GetStore())
+			return true
+		})
 		started = append(started, f)
 	}
 	for _, f := range started {

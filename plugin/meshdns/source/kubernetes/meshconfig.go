@@ -7,12 +7,18 @@ import (
 	"os"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
 
 // defaultRootNamespace is MeshConfig's rootNamespace when the mesh config does not say.
 const defaultRootNamespace = "istio-system"
+
+// defaultMeshConfigMap is the ConfigMap istiod's mesh config comes from in an Istio install: its
+// "mesh" key is the MeshConfig YAML.
+const defaultMeshConfigMap = "istio-system/istio"
 
 // meshConfigPoll is how often the mesh config file is read again. A ConfigMap mounted as a volume
 // changes by a symlink swap, which reading catches where watching one inode would not.
@@ -127,4 +133,33 @@ func watchMeshConfig(ctx context.Context, file string, last []byte, changed func
 		last, lastBad = data, nil
 		changed(d)
 	}
+}
+
+// meshConfigMapChanged reads the watched mesh ConfigMap again from the informer's store: its "mesh"
+// key when it exists, istiod's defaults when it does not (no Istio, or not yet). Bad content is
+// counted and logged, and the last good kept.
+func (s *Source) meshConfigMapChanged(store cache.Store) {
+	where := "configmap " + s.cfg.MeshConfigMap
+	var data []byte
+	if obj, ok, _ := store.GetByKey(s.cfg.MeshConfigMap); ok {
+		if cm, ok := obj.(*corev1.ConfigMap); ok {
+			data = []byte(cm.Data["mesh"])
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.meshRead && bytes.Equal(data, s.meshData) {
+		return
+	}
+	d, err := parseMeshConfig(where, data)
+	if err != nil {
+		invalidTotal.WithLabelValues(s.cfg.Cluster, "meshconfig").Inc()
+		log.Errorf("%s: %v; keeping the last good one", s, err)
+		return
+	}
+	if s.meshRead {
+		log.Infof("%s: mesh config %s changed", s, where)
+	}
+	s.mesh, s.meshData, s.meshRead, s.dirtyVis = d, data, true, true
+	s.signal() // does not block
 }
