@@ -715,24 +715,6 @@ func keyOf(obj any) string {
 
 // sliceImportKey is the "ns/name" of the ServiceImport an MCS EndpointSlice (or its tombstone)
 // belongs to.
-func sliceImportKey(obj any) string {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	es, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return ""
-	}
-	name := es.Labels[labelImportName]
-	if name == "" {
-		return ""
-	}
-	return es.Namespace + "/" + name
-}
+func sliceImportKey(obj any) string { return kubewatch.SliceKey(obj, labelImportName) }
 
-func sliceImport(obj any) ([]string, error) {
-	if k := sliceImportKey(obj); k != "" {
-		return []string{k}, nil
-	}
-	return nil, nil
-}
+func sliceImport(obj any) ([]string, error) { return kubewatch.SliceIndex(obj, labelImportName) }

@@ -48,8 +48,9 @@ func TrimEndpointSlice(labels ...string) cache.TransformFunc {
 	}
 }
 
-// SliceServiceKey is the "ns/name" of the Service an EndpointSlice (or its tombstone) belongs to.
-func SliceServiceKey(obj any) string {
+// SliceKey is the "ns/name" an EndpointSlice (or its tombstone) names with label: its Service's
+// (discoveryv1.LabelServiceName), or its MCS ServiceImport's.
+func SliceKey(obj any, label string) string {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
@@ -57,20 +58,26 @@ func SliceServiceKey(obj any) string {
 	if !ok {
 		return ""
 	}
-	name := es.Labels[discoveryv1.LabelServiceName]
+	name := es.Labels[label]
 	if name == "" {
 		return ""
 	}
 	return es.Namespace + "/" + name
 }
 
-// SliceService is the ServiceIndex index function.
-func SliceService(obj any) ([]string, error) {
-	if k := SliceServiceKey(obj); k != "" {
+// SliceIndex indexes an EndpointSlice under the SliceKey of label.
+func SliceIndex(obj any, label string) ([]string, error) {
+	if k := SliceKey(obj, label); k != "" {
 		return []string{k}, nil
 	}
 	return nil, nil
 }
+
+// SliceServiceKey is the "ns/name" of the Service an EndpointSlice (or its tombstone) belongs to.
+func SliceServiceKey(obj any) string { return SliceKey(obj, discoveryv1.LabelServiceName) }
+
+// SliceService is the ServiceIndex index function.
+func SliceService(obj any) ([]string, error) { return SliceIndex(obj, discoveryv1.LabelServiceName) }
 
 // Ready reads an endpoint's Ready condition; the API defines a missing one as ready.
 func Ready(ep discoveryv1.Endpoint) bool {

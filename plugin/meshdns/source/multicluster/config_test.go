@@ -1,8 +1,6 @@
 package multicluster
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,11 +12,7 @@ import (
 
 // TestParse reads the multicluster options as they are written, in a kubernetes block.
 func TestParse(t *testing.T) {
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := writeKubeconfig(t, t.TempDir())
 	tests := []struct {
 		input   string
 		wantErr string

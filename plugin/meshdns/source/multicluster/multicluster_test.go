@@ -13,11 +13,7 @@ import (
 
 func TestNew(t *testing.T) {
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://192.0.2.1:6443\"}}]\n"+
-		"users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := writeKubeconfig(t, dir)
 	local := Local{Cluster: "east", Source: "kubernetes in-cluster", StartupTimeout: 3 * time.Second}
 	cfg := &Config{Suffixes: []string{"global", "mesh"}, Remotes: []Remote{{ID: "west", Kubeconfig: kubeconfig}},
 		VIPs: DefaultVIPRanges, VIPState: filepath.Join(dir, "vips.json")}
@@ -36,6 +32,17 @@ func TestNew(t *testing.T) {
 	if _, err := New(cfg, local); err == nil || !strings.Contains(err.Error(), "remote west") {
 		t.Errorf("a missing remote kubeconfig: %v", err)
 	}
+}
+
+// writeKubeconfig writes a kubeconfig of a cluster at 192.0.2.1 into dir, and returns its path.
+func writeKubeconfig(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://192.0.2.1:6443\"}}]\n"+
+		"users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestSameEntries(t *testing.T) {
