@@ -1,9 +1,3 @@
-// Package multicluster is the source of multicluster names: it follows every cluster of the mesh
-// (this one, those of the Corefile and those of Istio remote secrets) and answers names under the
-// mesh suffixes with the addresses of the clusters chosen by locality and health of their east-west
-// gateways, or with stable virtual IPs. Its options are written in the kubernetes block of this
-// cluster (Config implements kubernetes.Extension), and it watches this cluster with that block's
-// client configuration (Local).
 package multicluster
 
 import (

@@ -10,6 +10,8 @@ import (
 	"github.com/meshdns/meshdns/plugin/meshdns/source/kubernetes"
 )
 
+var _ kubernetes.Extension = (*Config)(nil)
+
 // TestParse reads the multicluster options as they are written, in a kubernetes block.
 func TestParse(t *testing.T) {
 	kubeconfig := writeKubeconfig(t, t.TempDir())

@@ -1,3 +1,9 @@
+// Package multicluster is the source of multicluster names: it follows every cluster of the mesh
+// (this one, those of the Corefile and those of Istio remote secrets) and answers names under the
+// mesh suffixes with the addresses of the clusters chosen by locality and health of their east-west
+// gateways, or with stable virtual IPs. Its options are written in the kubernetes block of this
+// cluster (Config implements kubernetes.Extension), and it watches this cluster with that block's
+// client configuration (Local).
 package multicluster
 
 import (
@@ -36,7 +42,7 @@ type Mesh struct {
 	remotes map[string]*rest.Config
 
 	mu        sync.Mutex
-	clusters  map[string]*meshCluster // by id; this cluster's under cfg.Cluster
+	clusters  map[string]*meshCluster // by id; this cluster's under local.Cluster
 	decided   map[string][]Candidate  // last choice per service key, for the debug endpoint
 	answers   map[string][]netip.Addr // last answer per service key
 	qualified map[string][]netip.Addr // last answer per "key|cluster", for cluster-qualified names
