@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNameTable$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/nds
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAddress$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/ambient
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/multicluster
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceEntry$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceImport$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzVisibility$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes

@@ -16,6 +16,7 @@ import (
 	"github.com/meshdns/meshdns/plugin/meshdns/source/ambient"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/file"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/kubernetes"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/multicluster"
 	"github.com/meshdns/meshdns/plugin/meshdns/source/nds"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
@@ -70,6 +71,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		files         []fileSource
 		ndsConfigs    []*nds.Config
 		kubeConfigs   []*kubernetes.Config
+		meshConfigs   []*multicluster.Config // of each kubernetes block, read inside it
 		ambConfigs    []*ambient.Config
 		seen          = map[string]bool{}
 	)
@@ -111,11 +113,13 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 				}
 				ambConfigs = append(ambConfigs, cfg)
 			case "kubernetes":
-				cfg, err := kubernetes.Parse(c)
+				mc := &multicluster.Config{}
+				cfg, err := kubernetes.Parse(c, mc)
 				if err != nil {
 					return nil, err
 				}
 				kubeConfigs = append(kubeConfigs, cfg)
+				meshConfigs = append(meshConfigs, mc)
 			case "namespace":
 				if len(args) != 1 {
 					return nil, c.Errf("namespace: want one namespace, got %d arguments", len(args))
@@ -200,7 +204,7 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 	}
 	var clientNamespaces source.ClientNamespaces // the first kubernetes source with clients
 	var tokens source.Tokens                     // the first kubernetes source
-	for _, cfg := range kubeConfigs {
+	for i, cfg := range kubeConfigs {
 		cfg.ClusterDomain = clusterDomain
 		src, err := kubernetes.New(cfg)
 		if err != nil {
@@ -216,12 +220,16 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 				clientNamespaces = src
 			}
 		}
-		mesh, err := src.Mesh()
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d - Error during parsing: %s: multicluster: %v", c.File(), line, cfg, err)
-		}
-		if mesh != nil {
+		if mc := meshConfigs[i]; mc.Enabled() {
+			// The multicluster source watches this cluster with the block's client configuration,
+			// and explains its answers on the block's debug endpoint.
+			mesh, err := multicluster.New(mc, multicluster.Local{Cluster: cfg.Cluster, Rest: src.RestConfig(), Source: cfg.String(),
+				StartupTimeout: cfg.StartupTimeout})
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d - Error during parsing: %s: multicluster: %v", c.File(), line, cfg, err)
+			}
 			m.store.add(mesh, nil)
+			src.HandleDebug("/multicluster", mesh)
 		}
 	}
 	if len(perNamespace) > 0 && clientNamespaces == nil {

@@ -9,11 +9,11 @@ import (
 	"github.com/coredns/caddy"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // DefaultStartupTimeout is how long CoreDNS's start waits for the first sync, as the kubernetes plugin
@@ -36,19 +36,42 @@ type Config struct {
 	ClientsOnly    bool     // watch only the pods: the names come from another source (nds namespaces)
 	Cluster        string   // the cluster id put on entries
 	StartupTimeout time.Duration
-	Multicluster   Multicluster
 
 	// From the meshdns block.
 	ClusterDomain string
 }
 
-// Parse reads the rest of a "kubernetes [{ ... }]" line, the controller standing on "kubernetes".
-func Parse(c *caddy.Controller) (*Config, error) {
+// Extension reads the properties of a kubernetes block that configure another source of this
+// cluster (multicluster.Config): the block keeps one syntax while the sources are two, and this
+// package knows nothing of the other.
+type Extension interface {
+	Properties() []string // the properties it reads
+	Repeatable() []string // those of them that may be given more than once
+	ParseProperty(c *caddy.Controller, prop string, args []string) error
+	// Finish fills defaults and checks the block once it is read; cluster is the block's cluster id.
+	Finish(c *caddy.Controller, cluster string) error
+	Enabled() bool // it serves names: clients_only refuses it then
+}
+
+// Parse reads the rest of a "kubernetes [{ ... }]" line, the controller standing on "kubernetes";
+// the properties of the extensions go to them.
+func Parse(c *caddy.Controller, exts ...Extension) (*Config, error) {
 	cfg := &Config{StartupTimeout: DefaultStartupTimeout}
 	if args := c.RemainingArgs(); len(args) > 0 {
 		return nil, c.Errf("kubernetes: unexpected %q: options go in a block, as in kubernetes { kubeconfig PATH }", strings.Join(args, " "))
 	}
-	err := source.ParseBlock(c, "kubernetes", []string{"remote", "gateway"}, func(prop string, args []string) error {
+	owner := map[string]Extension{}
+	var repeatable []string
+	for _, e := range exts {
+		for _, p := range e.Properties() {
+			owner[p] = e
+		}
+		repeatable = append(repeatable, e.Repeatable()...)
+	}
+	err := source.ParseBlock(c, "kubernetes", repeatable, func(prop string, args []string) error {
+		if e, ok := owner[prop]; ok {
+			return e.ParseProperty(c, prop, args)
+		}
 		want := func(min, max int, what string) error {
 			return source.WantArgs(c, "kubernetes", prop, args, min, max, what)
 		}
@@ -135,9 +158,6 @@ func Parse(c *caddy.Controller) (*Config, error) {
 			if err = want(1, 1, "one cluster id"); err == nil {
 				cfg.Cluster = args[0]
 			}
-		case "network", "locality", "remote", "remote_secrets", "mesh_suffixes", "export_label", "gateway_service",
-			"gateway", "gateway_port", "vips", "vip_state", "probe_interval", "hold_down", "lease":
-			err = cfg.Multicluster.parse(c, prop, args)
 		case "startup_timeout":
 			if err = want(1, 1, "a duration such as 5s"); err == nil {
 				d, perr := time.ParseDuration(args[0])
@@ -154,19 +174,28 @@ func Parse(c *caddy.Controller) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.finish(c); err != nil {
+	if err := cfg.finish(c, exts); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
-// finish checks what only the whole block tells: a multicluster option without mesh_suffixes, or
-// names asked of a source that watches only clients.
-func (cfg *Config) finish(c *caddy.Controller) error {
-	if cfg.ClientsOnly && (len(cfg.Namespaces) > 0 || cfg.ServiceEntries || cfg.Sidecars || cfg.MeshConfig != "" || cfg.MeshConfigMap != "" || cfg.ClustersetZone != "" || cfg.Multicluster.Enabled()) {
+// finish checks what only the whole block tells: names asked of a source that watches only
+// clients, and what the extensions check (a multicluster option without mesh_suffixes).
+func (cfg *Config) finish(c *caddy.Controller, exts []Extension) error {
+	enabled := false
+	for _, e := range exts {
+		enabled = enabled || e.Enabled()
+	}
+	if cfg.ClientsOnly && (len(cfg.Namespaces) > 0 || cfg.ServiceEntries || cfg.Sidecars || cfg.MeshConfig != "" || cfg.MeshConfigMap != "" || cfg.ClustersetZone != "" || enabled) {
 		return c.Errf("kubernetes: clients_only watches pods only: it cannot be given with namespaces, serviceentries, sidecars, mesh_config, clusterset or multicluster options")
 	}
-	return cfg.Multicluster.finish(c, cfg.Cluster)
+	for _, e := range exts {
+		if err := e.Finish(c, cfg.Cluster); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // restConfig is the client configuration: the kubeconfig file and context given, or in-cluster.
@@ -180,40 +209,13 @@ func (cfg *Config) restConfig() (*rest.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("no kubeconfig given and not in a cluster: %w", err)
 		}
-		return tuned(rc), nil
+		return kubewatch.Tuned(rc), nil
 	}
-	rc, err = kubeconfigRest(cfg.Kubeconfig, cfg.Context, nil)
+	rc, err = kubewatch.RestConfig(cfg.Kubeconfig, cfg.Context, nil)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
 	}
 	return rc, nil
-}
-
-// kubeconfigRest is the client configuration of a kubeconfig: the file at path (with context, or its
-// current one), or the bytes of one (a remote secret's).
-func kubeconfigRest(path, context string, kubeconfig []byte) (*rest.Config, error) {
-	var (
-		rc  *rest.Config
-		err error
-	)
-	if kubeconfig != nil {
-		rc, err = clientcmd.RESTConfigFromKubeConfig(kubeconfig)
-	} else {
-		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
-		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
-	}
-	if err != nil {
-		return nil, err
-	}
-	return tuned(rc), nil
-}
-
-// tuned sets what every client of ours shares: its name, and the rate for the first lists
-// (informers list once and then watch: a higher rate only matters then).
-func tuned(rc *rest.Config) *rest.Config {
-	rc.UserAgent = "meshdns"
-	rc.QPS, rc.Burst = 50, 100
-	return rc
 }
 
 // String names the source in logs and keys its carried table across reloads.

@@ -16,8 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// serveDebug serves, on the debug address, /visibility?host=HOST&namespace=NS (or &client=IP) and,
-// with mesh names, /multicluster (multicluster.go), until the returned stop is called.
+// serveDebug serves, on the debug address, /visibility?host=HOST&namespace=NS (or &client=IP) and
+// the handlers of HandleDebug (with mesh names, multicluster's /multicluster), until the returned
+// stop is called.
 func (s *Source) serveDebug() (func(), error) {
 	// With SO_REUSEPORT, as CoreDNS's own listeners: on a reload the new instance binds while the old
 	// one still holds the address.
@@ -27,8 +28,8 @@ func (s *Source) serveDebug() (func(), error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/visibility", s.explainVisibility)
-	if s.meshCfg != nil {
-		mux.HandleFunc("/multicluster", s.meshCfg.explain)
+	for path, h := range s.debug {
+		mux.Handle(path, h)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

@@ -21,7 +21,6 @@ func FuzzParse(f *testing.F) {
 		"kubernetes {\n clients\n}",
 		"kubernetes {\n clusterset\n}",
 		"kubernetes {\n clusterset mc.example\n}",
-		"kubernetes {\n cluster east\n locality eu/eu-1\n remote west /nonexistent ctx network n2\n remote_secrets ns\n mesh_suffixes global\n gateway west 192.0.2.1\n vips 240.240.0.0/16\n vip_state /tmp/x\n hold_down 1s\n}",
 		"kubernetes {\n namespaces\n}",
 		"kubernetes {",
 	} {

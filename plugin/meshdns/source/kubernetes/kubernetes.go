@@ -6,6 +6,7 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,10 +42,9 @@ const (
 	coalesce = 50 * time.Millisecond
 	// probeEvery is how often the API server is checked, for the connected metric and the log.
 	probeEvery = 5 * time.Second
-	// serviceIndex indexes EndpointSlices by the "ns/name" of their Service, importIndex by that of
-	// their ServiceImport (MCS).
-	serviceIndex = "service"
-	importIndex  = "import"
+	// importIndex indexes EndpointSlices by the "ns/name" of their ServiceImport (MCS), as
+	// kubewatch.ServiceIndex does by that of their Service.
+	importIndex = "import"
 )
 
 // Source watches one Kubernetes cluster.
@@ -62,8 +63,10 @@ type Source struct {
 	mesh      meshDefaults // the last good mesh config
 	meshData  []byte       // its content
 	meshRead  bool         // the mesh ConfigMap's first state is in
-	meshCfg   *Mesh        // the multicluster source of this block, whose debug endpoint we serve
-	kick      chan struct{}
+	// debug are the handlers other sources of this cluster serve on our debug endpoint, by path
+	// (multicluster's /multicluster); set at setup, before Run.
+	debug map[string]http.Handler
+	kick  chan struct{}
 
 	// view guards what the debug endpoint reads: written by the Run goroutine in flush.
 	view sync.RWMutex
@@ -99,6 +102,19 @@ func New(cfg *Config) (*Source, error) {
 
 // Kind implements source.Source.
 func (s *Source) Kind() string { return "kubernetes" }
+
+// RestConfig is the client configuration of this cluster, for another source that watches it too
+// (multicluster), so that both reach it alike.
+func (s *Source) RestConfig() *rest.Config { return s.rest }
+
+// HandleDebug has the debug endpoint, when the block has one, serve h at path too: another source
+// of this cluster's (multicluster, /multicluster) explains its answers there. Call it before Run.
+func (s *Source) HandleDebug(path string, h http.Handler) {
+	if s.debug == nil {
+		s.debug = map[string]http.Handler{}
+	}
+	s.debug[path] = h
+}
 
 // String implements source.Source.
 func (s *Source) String() string { return s.cfg.String() }
@@ -191,12 +207,12 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(ns))
 		w.services = f.Core().V1().Services().Informer()
 		w.slices = f.Discovery().V1().EndpointSlices().Informer()
-		must(w.services.SetTransform(trimService))
-		must(w.slices.SetTransform(trimEndpointSlice))
-		must(w.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService, importIndex: sliceImport}))
+		kubewatch.Must(w.services.SetTransform(trimService))
+		kubewatch.Must(w.slices.SetTransform(trimEndpointSlice))
+		kubewatch.Must(w.slices.AddIndexers(cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService, importIndex: sliceImport}))
 		s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
 		s.handle(w.slices, "endpointslices", func(obj any) {
-			if key := sliceServiceKey(obj); key != "" {
+			if key := kubewatch.SliceServiceKey(obj); key != "" {
 				s.markService(key)
 			}
 			if key := sliceImportKey(obj); key != "" && s.cfg.ClustersetZone != "" {
@@ -209,19 +225,19 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
 			if withSE {
 				w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
-				must(w.serviceEntries.SetTransform(trimServiceEntry))
+				kubewatch.Must(w.serviceEntries.SetTransform(trimServiceEntry))
 				s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) })
 				synced = append(synced, w.serviceEntries.HasSynced)
 			}
 			if withSidecars {
 				w.sidecars = df.ForResource(sidecarGVR).Informer()
-				must(w.sidecars.SetTransform(trimSidecar))
+				kubewatch.Must(w.sidecars.SetTransform(trimSidecar))
 				s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() })
 				synced = append(synced, w.sidecars.HasSynced)
 			}
 			if !importGVR.Empty() {
 				w.imports = df.ForResource(importGVR).Informer()
-				must(w.imports.SetTransform(trimServiceImport))
+				kubewatch.Must(w.imports.SetTransform(trimServiceImport))
 				s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) })
 				synced = append(synced, w.imports.HasSynced)
 			}
@@ -237,7 +253,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			}
 		}))
 		pods = f.Core().V1().Pods().Informer()
-		must(pods.SetTransform(trimPod))
+		kubewatch.Must(pods.SetTransform(trimPod))
 		s.handle(pods, "pods", func(any) { s.markPods() })
 		synced = append(synced, pods.HasSynced)
 		started = append(started, f)
@@ -279,7 +295,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	defer func() { cancel(); <-probing }()
 
 	begin := time.Now()
-	if !waitSynced(ctx, synced) {
+	if !kubewatch.WaitSynced(ctx, synced) {
 		return // stopped before the first sync
 	}
 	// Everything is new: index it all at once, whatever the events said.
@@ -370,34 +386,13 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 // serves reports whether the cluster serves the resource gvr, logging why not with why when it is
 // not empty. An API server that cannot be asked yet is assumed to serve it: the informer waits for it.
 func (s *Source) serves(kube kubernetes.Interface, gvr schema.GroupVersionResource, why string) bool {
-	if servesResource(kube, gvr, true) {
+	if kubewatch.ServesResource(kube, gvr, true) {
 		return true
 	}
 	if why != "" {
 		log.Warningf("%s: the cluster does not serve %s %s (%s)", s, gvr.GroupVersion(), gvr.Resource, why)
 	}
 	return false
-}
-
-// waitSynced waits until every informer has synced, checking every 10 ms: client-go's own wait
-// checks every 100 ms, which would be most of the time to ready on a small cluster.
-func waitSynced(ctx context.Context, synced []cache.InformerSynced) bool {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		done := true
-		for _, f := range synced {
-			done = done && f()
-		}
-		if done {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-		}
-	}
 }
 
 // handle sends every add, update and delete of inf to mark, counting them under resource.
@@ -411,7 +406,7 @@ func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark fun
 		AddFunc: on,
 		UpdateFunc: func(old, cur any) {
 			// An EndpointSlice may move to another Service: both must be redone.
-			if k := sliceServiceKey(old); k != "" && k != sliceServiceKey(cur) {
+			if k := kubewatch.SliceServiceKey(old); k != "" && k != kubewatch.SliceServiceKey(cur) {
 				s.markService(k)
 			}
 			if k := sliceImportKey(old); k != "" && k != sliceImportKey(cur) && s.cfg.ClustersetZone != "" {
@@ -421,8 +416,8 @@ func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark fun
 		},
 		DeleteFunc: on,
 	})
-	must(err)
-	must(inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
+	kubewatch.Must(err)
+	kubewatch.Must(inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
 		log.Warningf("%s: watching %s: %v", s, resource, err)
 	}))
 }
@@ -500,7 +495,7 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 		}
 		var eps []*discoveryv1.EndpointSlice
 		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
-			objs, _ := w.slices.GetIndexer().ByIndex(serviceIndex, key)
+			objs, _ := w.slices.GetIndexer().ByIndex(kubewatch.ServiceIndex, key)
 			for _, o := range objs {
 				if es, ok := o.(*discoveryv1.EndpointSlice); ok {
 					eps = append(eps, es)
@@ -737,57 +732,8 @@ func keyOf(obj any) string {
 	return k
 }
 
-// sliceServiceKey is the "ns/name" of the Service an EndpointSlice (or its tombstone) belongs to.
-func sliceServiceKey(obj any) string {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	es, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return ""
-	}
-	name := es.Labels[discoveryv1.LabelServiceName]
-	if name == "" {
-		return ""
-	}
-	return es.Namespace + "/" + name
-}
-
 // sliceImportKey is the "ns/name" of the ServiceImport an MCS EndpointSlice (or its tombstone)
 // belongs to.
-func sliceImportKey(obj any) string {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	es, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return ""
-	}
-	name := es.Labels[labelImportName]
-	if name == "" {
-		return ""
-	}
-	return es.Namespace + "/" + name
-}
+func sliceImportKey(obj any) string { return kubewatch.SliceKey(obj, labelImportName) }
 
-func sliceImport(obj any) ([]string, error) {
-	if k := sliceImportKey(obj); k != "" {
-		return []string{k}, nil
-	}
-	return nil, nil
-}
-
-func sliceService(obj any) ([]string, error) {
-	if k := sliceServiceKey(obj); k != "" {
-		return []string{k}, nil
-	}
-	return nil, nil
-}
-
-// must panics on errors that only a programming mistake causes (handlers added to a running
-// informer), never on anything from the cluster.
-func must(err error) {
-	if err != nil {
-		panic(err)
-	}
-}
+func sliceImport(obj any) ([]string, error) { return kubewatch.SliceIndex(obj, labelImportName) }

@@ -1,6 +1,8 @@
 package kubernetes
 
 import (
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
+
 	"fmt"
 	"net/netip"
 
@@ -104,7 +106,7 @@ func parseIPs(ss []string) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range ss {
 		if a, err := netip.ParseAddr(s); err == nil && !a.IsUnspecified() {
-			out = appendNew(out, []netip.Addr{a})
+			out = kubewatch.AppendNew(out, []netip.Addr{a})
 		}
 	}
 	return out

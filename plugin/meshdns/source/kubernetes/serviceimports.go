@@ -1,6 +1,8 @@
 package kubernetes
 
 import (
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
+
 	"fmt"
 	"net/netip"
 	"strings"
@@ -133,7 +135,7 @@ func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, z
 				errs = append(errs, fmt.Errorf("%s: ip %q is not an address", what, s))
 				continue
 			}
-			e.Addrs = appendNew(e.Addrs, []netip.Addr{a})
+			e.Addrs = kubewatch.AppendNew(e.Addrs, []netip.Addr{a})
 		}
 		if len(e.Addrs) == 0 {
 			return nil, errs // no clusterset IP yet: nothing to answer
@@ -153,14 +155,14 @@ func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, z
 				continue
 			}
 			for _, ep := range s.Endpoints {
-				if !ready(ep) {
+				if !kubewatch.Ready(ep) {
 					continue
 				}
 				addrs := endpointAddrs(ep)
 				if len(addrs) == 0 {
 					continue
 				}
-				out[0].Addrs = appendNew(out[0].Addrs, addrs)
+				out[0].Addrs = kubewatch.AppendNew(out[0].Addrs, addrs)
 				if cluster == "" {
 					continue // no cluster id: no per-endpoint name can be formed
 				}
@@ -177,7 +179,7 @@ func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, z
 					out = append(out, table.Entry{Host: h, Registry: table.RegistryKubernetes, Namespace: si.Namespace, Cluster: cluster})
 					targets = append(targets, h)
 				}
-				out[i].Addrs = appendNew(out[i].Addrs, addrs)
+				out[i].Addrs = kubewatch.AppendNew(out[i].Addrs, addrs)
 			}
 		}
 		if len(out[0].Addrs) == 0 {

@@ -1,6 +1,8 @@
 package kubernetes
 
 import (
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
+
 	"fmt"
 	"net/netip"
 	"slices"
@@ -61,11 +63,11 @@ func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.En
 	pods := map[string]int{} // hostname -> index in out
 	for _, s := range addressSlices(eps) {
 		for _, ep := range s.Endpoints {
-			if !obj.Spec.PublishNotReadyAddresses && !ready(ep) {
+			if !obj.Spec.PublishNotReadyAddresses && !kubewatch.Ready(ep) {
 				continue
 			}
 			addrs := endpointAddrs(ep)
-			out[0].Addrs = appendNew(out[0].Addrs, addrs)
+			out[0].Addrs = kubewatch.AppendNew(out[0].Addrs, addrs)
 			if ep.Hostname == nil || len(validation.IsDNS1123Label(*ep.Hostname)) > 0 {
 				continue
 			}
@@ -82,7 +84,7 @@ func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.En
 					Cluster:   svc.Cluster,
 				})
 			}
-			out[i].Addrs = appendNew(out[i].Addrs, addrs)
+			out[i].Addrs = kubewatch.AppendNew(out[i].Addrs, addrs)
 		}
 	}
 	return out
@@ -110,20 +112,6 @@ func endpointAddrs(ep discoveryv1.Endpoint) []netip.Addr {
 		}
 	}
 	return out
-}
-
-// ready reads an endpoint's Ready condition; the API defines a missing one as ready.
-func ready(ep discoveryv1.Endpoint) bool {
-	return ep.Conditions.Ready == nil || *ep.Conditions.Ready
-}
-
-func appendNew(dst, src []netip.Addr) []netip.Addr {
-	for _, a := range src {
-		if !slices.Contains(dst, a) {
-			dst = append(dst, a)
-		}
-	}
-	return dst
 }
 
 // serviceMeta is what the visibility of a Service's names depends on: the per-pod names of a

@@ -1,9 +1,10 @@
 package kubernetes
 
 import (
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 )
@@ -12,17 +13,12 @@ import (
 // EndpointSlice and Pod of a large cluster, and their annotations, managed fields, pod specs and
 // statuses would be most of its memory. Each transform returns a new, small object.
 
-func meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		CreationTimestamp: m.CreationTimestamp}
-}
-
 func trimService(obj any) (any, error) {
 	svc, ok := obj.(*corev1.Service)
 	if !ok {
 		return obj, nil // a tombstone: DeletedFinalStateUnknown
 	}
-	m := meta(&svc.ObjectMeta)
+	m := kubewatch.Meta(&svc.ObjectMeta)
 	if v, ok := svc.Annotations[exportToAnnotation]; ok {
 		m.Annotations = map[string]string{exportToAnnotation: v}
 	}
@@ -38,30 +34,9 @@ func trimService(obj any) (any, error) {
 	}, nil
 }
 
-func trimEndpointSlice(obj any) (any, error) {
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return obj, nil
-	}
-	out := &discoveryv1.EndpointSlice{ObjectMeta: meta(&s.ObjectMeta), AddressType: s.AddressType}
-	for _, l := range []string{discoveryv1.LabelServiceName, labelImportName, labelSourceCluster} {
-		if v, ok := s.Labels[l]; ok {
-			if out.Labels == nil {
-				out.Labels = make(map[string]string, 1)
-			}
-			out.Labels[l] = v
-		}
-	}
-	out.Endpoints = make([]discoveryv1.Endpoint, len(s.Endpoints))
-	for i, ep := range s.Endpoints {
-		out.Endpoints[i] = discoveryv1.Endpoint{
-			Addresses:  ep.Addresses,
-			Conditions: discoveryv1.EndpointConditions{Ready: ep.Conditions.Ready},
-			Hostname:   ep.Hostname,
-		}
-	}
-	return out, nil
-}
+// trimEndpointSlice keeps the labels naming a slice's Service or, for MCS, its ServiceImport and
+// source cluster.
+var trimEndpointSlice = kubewatch.TrimEndpointSlice(discoveryv1.LabelServiceName, labelImportName, labelSourceCluster)
 
 func trimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
@@ -69,7 +44,7 @@ func trimPod(obj any) (any, error) {
 		return obj, nil
 	}
 	return &corev1.Pod{
-		ObjectMeta: meta(&p.ObjectMeta),
+		ObjectMeta: kubewatch.Meta(&p.ObjectMeta),
 		Spec:       corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
 		Status:     corev1.PodStatus{Phase: p.Status.Phase, PodIPs: p.Status.PodIPs, PodIP: p.Status.PodIP},
 	}, nil

@@ -1,4 +1,4 @@
-package kubernetes
+package multicluster
 
 import (
 	"context"
@@ -7,9 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -37,7 +38,7 @@ type clusterWatch struct {
 	id       string
 	network  string // configured; else read from the cluster (networkLabel)
 	locality Locality
-	mc       *Multicluster
+	mc       *Config
 	changed  func() // called after any change the choice may depend on
 
 	kube       kubernetes.Interface
@@ -59,7 +60,7 @@ type exportedService struct {
 	ready      int // ready endpoints
 }
 
-func newClusterWatch(id string, rc *rest.Config, mc *Multicluster, network string, loc Locality, changed func()) (*clusterWatch, error) {
+func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc Locality, changed func()) (*clusterWatch, error) {
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
@@ -73,9 +74,9 @@ func newClusterWatch(id string, rc *rest.Config, mc *Multicluster, network strin
 	f := informers.NewSharedInformerFactory(kube, 0)
 	w.services = f.Core().V1().Services().Informer()
 	w.slices = f.Discovery().V1().EndpointSlices().Informer()
-	must(w.services.SetTransform(trimExportedService))
-	must(w.slices.SetTransform(trimEndpointSlice))
-	must(w.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService}))
+	kubewatch.Must(w.services.SetTransform(trimExportedService))
+	kubewatch.Must(w.slices.SetTransform(kubewatch.TrimEndpointSlice(discoveryv1.LabelServiceName)))
+	kubewatch.Must(w.slices.AddIndexers(cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService}))
 	nf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = "metadata.name=" + mc.GatewayNS
 	}))
@@ -88,10 +89,10 @@ func newClusterWatch(id string, rc *rest.Config, mc *Multicluster, network strin
 	for _, gvr := range serviceExportGVRs {
 		// A cluster that cannot be asked gets no ServiceExport watch: it is made again when the
 		// cluster is added again.
-		if servesResource(kube, gvr, false) {
+		if kubewatch.ServesResource(kube, gvr, false) {
 			df = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 			w.exports = df.ForResource(gvr).Informer()
-			must(w.exports.SetTransform(trimToMeta))
+			kubewatch.Must(w.exports.SetTransform(trimToMeta))
 			factories = append(factories, df)
 			break
 		}
@@ -105,7 +106,7 @@ func newClusterWatch(id string, rc *rest.Config, mc *Multicluster, network strin
 			UpdateFunc: func(any, any) { w.changed() },
 			DeleteFunc: func(any) { w.changed() },
 		})
-		must(err)
+		kubewatch.Must(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
@@ -196,11 +197,11 @@ func (w *clusterWatch) exported() map[string]exportedService {
 				es.clusterIPs = append(es.clusterIPs, a)
 			}
 		}
-		objs, _ := w.slices.GetIndexer().ByIndex(serviceIndex, k)
+		objs, _ := w.slices.GetIndexer().ByIndex(kubewatch.ServiceIndex, k)
 		for _, o := range objs {
 			if sl, ok := o.(*discoveryv1.EndpointSlice); ok {
 				for _, ep := range sl.Endpoints {
-					if ready(ep) && len(ep.Addresses) > 0 {
+					if kubewatch.Ready(ep) && len(ep.Addresses) > 0 {
 						es.ready++
 					}
 				}
@@ -225,12 +226,12 @@ func (w *clusterWatch) gateway() []netip.Addr {
 	var out []netip.Addr
 	for _, in := range svc.Status.LoadBalancer.Ingress {
 		if a, err := netip.ParseAddr(in.IP); err == nil {
-			out = appendNew(out, []netip.Addr{a})
+			out = kubewatch.AppendNew(out, []netip.Addr{a})
 		}
 	}
 	for _, s := range svc.Spec.ExternalIPs {
 		if a, err := netip.ParseAddr(s); err == nil {
-			out = appendNew(out, []netip.Addr{a})
+			out = kubewatch.AppendNew(out, []netip.Addr{a})
 		}
 	}
 	return out
@@ -248,24 +249,6 @@ func (w *clusterWatch) networkOf() string {
 	return obj.(*corev1.Namespace).Labels[networkLabel]
 }
 
-// servesResource reports whether the cluster serves gvr; ifUnknown is the answer when the API server
-// cannot be asked (other than a plain "not found").
-func servesResource(kube kubernetes.Interface, gvr schema.GroupVersionResource, ifUnknown bool) bool {
-	list, err := kube.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
-	switch {
-	case apierrors.IsNotFound(err):
-		return false
-	case err != nil:
-		return ifUnknown
-	}
-	for _, r := range list.APIResources {
-		if r.Name == gvr.Resource {
-			return true
-		}
-	}
-	return false
-}
-
 // trimExportedService keeps what the multicluster choice reads: labels (the export label), cluster
 // IPs, and the load-balancer status and external IPs of gateways.
 func trimExportedService(obj any) (any, error) {
@@ -273,7 +256,7 @@ func trimExportedService(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	m := meta(&svc.ObjectMeta)
+	m := kubewatch.Meta(&svc.ObjectMeta)
 	m.Labels = svc.Labels
 	return &corev1.Service{
 		ObjectMeta: m,

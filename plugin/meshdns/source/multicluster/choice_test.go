@@ -1,9 +1,8 @@
-package kubernetes
+package multicluster
 
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,74 +108,5 @@ func TestMeshNames(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: %q, want %q", name, got, want)
 		}
-	}
-}
-
-func TestVIPsStableAcrossRestarts(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "vips.json")
-	ranges := []netip.Prefix{netip.MustParsePrefix("240.240.0.0/30"), netip.MustParsePrefix("2001:2::/126")} // 2 usable each
-	v, err := newVIPAllocator(ranges, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := v.sync([]string{"a/x", "b/y"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ax := fmt.Sprint(first["a/x"])
-	if first["a/x"][0] == first["b/y"][0] || !ranges[0].Contains(first["a/x"][0]) || !ranges[1].Contains(first["a/x"][1]) {
-		t.Fatalf("allocation %v", first)
-	}
-	for _, a := range append(first["a/x"], first["b/y"]...) {
-		if a == ranges[0].Addr() || a == netip.MustParseAddr("240.240.0.3") {
-			t.Fatalf("network or broadcast address %v handed out", a)
-		}
-	}
-	if _, err := v.sync([]string{"a/x", "b/y", "c/z"}); err == nil {
-		t.Fatal("a full range did not say so")
-	}
-	// A restart: the same addresses, whatever order the services come in.
-	v2, err := newVIPAllocator(ranges, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := v2.sync([]string{"b/y", "a/x"})
-	if err != nil || fmt.Sprint(again["a/x"]) != ax {
-		t.Fatalf("after a restart a/x has %v (%v), had %s", again["a/x"], err, ax)
-	}
-	// A service gone frees its address for another.
-	if got, err := v2.sync([]string{"a/x", "c/z"}); err != nil || got["c/z"] == nil || fmt.Sprint(got["a/x"]) != ax {
-		t.Fatalf("%v %v", got, err)
-	}
-}
-
-// TestGatewayAddressHealth: one failing address of two is withdrawn alone, and returns after the
-// hold-down; all failing make the cluster's problem.
-func TestGatewayAddressHealth(t *testing.T) {
-	m := &Mesh{cfg: &Config{}, mc: &Multicluster{HoldDown: 30 * time.Second}}
-	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	both := []netip.Addr{a, b}
-	c := &meshCluster{}
-	t0 := time.Unix(1000, 0)
-	check := func(at time.Duration, errs map[netip.Addr]string, wantUp string, wantProblem bool) {
-		t.Helper()
-		c.gwErrs = errs
-		up, problem, _ := m.gateways(c, "west", both, t0.Add(at))
-		if fmt.Sprint(up) != wantUp || (problem != "") != wantProblem {
-			t.Errorf("at %v: up %v, problem %q; want %s, problem %v", at, up, problem, wantUp, wantProblem)
-		}
-	}
-	check(0, nil, "[192.0.2.1 192.0.2.2]", false)
-	check(time.Second, map[netip.Addr]string{b: "refused"}, "[192.0.2.1]", false)
-	check(2*time.Second, nil, "[192.0.2.1]", false) // b in its hold-down
-	check(32*time.Second, nil, "[192.0.2.1 192.0.2.2]", false)
-	check(33*time.Second, map[netip.Addr]string{a: "refused", b: "timeout"}, "[]", true)
-	// A gateway address that went away is forgotten; a stays in its hold-down until 30 s after 70 s.
-	c.gwErrs = nil
-	if up, _, _ := m.gateways(c, "west", []netip.Addr{a}, t0.Add(70*time.Second)); len(up) != 0 || len(c.gwHealth) != 1 {
-		t.Errorf("after b left: up %v, health of %d addresses", up, len(c.gwHealth))
-	}
-	if up, _, _ := m.gateways(c, "west", []netip.Addr{a}, t0.Add(100*time.Second)); fmt.Sprint(up) != "[192.0.2.1]" {
-		t.Errorf("after the hold-down: up %v", up)
 	}
 }

@@ -1,4 +1,4 @@
-package kubernetes
+package multicluster
 
 import (
 	"fmt"
@@ -28,9 +28,9 @@ const (
 // DefaultVIPRanges are the ranges stable virtual IPs come from, as Istio's auto-allocation uses.
 var DefaultVIPRanges = []netip.Prefix{netip.MustParsePrefix("240.240.0.0/16"), netip.MustParsePrefix("2001:2::/48")}
 
-// Multicluster is the multicluster part of a kubernetes block: the clusters watched besides this one,
-// and how names of services exported from them are answered.
-type Multicluster struct {
+// Config is the multicluster part of a kubernetes block: the clusters watched besides this one, and
+// how names of services exported from them are answered.
+type Config struct {
 	Network  string // this cluster's network
 	Locality Locality
 	Remotes  []Remote
@@ -75,10 +75,21 @@ func parseLocality(s string) (Locality, error) {
 	return Locality{Region: region, Zone: zone}, nil
 }
 
-// Enabled reports whether multicluster names are served.
-func (m *Multicluster) Enabled() bool { return len(m.Suffixes) > 0 }
+// properties are the options of the kubernetes block that are the multicluster source's.
+var properties = []string{"network", "locality", "remote", "remote_secrets", "mesh_suffixes", "export_label", "gateway_service",
+	"gateway", "gateway_port", "vips", "vip_state", "probe_interval", "hold_down", "lease"}
 
-func (m *Multicluster) parse(c *caddy.Controller, prop string, args []string) error {
+// Properties implements kubernetes.Extension: the options of the kubernetes block that are ours.
+func (m *Config) Properties() []string { return properties }
+
+// Repeatable implements kubernetes.Extension: the options given once per cluster.
+func (m *Config) Repeatable() []string { return []string{"remote", "gateway"} }
+
+// Enabled reports whether multicluster names are served.
+func (m *Config) Enabled() bool { return len(m.Suffixes) > 0 }
+
+// ParseProperty implements kubernetes.Extension: it reads one of Properties.
+func (m *Config) ParseProperty(c *caddy.Controller, prop string, args []string) error {
 	want := func(min, max int, what string) error {
 		if len(args) < min || len(args) > max {
 			return c.Errf("kubernetes: %s: want %s, got %d arguments", prop, what, len(args))
@@ -252,8 +263,9 @@ func (m *Multicluster) parse(c *caddy.Controller, prop string, args []string) er
 	return nil
 }
 
-// finish fills the defaults and checks the options that need mesh_suffixes.
-func (m *Multicluster) finish(c *caddy.Controller, local string) error {
+// Finish implements kubernetes.Extension: it fills the defaults and checks the options that need
+// mesh_suffixes, once the block is read; local is this cluster's id.
+func (m *Config) Finish(c *caddy.Controller, local string) error {
 	if !m.Enabled() {
 		if len(m.Remotes) > 0 || m.RemoteSecrets != "" || len(m.VIPs) > 0 || len(m.Gateways) > 0 {
 			return c.Errf("kubernetes: remote clusters, gateways and vips need mesh_suffixes, the names they answer")

@@ -1,4 +1,4 @@
-package kubernetes
+package multicluster
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 )
 
 // The choice of the clusters that answer a mesh name. A service exported by several clusters is
@@ -71,7 +73,7 @@ func choose(clusters []*clusterView, key string) ([]netip.Addr, []Candidate) {
 	for i := range clusters {
 		if best != tierNone && tiers[i] == best {
 			cands[i].Chosen = true
-			out = appendNew(out, addrs[i])
+			out = kubewatch.AppendNew(out, addrs[i])
 		} else if tiers[i] != tierNone {
 			cands[i].Why += fmt.Sprintf("; a better tier (%s) answers", tierNames[best])
 		}

@@ -1,4 +1,4 @@
-package kubernetes
+package multicluster
 
 import (
 	"encoding/json"
