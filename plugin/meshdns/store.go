@@ -170,7 +170,7 @@ func maxPending(n int) int { return max(512, n/10) }
 // again and the table updated. The caller holds mu.
 func (s *store) change(i int, hosts map[string][]table.Entry) {
 	if s.byHost[i] == nil {
-		s.byHost[i] = groupByHost(s.snaps[i])
+		s.byHost[i] = table.GroupByHost(s.snaps[i])
 		s.snaps[i] = nil
 	}
 	changed := make([]string, 0, len(hosts))
@@ -229,21 +229,10 @@ func (s *store) publishChanges(i int, entries []table.Entry) bool {
 	old := s.byHost[i]
 	if old == nil {
 		if old = s.index[i]; old == nil {
-			old = groupByHost(s.snaps[i])
+			old = table.GroupByHost(s.snaps[i])
 		}
 	}
-	next := groupByHost(entries)
-	changes := map[string][]table.Entry{}
-	for h, es := range next {
-		if !table.EntriesEqual(old[h], es) {
-			changes[h] = es
-		}
-	}
-	for h := range old {
-		if _, ok := next[h]; !ok {
-			changes[h] = nil
-		}
-	}
+	changes := table.Changes(old, table.GroupByHost(entries))
 	s.snaps[i], s.byHost[i], s.index[i] = nil, old, nil // change folds the changes into old
 	if len(changes) > 0 {
 		s.change(i, changes)
@@ -257,18 +246,9 @@ func (s *store) hostEntries(j int, h string) []table.Entry {
 		return s.byHost[j][h]
 	}
 	if s.index[j] == nil {
-		s.index[j] = groupByHost(s.snaps[j])
+		s.index[j] = table.GroupByHost(s.snaps[j])
 	}
 	return s.index[j][h]
-}
-
-func groupByHost(entries []table.Entry) map[string][]table.Entry {
-	m := make(map[string][]table.Entry, len(entries))
-	for _, e := range entries {
-		h := table.CanonicalHost(e.Host)
-		m[h] = append(m[h], e)
-	}
-	return m
 }
 
 // startupTimeout is the longest time any of the sources wants the server's start to wait for it.

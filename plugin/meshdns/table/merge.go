@@ -187,3 +187,30 @@ func isCanonical(h string) bool {
 
 // CanonicalHost is the key the table files host under: lower case, fully qualified.
 func CanonicalHost(h string) string { return canonicalHost(h) }
+
+// GroupByHost is entries by canonical host, each host's in their order: what Update and Change take.
+func GroupByHost(entries []Entry) map[string][]Entry {
+	m := make(map[string][]Entry, len(entries))
+	for _, e := range entries {
+		h := canonicalHost(e.Host)
+		m[h] = append(m[h], e)
+	}
+	return m
+}
+
+// Changes is what turns old into next, both by canonical host (GroupByHost): each host whose entries
+// differ with its entries in next, nil for a host next lacks.
+func Changes(old, next map[string][]Entry) map[string][]Entry {
+	changes := map[string][]Entry{}
+	for h, es := range next {
+		if !EntriesEqual(old[h], es) {
+			changes[h] = es
+		}
+	}
+	for h := range old {
+		if _, ok := next[h]; !ok {
+			changes[h] = nil
+		}
+	}
+	return changes
+}

@@ -214,3 +214,28 @@ func TestMergeProperties(t *testing.T) {
 		}
 	}
 }
+
+// TestChanges: a host whose entries differ is a change with its new entries, a host gone a change
+// with none, an equal host no change; GroupByHost keys by the canonical host.
+func TestChanges(t *testing.T) {
+	old := GroupByHost([]Entry{
+		{Host: "same.example", Addrs: addrs("240.0.0.1")},
+		{Host: "Moved.example", Addrs: addrs("240.0.0.2")},
+		{Host: "gone.example", Addrs: addrs("240.0.0.3")},
+	})
+	next := GroupByHost([]Entry{
+		{Host: "same.example", Addrs: addrs("240.0.0.1")},
+		{Host: "moved.example", Addrs: addrs("240.0.0.4")},
+		{Host: "new.example", Addrs: addrs("240.0.0.5")},
+	})
+	got := Changes(old, next)
+	if len(got) != 3 || len(got["moved.example."]) != 1 || len(got["new.example."]) != 1 {
+		t.Fatalf("changes %v", got)
+	}
+	if es, ok := got["gone.example."]; !ok || es != nil {
+		t.Errorf("gone.example.: %v, %v; want a change with no entries", es, ok)
+	}
+	if _, ok := got["same.example."]; ok {
+		t.Error("an equal host is a change")
+	}
+}

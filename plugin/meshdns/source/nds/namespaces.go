@@ -214,26 +214,15 @@ func (p *perNamespace) applied(ns string, sub *subscription, entries []table.Ent
 		return // closed while this push was applied
 	}
 	old := p.tables[ns]
-	next := groupByHost(entries)
+	next := table.GroupByHost(entries)
 	p.tables[ns] = next
 	if !p.published {
 		delete(p.waiting, ns)
 		p.maybePublish()
 		return
 	}
-	var changed []string
-	for h, es := range next {
-		if !table.EntriesEqual(old[h], es) {
-			changed = append(changed, h)
-		}
-	}
-	for h := range old {
-		if _, ok := next[h]; !ok {
-			changed = append(changed, h)
-		}
-	}
-	if len(changed) > 0 {
-		p.change(changed)
+	if changes := table.Changes(old, next); len(changes) > 0 {
+		p.change(slices.Collect(maps.Keys(changes)))
 	}
 }
 
@@ -304,15 +293,6 @@ func (p *perNamespace) fold(h string, order []string) []table.Entry {
 		}
 	}
 	return table.Merge(copies)
-}
-
-func groupByHost(entries []table.Entry) map[string][]table.Entry {
-	m := make(map[string][]table.Entry, len(entries))
-	for _, e := range entries {
-		h := table.CanonicalHost(e.Host)
-		m[h] = append(m[h], e)
-	}
-	return m
 }
 
 // namespaceToken sends a token of namespace's ServiceAccount on each stream, made when none is held
