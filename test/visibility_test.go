@@ -105,78 +105,48 @@ func TestVisibilityMatchesIstiod(t *testing.T) {
 	must(stack.CreateSidecar(realstack.IstioNamespace, "default", nil, "./*", "web/*", "*/*.example.com", "istio-system/*"))
 
 	up := startUpstream(t)
-	dir := t.TempDir()
-	kubePort := freePort(t)
-	kubeAddr := "127.0.0.1:" + kubePort
-	corefile := fmt.Sprintf(`.:%s {
+	// Every block serves the mesh names of its sources and passes the rest to one upstream.
+	var corefile string
+	block := func(sources string) (addr string) {
+		port := freePort(t)
+		corefile += fmt.Sprintf(`.:%s {
     bind 127.0.0.1
     meshdns {
-        kubernetes {
+%s
+        fallthrough
+    }
+    forward . %s
+}
+`, port, sources, up.addr)
+		return "127.0.0.1:" + port
+	}
+	kubernetesBlock := func(meshConfig string) string {
+		return block(fmt.Sprintf(`        kubernetes {
             kubeconfig %s
             serviceentries
             sidecars
             clients node-1
             mesh_config %s
-        }
-        fallthrough
-    }
-    forward . %s
-}
-`, kubePort, stack.Kubeconfig, filepath.Join(stack.Dir, "mesh.yaml"), up.addr)
-	// The same from the mesh ConfigMap.
-	cmPort := freePort(t)
-	cmAddr := "127.0.0.1:" + cmPort
-	corefile += fmt.Sprintf(`.:%s {
-    bind 127.0.0.1
-    meshdns {
-        kubernetes {
-            kubeconfig %s
-            serviceentries
-            sidecars
-            clients node-1
-            mesh_config configmap
-        }
-        fallthrough
-    }
-    forward . %s
-}
-`, cmPort, stack.Kubeconfig, up.addr)
+        }`, stack.Kubeconfig, meshConfig))
+	}
+	kubeAddr := kubernetesBlock(filepath.Join(stack.Dir, "mesh.yaml"))
+	cmAddr := kubernetesBlock("configmap") // the same from the mesh ConfigMap
 	// The node-local form of the nds source: one subscription per namespace with pods on node-1.
-	perNSPort := freePort(t)
-	perNSAddr := "127.0.0.1:" + perNSPort
-	corefile += fmt.Sprintf(`.:%s {
-    bind 127.0.0.1
-    meshdns {
-        nds %s {
+	perNSAddr := block(fmt.Sprintf(`        nds %s {
             namespaces clients
         }
         kubernetes {
             kubeconfig %s
             clients_only node-1
-        }
-        fallthrough
-    }
-    forward . %s
-}
-`, perNSPort, stack.IstiodGRPC, stack.Kubeconfig, up.addr)
+        }`, stack.IstiodGRPC, stack.Kubeconfig))
 	ndsAddr := map[string]string{}
 	for i, ns := range namespaces {
-		port := freePort(t)
-		ndsAddr[ns] = "127.0.0.1:" + port
-		corefile += fmt.Sprintf(`.:%s {
-    bind 127.0.0.1
-    meshdns {
-        nds %s {
+		ndsAddr[ns] = block(fmt.Sprintf(`        nds %s {
             node_id sidecar~10.0.0.%d~probe.%s~%s.svc.cluster.local
         }
-        namespace %s
-        fallthrough
-    }
-    forward . %s
-}
-`, port, stack.IstiodGRPC, i+1, ns, ns, ns, up.addr)
+        namespace %s`, stack.IstiodGRPC, i+1, ns, ns, ns))
 	}
-	startCoreDNS(t, dir, corefile, kubeAddr)
+	startCoreDNS(t, t.TempDir(), corefile, kubeAddr)
 
 	var names []string
 	for _, s := range services {
