@@ -161,6 +161,11 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 				}
 				b[1] = kubeconfigLine.ReplaceAllString(b[1], "${1}"+stack.Kubeconfig)
 				t.Setenv("NODE_NAME", "node-1")
+				// token_request asks for a token of kube-system's default ServiceAccount, which a
+				// cluster's controller-manager would have made.
+				if err := stack.EnsureNamespace("kube-system"); err != nil {
+					t.Fatal(err)
+				}
 			}
 			pki := ndstest.NewPKI(t, "istiod.istio-system.svc")
 			var creds credentials.TransportCredentials // plaintext, as istiod's 15010, for an example without tls
@@ -218,6 +223,9 @@ func TestPluginReadmeCorefiles(t *testing.T) {
 			})
 			if tokens := srv.Tokens(); usesNDS && strings.Contains(b[1], "token ") && (len(tokens) == 0 || tokens[0] != "[Bearer readme-token]") {
 				t.Errorf("the control plane saw tokens %v", tokens)
+			}
+			if tokens := srv.Tokens(); strings.Contains(b[1], "token_request") && (len(tokens) == 0 || !strings.HasPrefix(tokens[0], "[Bearer ey")) {
+				t.Errorf("token_request: the control plane saw tokens %v, want a requested JWT", tokens)
 			}
 		})
 	}
