@@ -1,7 +1,6 @@
 package table
 
 import (
-	"net"
 	"slices"
 
 	"github.com/miekg/dns"
@@ -13,43 +12,54 @@ import (
 func (t *Table) Answer(m Match, qname string, qtype uint16) ([]dns.RR, bool) {
 	var out []dns.RR
 	owner := qname
+	n := m.n
 	if m.target != "" {
-		out = make([]dns.RR, 0, 1+len(m.n.v4)+len(m.n.v6))
+		out = make([]dns.RR, 0, 1+len(n.wire)/wireA)
 		out = append(out, &dns.CNAME{Hdr: t.header(qname, dns.TypeCNAME), Target: m.target})
 		owner = m.target
 		if qtype == dns.TypeCNAME {
 			return out, true
 		}
 	}
+	var more *nameMore
+	if n != nil {
+		more = n.extra()
+	}
 	switch {
-	case m.n != nil && m.n.alias != "":
+	case n != nil && more.alias != "":
 		// Every type is answered by the CNAME; the caller resolves its target (Match.Alias).
-		return append(out, &dns.CNAME{Hdr: t.header(owner, dns.TypeCNAME), Target: m.n.alias}), true
-	case m.n != nil && qtype == dns.TypeA && len(m.n.v4) > 0:
-		recs := make([]dns.A, len(m.n.v4))
-		for i, ip := range rotate(m.n, m.n.v4) {
-			recs[i] = dns.A{Hdr: t.header(owner, dns.TypeA), A: ip}
+		return append(out, &dns.CNAME{Hdr: t.header(owner, dns.TypeCNAME), Target: more.alias}), true
+	case n != nil && qtype == dns.TypeA && n.nA > 0:
+		recs := make([]dns.A, n.nA)
+		a := n.a()
+		for i, j := range rotate(n, int(n.nA)) {
+			recs[i] = dns.A{Hdr: t.header(owner, dns.TypeA), A: ip(a[j*wireA:], wireA)}
 		}
 		return appendRecords(out, recs), true
-	case m.n != nil && qtype == dns.TypeAAAA && len(m.n.v6) > 0:
-		recs := make([]dns.AAAA, len(m.n.v6))
-		for i, ip := range rotate(m.n, m.n.v6) {
-			recs[i] = dns.AAAA{Hdr: t.header(owner, dns.TypeAAAA), AAAA: ip}
+	case n != nil && qtype == dns.TypeAAAA && len(n.aaaa()) > 0:
+		aaaa := n.aaaa()
+		recs := make([]dns.AAAA, len(aaaa)/wireAAAA)
+		for i, j := range rotate(n, len(recs)) {
+			recs[i] = dns.AAAA{Hdr: t.header(owner, dns.TypeAAAA), AAAA: ip(aaaa[j*wireAAAA:], wireAAAA)}
 		}
 		return appendRecords(out, recs), true
-	case m.n != nil && qtype == dns.TypeSRV && len(m.n.srv) > 0:
-		recs := make([]dns.SRV, len(m.n.srv))
-		for i, r := range m.n.srv {
+	case n != nil && qtype == dns.TypeSRV && len(more.srv) > 0:
+		recs := make([]dns.SRV, len(more.srv))
+		for i, r := range more.srv {
 			recs[i] = dns.SRV{Hdr: t.header(owner, dns.TypeSRV), Priority: r.Priority, Weight: r.Weight, Port: r.Port, Target: r.Target}
 		}
 		return appendRecords(out, recs), true
-	case m.n != nil && qtype == dns.TypeTXT && len(m.n.txt) > 0:
-		return append(out, &dns.TXT{Hdr: t.header(owner, dns.TypeTXT), Txt: m.n.txt}), true
-	case m.n != nil && qtype == dns.TypeSOA && m.target == "" && t.isZone(m.n.host):
+	case n != nil && qtype == dns.TypeTXT && len(more.txt) > 0:
+		return append(out, &dns.TXT{Hdr: t.header(owner, dns.TypeTXT), Txt: more.txt}), true
+	case n != nil && qtype == dns.TypeSOA && m.target == "" && t.isZone(n.host):
 		return append(out, t.SOA(owner)), true // the apex of a zone we are the authority for
-	case m.ptrs != nil && qtype == dns.TypePTR:
-		recs := make([]dns.PTR, len(m.ptrs))
-		for i, h := range m.ptrs {
+	case m.isReverse() && qtype == dns.TypePTR:
+		hosts := m.ptrs
+		if m.ptr != nil {
+			hosts = []string{m.ptr.host}
+		}
+		recs := make([]dns.PTR, len(hosts))
+		for i, h := range hosts {
 			recs[i] = dns.PTR{Hdr: t.header(owner, dns.TypePTR), Ptr: h}
 		}
 		return appendRecords(out, recs), true
@@ -69,7 +79,7 @@ func (t *Table) Additional(answer []dns.RR, v *View) []dns.RR {
 		}
 		done = append(done, srv.Target)
 		m := t.Lookup(srv.Target, v)
-		if m.n == nil || m.n.alias != "" || m.target != "" {
+		if m.n == nil || m.n.extra().alias != "" || m.target != "" {
 			continue
 		}
 		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
@@ -115,16 +125,16 @@ func (t *Table) header(owner string, rrtype uint16) dns.RR_Header {
 	return dns.RR_Header{Name: owner, Rrtype: rrtype, Class: dns.ClassINET, Ttl: t.ttl}
 }
 
-// rotate yields ips starting one further along at each call, so that clients taking the first
-// address spread over all of them.
-func rotate(n *name, ips []net.IP) func(func(int, net.IP) bool) {
+// rotate yields the indexes of count records starting one further along at each call, so that
+// clients taking the first address spread over all of them.
+func rotate(n *name, count int) func(func(int, int) bool) {
 	start := 0
-	if len(ips) > 1 {
-		start = int((n.next.Add(1) - 1) % uint32(len(ips)))
+	if count > 1 {
+		start = int((n.next.Add(1) - 1) % uint32(count))
 	}
-	return func(yield func(int, net.IP) bool) {
-		for i := range ips {
-			if !yield(i, ips[(start+i)%len(ips)]) {
+	return func(yield func(int, int) bool) {
+		for i := range count {
+			if !yield(i, (start+i)%count) {
 				return
 			}
 		}

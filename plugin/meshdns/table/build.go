@@ -1,10 +1,8 @@
 package table
 
 import (
-	"net"
 	"net/netip"
 	"runtime"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,10 +21,18 @@ type Options struct {
 
 // Table is an immutable index of every name form of every entry. Lookups take no lock.
 type Table struct {
-	names   map[string]claim            // canonical hosts, alt hosts, name.ns., name.ns.svc.
-	bare    map[string]map[string]claim // namespace -> "name." -> name
-	wild    map[string]*name            // "example.com." for the host "*.example.com."
-	reverse map[netip.Addr][]string     // address -> canonical hosts, sorted
+	all   []name           // every variant of every host, in Build's merged order
+	names map[string]claim // canonical hosts and alt hosts; short forms are found through their host
+	wild  map[string]*name // "example.com." for the host "*.example.com."
+	// rev4 and rev6 map an address to the one host whose PTR it is (an index into all) or, as ^i, to
+	// revLists[i], the hosts of an address several share, sorted.
+	rev4     map[[4]byte]int32
+	rev6     map[[16]byte]int32
+	revLists [][]string
+	cd       string // the cluster domain as ".cluster.local."
+	// shortForms summarises the hosts that have short forms, so that a key that cannot be one skips
+	// looking its host up: most misses.
+	shortForms shortFilter
 	// zones are the hosts of Authoritative entries; ents counts, for each name under a zone that is
 	// a proper ancestor of hosts, those hosts (an empty non-terminal: NODATA, not NXDOMAIN).
 	zones   map[string]string // zone -> itself, so that lookups return it without allocating
@@ -36,8 +42,8 @@ type Table struct {
 	entries int
 	opt     Options
 
-	// rivals lists, for each host that shares a key (a short form, an alt host) with other hosts, the
-	// entries of those hosts: when the host changes, Update rebuilds them with it (update.go).
+	// rivals lists, for each host that shares a key (an alt host) with other hosts, the entries of
+	// those hosts: when the host changes, Update rebuilds them with it (update.go).
 	rivals map[string][]Entry
 	// over and current make a table built by Update: the hosts in current are answered from over,
 	// whatever this table's own indexes say about them.
@@ -46,37 +52,56 @@ type Table struct {
 	baseLen int                // hosts of the base
 	// entDelta corrects the base's ents for the hosts added and removed since it was built.
 	entDelta map[string]int32
-	// unpruned holds the lists of reverse that pruneAncestors shortened, whole: when an overlay
+	// unpruned holds the lists of revLists that pruneAncestors shortened, whole: when an overlay
 	// changes the subdomain that pruned a host, the host is back.
 	unpruned map[netip.Addr][]string
 }
 
-// name is one host with its answers prepared: the addresses as the byte slices DNS records carry.
+// name is one variant of a host with its answers prepared. It is kept small (64 bytes): a large
+// mesh has a million of them, and what only a few names have hangs off more.
 type name struct {
 	host  string // canonical lower-case FQDN; "*.example.com." for wildcards
-	zone  string // owner of the SOA in negative answers about this host
+	zone  *zone  // owner of the SOA in negative answers about this host
+	wire  []byte // the A records, then the AAAA records, prepacked for replies written without a dns.Msg
+	next  atomic.Uint32
+	nA    uint16 // how many of wire's records are A records
+	short bool   // a Kubernetes host in the cluster domain: its short forms name it (shortForms)
+	more  *nameMore
+}
+
+// nameMore is what few names have: an alias, SRV and TXT records, a limited visibility, variants.
+type nameMore struct {
 	alias string // CNAME target, canonical; when set the name has no addresses
-	v4    []net.IP
-	v6    []net.IP
-	// wire4 and wire6 are the same records prepacked, for replies written without a dns.Msg.
-	wire4 []byte
-	wire6 []byte
-	soa   []byte // the prepacked SOA of zone, shared by every name in it
 	srv   []SRV  // targets canonical
 	txt   []string
-	vis   *visibility   // who may see the name; nil: every client
-	next  atomic.Uint32 // rotates multi-address answers
+	vis   *visibility // who may see the name; nil: every client
 	// chain links the variants of a host that different clients see differently (Merge), nil for a
 	// host with one: a lookup answers with the first variant that claims the key and that the client sees.
 	chain *variantLink
 }
 
-// variantLink is a variant's place in its host's chain, and the keys it claims: variants may differ in
-// alt hosts and short forms, and a key only reaches the variants that claim it.
+// none is the nameMore of a name without any of it.
+var none nameMore
+
+// extra returns what n has of nameMore.
+func (n *name) extra() *nameMore {
+	if n.more == nil {
+		return &none
+	}
+	return n.more
+}
+
+// zone is an apex whose SOA negative answers carry, prepacked.
+type zone struct {
+	name string
+	soa  []byte // nil when the zone does not pack: the dns.Msg path then reports it
+}
+
+// variantLink is a variant's place in its host's chain, and the alt hosts it claims: variants may
+// differ in them, and a key only reaches the variants that claim it.
 type variantLink struct {
 	next *name
-	keys []string // alt hosts and short forms, in names
-	bare string   // the bare short name, in bare[namespace], or ""
+	alts []string // canonical
 }
 
 // claim is a name as one key reaches it, ranked so that the hosts competing for a key resolve the
@@ -84,7 +109,7 @@ type variantLink struct {
 type claim struct {
 	n        *name // the host's first variant: a lookup goes down the chain to the one that answers
 	idx      int32 // the entry's position in Build's merged list
-	strength uint8 // 0 canonical, 1 alt host, 2 short form
+	strength uint8 // 0 canonical, 1 alt host
 	rank     uint8 // Entry.rank
 }
 
@@ -99,8 +124,8 @@ func (c claim) beats(o claim) bool {
 }
 
 // Build indexes entries, which must have valid hosts (ValidateHost). Entries naming the same host are
-// merged first by Merge's rules; the variants that come out are chained (name.chain), and the claims
-// on every key of a host name its first variant, from which a lookup goes down the chain.
+// merged first by Merge's rules; the variants that come out are chained (nameMore.chain), and the
+// claims on every key of a host name its first variant, from which a lookup goes down the chain.
 func Build(entries []Entry, opt Options) *Table {
 	return build(entries, opt, nil)
 }
@@ -108,44 +133,65 @@ func Build(entries []Entry, opt Options) *Table {
 // build is Build with the authoritative zones of a base table (for an overlay, whose changed hosts
 // are answered with their zone's SOA though the zone's own entry is not among them).
 func build(entries []Entry, opt Options, zones map[string]string) *Table {
-	entries = Merge(entries)
+	// Most tables name each host once: index them as they are, and merge only when a host repeats,
+	// rather than copy every entry through Merge first.
+	if t, ok := index(entries, opt, zones, false); ok {
+		return t
+	}
+	t, _ := index(Merge(entries), opt, zones, true)
+	return t
+}
+
+// index builds the table of entries. Unless merged (Merge's output, a host's variants adjacent), it
+// gives up, returning false, at the first host that repeats.
+func index(entries []Entry, opt Options, zones map[string]string, merged bool) (*Table, bool) {
 	cd := "." + strings.Trim(strings.ToLower(opt.ClusterDomain), ".") + "."
+	keys, nwire, n4, n6 := 0, 0, 0, 0
+	for i := range entries {
+		keys += 1 + len(entries[i].AltHosts)
+		for _, a := range entries[i].Addrs {
+			if a = a.Unmap(); a.Is4() {
+				nwire += wireA
+				n4++
+			} else {
+				nwire += wireAAAA
+				n6++
+			}
+		}
+	}
 	t := &Table{
-		names:   make(map[string]claim, len(entries)*3),
-		bare:    make(map[string]map[string]claim),
-		wild:    make(map[string]*name),
-		reverse: make(map[netip.Addr][]string),
-		ttl:     opt.TTL,
-		serial:  uint32(time.Now().Unix()),
-		opt:     opt,
+		names:  make(map[string]claim, keys),
+		wild:   make(map[string]*name),
+		rev4:   make(map[[4]byte]int32, n4),
+		rev6:   make(map[[16]byte]int32, n6),
+		cd:     cd,
+		ttl:    opt.TTL,
+		serial: uint32(time.Now().Unix()),
+		opt:    opt,
 	}
 	var collisions [][2]int32 // pairs of entries of different hosts claiming the same key
-	put := func(m map[string]claim, key string, c claim) {
-		old, ok := m[key]
+	repeated := false         // a host met again outside its run of variants: the entries need Merge
+	put := func(key string, c claim) {
+		old, ok := t.names[key]
 		if ok && old.n == c.n {
 			// Another variant of the host: the host claims key as strongly as its strongest variant.
 			if c.strength < old.strength || c.strength == old.strength && c.rank < old.rank {
-				m[key] = c
+				t.names[key] = c
 			}
+			return
+		}
+		if ok && c.strength == 0 && old.strength == 0 {
+			repeated = true // two entries of one host, not adjacent variants
 			return
 		}
 		if ok {
 			collisions = append(collisions, [2]int32{old.idx, c.idx})
 		}
 		if !ok || c.beats(old) {
-			m[key] = c
+			t.names[key] = c
 		}
 	}
 
-	// One allocation each for every name and every address byte, rather than one per name and address.
-	names := make([]name, len(entries))
-	nbytes, nwire := 0, 0
-	for i := range entries {
-		for _, a := range entries[i].Addrs {
-			nbytes += a.Unmap().BitLen() / 8
-			nwire += wireA - 4 + a.Unmap().BitLen()/8
-		}
-	}
 	for z := range zones {
 		if t.zones == nil {
 			t.zones, t.ents = make(map[string]string), make(map[string]int32)
@@ -161,9 +207,12 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 			t.zones[z] = z
 		}
 	}
-	ipBytes := make([]byte, 0, nbytes)
+	// One allocation for every name and one for every prepacked record, rather than one per name and
+	// address.
+	names := make([]name, len(entries))
+	t.all = names
 	wire := make([]byte, 0, nwire)
-	soas := make(map[string][]byte)
+	apexes := make(map[string]*zone)
 	var head *name // the first variant of the host being indexed, which its claims name
 	for i := range entries {
 		if i%yieldEvery == yieldEvery-1 {
@@ -174,113 +223,99 @@ func build(entries []Entry, opt Options, zones map[string]string) *Table {
 		e := &entries[i]
 		host := canonicalHost(e.Host)
 		n := &names[i]
-		n.host, n.zone = host, zoneOf(host, cd)
-		variant := i > 0 && names[i-1].host == host // Merge puts a host's variants together
+		n.host = host
+		variant := merged && i > 0 && names[i-1].host == host // Merge puts a host's variants together
 		if variant {
-			if head.chain == nil {
-				head.chain = newVariantLink(&entries[i-1], host, cd)
+			prev := names[i-1].ensureMore()
+			if prev.chain == nil {
+				prev.chain = newVariantLink(&entries[i-1])
 			}
-			n.chain = newVariantLink(e, host, cd)
-			names[i-1].chain.next = n
+			n.ensureMore().chain = newVariantLink(e)
+			prev.chain.next = n
 		} else {
 			head = n
 			t.entries++
 		}
+		apex := zoneOf(host, cd)
 		if z := t.zoneAbove(host); z != "" {
-			n.zone = z
+			apex = z
 			if !variant {
 				t.countAncestors(host, z, t.ents, 1) // empty non-terminals count hosts
 			}
 		}
-		for _, r := range e.SRV {
-			r.Target = canonicalHost(r.Target)
-			n.srv = append(n.srv, r)
+		if n.zone = apexes[apex]; n.zone == nil {
+			n.zone = &zone{name: apex, soa: t.packSOA(apex)}
+			apexes[apex] = n.zone
 		}
-		n.txt = e.TXT
-		n.vis = newVisibility(e)
-		addrs := e.Addrs
-		if e.Alias != "" {
-			n.alias, addrs = canonicalHost(e.Alias), nil // an alias has no addresses of its own
-		}
-		for _, a := range addrs {
-			a = a.Unmap()
-			start := len(ipBytes)
-			if a.Is4() {
-				b := a.As4()
-				ipBytes = append(ipBytes, b[:]...)
-				n.v4 = append(n.v4, net.IP(ipBytes[start:len(ipBytes):len(ipBytes)]))
-			} else {
-				b := a.As16()
-				ipBytes = append(ipBytes, b[:]...)
-				n.v6 = append(n.v6, net.IP(ipBytes[start:len(ipBytes):len(ipBytes)]))
+		if len(e.SRV) > 0 {
+			m := n.ensureMore()
+			for _, r := range e.SRV {
+				r.Target = canonicalHost(r.Target)
+				m.srv = append(m.srv, r)
 			}
 		}
-		wire = t.packRecords(n, wire)
-		if n.soa = soas[n.zone]; n.soa == nil {
-			n.soa = t.packSOA(n.zone)
-			soas[n.zone] = n.soa
+		if len(e.TXT) > 0 {
+			n.ensureMore().txt = e.TXT
+		}
+		if vis := newVisibility(e); vis != nil {
+			n.ensureMore().vis = vis
+		}
+		addrs := e.Addrs
+		if e.Alias != "" {
+			n.ensureMore().alias, addrs = canonicalHost(e.Alias), nil // an alias has no addresses of its own
+		}
+		wire = t.packRecords(n, addrs, wire)
+		if short, ns, ok := shortForms(e, host, cd); ok {
+			n.short = true
+			t.shortForms.add(short, ns)
 		}
 		if base, ok := strings.CutPrefix(host, "*."); ok {
 			if old, ok := t.wild[base]; !ok || host < old.host {
 				t.wild[base] = n
+			} else if old.host == host && !variant {
+				return nil, false // two entries of one host, not adjacent variants
 			}
 			continue
 		}
 		c := claim{n: head, idx: int32(i), rank: e.rank()}
-		put(t.names, host, c)
+		put(host, c)
 		c.strength = 1
 		for _, alt := range e.AltHosts {
-			put(t.names, canonicalHost(alt), c)
+			put(canonicalHost(alt), c)
 		}
-		if short, ns, ok := shortForms(e, host, cd); ok {
-			// Every short form is a prefix of the host: "name.", "name.ns.", "name.ns.svc.".
-			c.strength = 2
-			put(t.names, host[:len(short)+len(ns)+2], c)
-			put(t.names, host[:len(short)+len(ns)+6], c)
-			if t.bare[ns] == nil {
-				t.bare[ns] = make(map[string]claim)
-			}
-			put(t.bare[ns], host[:len(short)+1], c)
+		if repeated {
+			return nil, false
 		}
-		for _, a := range addrs {
-			if n.vis != nil {
-				break // a PTR would show a limited variant's name and address to every client
-			}
-			a = a.Unmap()
-			if !slices.Contains(t.reverse[a], host) {
-				t.reverse[a] = append(t.reverse[a], host)
+		if n.more == nil || n.more.vis == nil {
+			// A PTR would show a limited variant's name and address to every client: only these have them.
+			for _, a := range addrs {
+				t.addReverse(a.Unmap(), int32(i))
 			}
 		}
 	}
-	for a, hosts := range t.reverse {
-		slices.Sort(hosts)
-		if len(hosts) > 1 {
-			if t.reverse[a] = pruneAncestors(hosts); len(t.reverse[a]) < len(hosts) {
-				if t.unpruned == nil {
-					t.unpruned = make(map[netip.Addr][]string)
-				}
-				t.unpruned[a] = hosts
-			}
-		}
-	}
+	t.finishReverse()
 	t.baseLen = t.entries
 	for _, pair := range collisions {
 		a, b := pair[0], pair[1]
 		t.addRival(names[a].host, names, entries, b)
 		t.addRival(names[b].host, names, entries, a)
 	}
-	return t
+	return t, true
 }
 
-// newVariantLink is the link of variant e of canonical host, with the keys it claims besides host.
-func newVariantLink(e *Entry, host, clusterDomain string) *variantLink {
+// ensureMore returns n's nameMore, giving it one.
+func (n *name) ensureMore() *nameMore {
+	if n.more == nil {
+		n.more = &nameMore{}
+	}
+	return n.more
+}
+
+// newVariantLink is the link of variant e, with the alt hosts it claims besides its host.
+func newVariantLink(e *Entry) *variantLink {
 	l := &variantLink{}
 	for _, alt := range e.AltHosts {
-		l.keys = append(l.keys, canonicalHost(alt))
-	}
-	if short, ns, ok := shortForms(e, host, clusterDomain); ok {
-		l.keys = append(l.keys, host[:len(short)+len(ns)+2], host[:len(short)+len(ns)+6])
-		l.bare = host[:len(short)+1]
+		l.alts = append(l.alts, canonicalHost(alt))
 	}
 	return l
 }

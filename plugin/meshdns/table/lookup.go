@@ -1,6 +1,7 @@
 package table
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -8,6 +9,7 @@ import (
 type Match struct {
 	n      *name
 	ptrs   []string // hosts of a reverse (PTR) name
+	ptr    *name    // or its one host
 	zone   string   // SOA owner of a reverse name
 	target string   // CNAME target, when the question carried one of the client's search domains
 	ent    bool     // an empty non-terminal of the authoritative zone in zone; without it and any
@@ -16,11 +18,14 @@ type Match struct {
 
 // Found reports whether the question names something in the table. A found name is answered by
 // meshdns, with data or NODATA, and never goes to the next plugin.
-func (m Match) Found() bool { return m.n != nil || m.ptrs != nil || m.ent }
+func (m Match) Found() bool { return m.n != nil || m.isReverse() || m.ent }
+
+// isReverse reports whether the match is a reverse name with PTRs.
+func (m Match) isReverse() bool { return m.ptrs != nil || m.ptr != nil }
 
 // NXDomain reports whether the question is absent from a zone the table is authoritative for (Zone):
 // the answer is NXDOMAIN, never the next plugin's.
-func (m Match) NXDomain() bool { return m.n == nil && m.ptrs == nil && !m.ent && m.zone != "" }
+func (m Match) NXDomain() bool { return m.n == nil && !m.isReverse() && !m.ent && m.zone != "" }
 
 // Host returns the canonical host matched ("*.example.com." for a wildcard), or "" for a reverse name.
 func (m Match) Host() string {
@@ -36,13 +41,13 @@ func (m Match) Alias() string {
 	if m.n == nil {
 		return ""
 	}
-	return m.n.alias
+	return m.n.extra().alias
 }
 
 // Zone returns the apex whose SOA goes in a negative answer about the matched name.
 func (m Match) Zone() string {
 	if m.n != nil {
-		return m.n.zone
+		return m.n.zone.name
 	}
 	return m.zone
 }
@@ -50,20 +55,20 @@ func (m Match) Zone() string {
 // Lookup finds the host that qname names for a client in view v. qname is matched case-insensitively;
 // a hit allocates nothing.
 func (t *Table) Lookup(qname string, v *View) Match {
-	var buf [256]byte
-	key := appendLower(buf[:0], qname)
-	if n := t.find(key, v); n != nil {
+	var buf [512]byte
+	key, scratch := appendLower(buf[:0:256], qname), buf[256:256]
+	if n := t.find(key, nil, scratch, v); n != nil {
 		return Match{n: n}
 	}
-	if hosts, zone := t.ptr(key); hosts != nil {
-		return Match{ptrs: hosts, zone: zone}
+	if hosts, one, zone := t.ptr(key); hosts != nil || one != nil {
+		return Match{ptrs: hosts, ptr: one, zone: zone}
 	}
 	for _, s := range v.suffixes {
 		cut := len(key) - len(s) + 1 // keeps the dot before the suffix
 		if cut <= 1 || !hasSuffix(key, s) || escaped(key, cut-1) {
 			continue
 		}
-		n := t.find(key[:cut], v)
+		n := t.find(key[:cut], key, scratch, v) // a cluster domain suffix makes short forms of key itself
 		if n == nil {
 			continue
 		}
@@ -112,20 +117,26 @@ func (t *Table) isENT(key []byte) bool {
 
 // seenBy reports whether a client in view v may see n: a name limited to some namespaces is absent
 // for the clients of the others.
-func (n *name) seenBy(v *View) bool { return n.vis == nil || n.vis.sees(v.Namespace) }
+func (n *name) seenBy(v *View) bool {
+	return n.more == nil || n.more.vis == nil || n.more.vis.sees(v.Namespace)
+}
 
 // How a key reached a name: which of a variant's keys to check it against.
 const (
-	byName = iota // names: the host, an alt host, a short form
-	byBare        // bare[namespace]: the bare short name
-	byWild        // wild: the wildcard's base, which every variant of the wildcard claims
+	byName  = iota // names: the host or an alt host
+	byShort        // names, under the host a Kubernetes short form or bare name spells out (findShort)
+	byWild         // wild: the wildcard's base, which every variant of the wildcard claims
 )
 
 // variantFor returns the variant of the host whose first variant is n that answers key for a client
 // in view v: the first that claims key and that v sees; nil when there is none.
 func (n *name) variantFor(key []byte, by int, v *View) *name {
-	if n.vis == nil {
-		return n // every client sees n: Merge left no other variant, and n claims key
+	if n.more == nil || n.more.vis == nil {
+		// Every client sees n: Merge left no other variant.
+		if by == byShort && !n.short {
+			return nil
+		}
+		return n
 	}
 	return n.laterVariant(key, by, v)
 }
@@ -135,50 +146,118 @@ func (n *name) laterVariant(key []byte, by int, v *View) *name {
 		if n.seenBy(v) && n.claims(key, by) {
 			return n
 		}
-		if n.chain == nil || n.chain.next == nil {
+		chain := n.extra().chain
+		if chain == nil || chain.next == nil {
 			return nil
 		}
-		n = n.chain.next
+		n = chain.next
 	}
 }
 
 // claims reports whether variant n claims key, reached by.
 func (n *name) claims(key []byte, by int) bool {
 	switch {
-	case n.chain == nil || by == byWild:
-		return true
-	case by == byBare:
-		return n.chain.bare == string(key)
-	}
-	if n.host == string(key) {
+	case by == byShort:
+		return n.short
+	case by == byWild || n.host == string(key):
 		return true
 	}
-	for _, k := range n.chain.keys {
-		if k == string(key) {
-			return true
-		}
-	}
-	return false
+	chain := n.extra().chain
+	return chain == nil || slices.Contains(chain.alts, string(key))
 }
 
-// find looks key up as a host or one of its forms, then as a bare name in the client's namespace,
-// then under the most specific wildcard, and returns the variant the client gets. A name the client
-// may not see is absent for it: the search goes on to the next form.
-func (t *Table) find(key []byte, v *View) *name {
-	if t.over != nil {
-		return t.findLayered(key, v)
+// find looks key up as a host or an alt host, then as a Kubernetes short form, then under the most
+// specific wildcard, and returns the variant the client gets. A name the client may not see is absent
+// for it: the search goes on to the next form. tried is a key that find missed before, or nil;
+// scratch has room for a host.
+func (t *Table) find(key, tried, scratch []byte, v *View) *name {
+	var c claim
+	var ok bool
+	if t.over == nil {
+		c, ok = t.names[string(key)] // claimOf, inline for the common table
+	} else {
+		c, ok = t.claimOf(key)
 	}
-	if c, ok := t.names[string(key)]; ok {
+	if ok {
+		if c.n.more == nil {
+			return c.n // the common name: every client sees it, and it has no other variant
+		}
 		if n := c.n.variantFor(key, byName, v); n != nil {
 			return n
 		}
 	}
-	if v.Namespace != "" && isSingleLabel(key) {
-		if c, ok := t.bare[v.Namespace][string(key)]; ok {
-			if n := c.n.variantFor(key, byBare, v); n != nil {
-				return n
-			}
+	if n := t.findShort(key, tried, scratch, v); n != nil {
+		return n
+	}
+	return t.findWild(key, v)
+}
+
+// findShort looks key up as a short form of a Kubernetes host name.ns.svc.DOMAIN: "name.ns.svc.",
+// "name.ns.", or the bare "name." of a client in namespace ns. Each spells its host out, so the
+// index holds the hosts alone. Where two hosts answer one key (namespace "svc": "a.b.svc." is
+// a.b.svc.DOMAIN's and a.b.svc.svc.DOMAIN's), the lesser host wins, as claims of one strength do.
+// A host equal to tried, which was looked up already, is not looked up again. The host is spelled
+// out in scratch.
+func (t *Table) findShort(key, tried, scratch []byte, v *View) *name {
+	if len(key) < 2 || len(key)+len(t.cd)+4 > 255 || t.shortForms.labels == 0 && t.over == nil {
+		return nil // too long for a host, or no host has short forms
+	}
+	labels, last, prev := 1, -1, -1 // last and prev: the dots before the last two labels
+	for i := 0; i < len(key)-1; i++ {
+		switch key[i] {
+		case '\\':
+			return nil // escaped, which no host is
+		case '.':
+			labels++
+			prev, last = last, i
 		}
+	}
+	if labels == 1 {
+		if v.Namespace == "" || !t.mayBeShort(1, []byte(v.Namespace)) {
+			return nil
+		}
+		return t.shortOf(scratch, tried, v, key, v.Namespace, ".svc", t.cd)
+	}
+	bare := key[:len(key)-1] // without the final dot
+	var found *name
+	if labels >= 3 && string(key[last+1:len(key)-1]) == "svc" && t.mayBeShort(labels-2, key[prev+1:last]) {
+		found = t.shortOf(scratch, tried, v, bare, t.cd)
+	}
+	if t.mayBeShort(labels-1, key[last+1:len(key)-1]) {
+		if n := t.shortOf(scratch, tried, v, bare, ".svc", t.cd); n != nil && (found == nil || n.host < found.host) {
+			found = n
+		}
+	}
+	return found
+}
+
+// mayBeShort reports whether a host of namespace ns may have a short name of labels labels.
+func (t *Table) mayBeShort(labels int, ns []byte) bool {
+	return t.shortForms.may(labels, ns) || t.over != nil && t.over.shortForms.may(labels, ns)
+}
+
+// shortOf is the variant of the host spelled by key and then the rest that answers its short forms
+// for a client in view v, or nil; nil too for tried, which missed already. The host is spelled in
+// scratch.
+func (t *Table) shortOf(scratch, tried []byte, v *View, key []byte, rest ...string) *name {
+	host := append(scratch[:0], key...)
+	for _, r := range rest {
+		host = append(host, r...)
+	}
+	if string(host) == string(tried) {
+		return nil
+	}
+	c, ok := t.claimOf(host)
+	if !ok || c.strength != 0 {
+		return nil // no such host: another's alt host does not give short forms
+	}
+	return c.n.variantFor(host, byShort, v)
+}
+
+// findWild looks key up under the most specific wildcard.
+func (t *Table) findWild(key []byte, v *View) *name {
+	if t.over != nil {
+		return t.findWildLayered(key, v)
 	}
 	if len(t.wild) == 0 {
 		return nil
@@ -186,6 +265,23 @@ func (t *Table) find(key []byte, v *View) *name {
 	for i := 0; i < len(key)-1; i++ {
 		if key[i] == '.' && !escaped(key, i) {
 			if n, ok := t.wild[string(key[i+1:])]; ok {
+				if n := n.variantFor(nil, byWild, v); n != nil {
+					return n
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// findWildLayered is findWild for a table made by Update.
+func (t *Table) findWildLayered(key []byte, v *View) *name {
+	if len(t.wild) == 0 && len(t.over.wild) == 0 {
+		return nil
+	}
+	for i := 0; i < len(key)-1; i++ {
+		if key[i] == '.' && !escaped(key, i) {
+			if n := t.wildOf(key[i+1:]); n != nil {
 				if n := n.variantFor(nil, byWild, v); n != nil {
 					return n
 				}

@@ -138,3 +138,17 @@ func BenchmarkLookupVariant(b *testing.B) {
 		tbl.Answer(m, "api.ns.svc.cluster.local.", dns.TypeA)
 	}
 }
+
+// TestHiddenClaimantGivesWay: a key whose best claimant a client may not see (an alt host limited to
+// another namespace) is answered by the next form that client sees, the short form of a Service, as
+// a table of that client's alone would.
+func TestHiddenClaimantGivesWay(t *testing.T) {
+	alt := seen(external("api.example.com", "240.0.0.1"), []string{"a"}, nil)
+	alt.AltHosts = []string{"api.ns"}
+	tbl := Build([]Entry{alt, k8s("api.ns.svc.cluster.local", "api", "ns", "10.0.0.1")}, opts)
+	for ns, want := range map[string]string{"a": "240.0.0.1", "b": "10.0.0.1"} {
+		if got := firstA(t, tbl, "api.ns.", NewView(ns, nil, "cluster.local")); got != want {
+			t.Errorf("api.ns. from %s: %q, want %q", ns, got, want)
+		}
+	}
+}

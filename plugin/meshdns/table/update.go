@@ -132,52 +132,31 @@ func (t *Table) pick(b claim, bok bool, o claim, ook bool) (claim, bool) {
 	return b, bok
 }
 
-// findLayered is find for a table made by Update.
-func (t *Table) findLayered(key []byte, v *View) *name {
-	b, bok := t.names[string(key)]
+// claimOf is the claim on key: the base's, or for a table made by Update the better of the base's,
+// unless its host changed, and the overlay's.
+func (t *Table) claimOf(key []byte) (claim, bool) {
+	c, ok := t.names[string(key)]
+	if t.over == nil {
+		return c, ok
+	}
 	o, ook := t.over.names[string(key)]
-	if c, ok := t.pick(b, bok, o, ook); ok {
-		if n := c.n.variantFor(key, byName, v); n != nil {
-			return n
-		}
+	return t.pick(c, ok, o, ook)
+}
+
+// wildOf is the wildcard whose base is key: one host per base, the overlay's, or the base's when
+// that did not change.
+func (t *Table) wildOf(key []byte) *name {
+	n := t.wild[string(key)]
+	if t.over == nil {
+		return n
 	}
-	if v.Namespace != "" && isSingleLabel(key) {
-		b, bok := t.bare[v.Namespace][string(key)]
-		var (
-			o   claim
-			ook bool
-		)
-		if len(t.over.bare) > 0 {
-			o, ook = t.over.bare[v.Namespace][string(key)]
-		}
-		if c, ok := t.pick(b, bok, o, ook); ok {
-			if n := c.n.variantFor(key, byBare, v); n != nil {
-				return n
-			}
-		}
+	if n != nil && t.changedHost(n.host) {
+		n = nil
 	}
-	overWild := len(t.over.wild) > 0
-	if len(t.wild) == 0 && !overWild {
-		return nil
+	if n == nil && len(t.over.wild) > 0 {
+		n = t.over.wild[string(key)]
 	}
-	for i := 0; i < len(key)-1; i++ {
-		if key[i] == '.' && !escaped(key, i) {
-			// One host per base: the overlay's, or the base's when that did not change.
-			n := t.wild[string(key[i+1:])]
-			if n != nil && t.changedHost(n.host) {
-				n = nil
-			}
-			if overWild && n == nil {
-				n = t.over.wild[string(key[i+1:])]
-			}
-			if n != nil {
-				if n := n.variantFor(nil, byWild, v); n != nil {
-					return n
-				}
-			}
-		}
-	}
-	return nil
+	return n
 }
 
 // reverseHosts returns the hosts with address-derived key a, from the base and the overlay.

@@ -2,6 +2,9 @@ package table
 
 import (
 	"encoding/binary"
+	"math"
+	"net"
+	"net/netip"
 
 	"github.com/miekg/dns"
 )
@@ -13,21 +16,34 @@ const (
 	wireAAAA = 2 + 2 + 2 + 4 + 2 + 16
 )
 
-// packRecords prepacks the A and AAAA records of n for the table's TTL at the end of slab, which
-// has room for them, and returns the slab; n's records share its memory.
-func (t *Table) packRecords(n *name, slab []byte) []byte {
+// packRecords prepacks the A and then the AAAA records of addrs for the table's TTL at the end of
+// slab, which has room for them, and returns the slab; n's records share its memory. Past 65535 A
+// records (more than a 64 KiB reply could carry) the rest are left out.
+func (t *Table) packRecords(n *name, addrs []netip.Addr, slab []byte) []byte {
 	start := len(slab)
-	for _, ip := range n.v4 {
-		slab = appendRecord(slab, dns.TypeA, t.ttl, ip)
+	for _, a := range addrs {
+		if a = a.Unmap(); a.Is4() && n.nA < math.MaxUint16 {
+			ip := a.As4()
+			slab = appendRecord(slab, dns.TypeA, t.ttl, ip[:])
+			n.nA++
+		}
 	}
-	n.wire4 = slab[start:len(slab):len(slab)]
-	start = len(slab)
-	for _, ip := range n.v6 {
-		slab = appendRecord(slab, dns.TypeAAAA, t.ttl, ip)
+	for _, a := range addrs {
+		if a = a.Unmap(); a.Is6() {
+			ip := a.As16()
+			slab = appendRecord(slab, dns.TypeAAAA, t.ttl, ip[:])
+		}
 	}
-	n.wire6 = slab[start:len(slab):len(slab)]
+	n.wire = slab[start:len(slab):len(slab)]
 	return slab
 }
+
+// a and aaaa are n's prepacked A and AAAA records.
+func (n *name) a() []byte    { return n.wire[:int(n.nA)*wireA] }
+func (n *name) aaaa() []byte { return n.wire[int(n.nA)*wireA:] }
+
+// ip is the address of the prepacked record at rec (its last bytes, after the 12 of the header).
+func ip(rec []byte, size int) net.IP { return net.IP(rec[12:size:size]) }
 
 func appendRecord(b []byte, rrtype uint16, ttl uint32, ip []byte) []byte {
 	b = append(b, 0xc0, 0x0c) // owner: the question's name, as asked
@@ -43,16 +59,16 @@ func appendRecord(b []byte, rrtype uint16, ttl uint32, ip []byte) []byte {
 // number of records, 0 when the match has no such records or needs more than this form (a CNAME,
 // PTR records): then Answer builds the reply.
 func (t *Table) AppendWire(dst []byte, m Match, qtype uint16) ([]byte, int) {
-	if m.n == nil || m.target != "" || m.n.alias != "" {
+	if m.n == nil || m.target != "" || m.n.extra().alias != "" {
 		return dst, 0
 	}
 	var recs []byte
 	size := 0
 	switch qtype {
 	case dns.TypeA:
-		recs, size = m.n.wire4, wireA
+		recs, size = m.n.a(), wireA
 	case dns.TypeAAAA:
-		recs, size = m.n.wire6, wireAAAA
+		recs, size = m.n.aaaa(), wireAAAA
 	}
 	count := len(recs) / max(size, 1)
 	if count == 0 {
@@ -82,26 +98,26 @@ func (t *Table) packSOA(zone string) []byte {
 // type qtype, and reports whether it did: false for data, a CNAME or a reverse name, which
 // AppendWire or Answer handle.
 func (t *Table) AppendNoData(dst []byte, m Match, qtype uint16) ([]byte, bool) {
-	if m.n == nil || m.target != "" || m.n.alias != "" || m.n.soa == nil {
+	if m.n == nil || m.target != "" || m.n.extra().alias != "" || m.n.zone.soa == nil {
 		return dst, false
 	}
 	if t.hasData(m.n, qtype) {
 		return dst, false
 	}
-	return append(dst, m.n.soa...), true
+	return append(dst, m.n.zone.soa...), true
 }
 
 // hasData reports whether n has records of type qtype.
 func (t *Table) hasData(n *name, qtype uint16) bool {
 	switch qtype {
 	case dns.TypeA:
-		return len(n.v4) > 0
+		return n.nA > 0
 	case dns.TypeAAAA:
-		return len(n.v6) > 0
+		return len(n.aaaa()) > 0
 	case dns.TypeSRV:
-		return len(n.srv) > 0
+		return len(n.extra().srv) > 0
 	case dns.TypeTXT:
-		return len(n.txt) > 0
+		return len(n.extra().txt) > 0
 	case dns.TypeSOA:
 		return t.isZone(n.host)
 	}
