@@ -26,7 +26,8 @@
 # Settings (environment): NAMES ROUNDS DURATION RATE RATE_PCT SAT_SECONDS INTERVAL ROTATE SOCKETS
 #   OUTSTANDING NICE SERVER_CPU CLIENT_CPU STUB_CPU BASE_PORT BIN BUILD KEEP_TMP RECORD; defaults below.
 #   Without RATE, a SAT_SECONDS closed-loop run (no pushes) measures saturation and RATE is RATE_PCT
-#   of it. RATE may list several rates ("30000 60000"): each gets its rounds, all in one results block.
+#   of it. RATE may list several rates ("30000 sat", sat standing for RATE_PCT of the measured
+#   saturation): each gets its rounds, all in one results block.
 # Needs go and dig; taskset (util-linux) for pinning, which is skipped without it.
 set -euo pipefail
 
@@ -57,7 +58,7 @@ RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE-
 
 ((ROUNDS >= 1 && DURATION >= 1 && SAT_SECONDS >= 1)) ||
 	{ echo "push-latency.sh: ROUNDS, DURATION and SAT_SECONDS must be at least 1" >&2; exit 1; }
-[[ -z $RATE || $RATE =~ ^[1-9][0-9]*( [1-9][0-9]*)*$ ]] || { echo "push-latency.sh: RATE must be positive integers" >&2; exit 1; }
+[[ -z $RATE || $RATE =~ ^([1-9][0-9]*|sat)( ([1-9][0-9]*|sat))*$ ]] || { echo "push-latency.sh: RATE must be positive integers or sat" >&2; exit 1; }
 STUB_PORT=$BASE_PORT
 MESH_PORT=$((BASE_PORT + 1))
 ADS_PORT=$((BASE_PORT + 2))
@@ -182,7 +183,12 @@ start_stub() {
 start_run() {
 	local interval=$1 i
 	# coredns binds with SO_REUSEPORT: a stray server on the port would silently take part of the load.
-	answers "$MESH_PORT" && die "something already answers on 127.0.0.1:$MESH_PORT; set BASE_PORT"
+	# The last run's coredns may still be draining its sockets: give it a few seconds.
+	for ((i = 0; i < 50; i++)); do
+		answers "$MESH_PORT" || break
+		sleep 0.1
+	done
+	((i < 50)) || die "something already answers on 127.0.0.1:$MESH_PORT; set BASE_PORT"
 	(pinned "$CLIENT_CPU" "$TMP/ndspush" -addr "127.0.0.1:$ADS_PORT" -names "$NAMES" \
 		-interval "$interval" -rotate "$ROTATE" >"$TMP/ndspush.log" 2>&1) &
 	RUN_PIDS=($!)
@@ -266,7 +272,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 start_stub
 
-if [[ -z $RATE ]]; then
+if [[ -z $RATE || " $RATE " == *" sat "* ]]; then
 	start_run 0
 	run_load "$SAT_SECONDS" 0 "$TMP/sat.out"
 	stop_run
@@ -280,9 +286,11 @@ if [[ -z $RATE ]]; then
 	else
 		SAT_NOTE="measured: the server's core at ${SAT_CPU}%"
 	fi
-	RATE=$((SAT * RATE_PCT / 100))
-	((RATE >= 1)) || die "saturation of $SAT QPS is too low"
-	echo "saturation: $SAT qps ($SAT_NOTE; no pushes, ${SAT_SECONDS}s); rate: $RATE qps ($RATE_PCT%)" >&2
+	rate=$((SAT * RATE_PCT / 100))
+	((rate >= 1)) || die "saturation of $SAT QPS is too low"
+	echo "saturation: $SAT qps ($SAT_NOTE; no pushes, ${SAT_SECONDS}s); rate: $rate qps ($RATE_PCT%)" >&2
+	RATE=${RATE:-sat}
+	RATE=$(sed "s/\bsat\b/$rate/" <<<"$RATE")
 else
 	SAT=not-measured SAT_NOTE=
 fi

@@ -123,8 +123,10 @@ type run struct {
 	rate    int
 	window  int64 // closed loop: queries in flight
 
-	socks []*sock
-	start time.Time // when query 0 is due (wall clock: the kernel timestamps answers in it)
+	socks   []*sock
+	start   time.Time // when query 0 is due
+	startNs int64     // the same on the wall clock, which every due time and answer is reckoned in:
+	// the kernel timestamps answers with it, and the monotonic clock may drift from it during a run
 
 	sent, received atomic.Int64
 	measureFrom    atomic.Int64 // first query whose latency counts (after the warmup)
@@ -203,6 +205,7 @@ func pct(v []int64, p float64) float64 {
 
 func (r *run) measure(warmup, duration, timeout time.Duration) result {
 	r.start = time.Now().Add(10 * time.Millisecond)
+	r.startNs = r.start.UnixNano()
 	r.measureFrom.Store(-1)
 	r.measureTo.Store(1 << 62)
 	stop := make(chan struct{})
@@ -288,16 +291,15 @@ func (r *run) send(stop <-chan struct{}) []int64 {
 		now := time.Now()
 		var due int64
 		if r.rate > 0 {
-			due = int64(now.Sub(r.start).Seconds()*float64(r.rate)) + 1
+			due = int64(float64(now.UnixNano()-r.startNs)/1e9*float64(r.rate)) + 1
 		} else {
 			due = r.received.Load() + r.window
 		}
 		if due <= k {
 			if r.rate > 0 {
 				// Sleep until the next query is due; the runtime wakes a little late, which sendlag shows.
-				next := r.start.Add(time.Duration(float64(k) / float64(r.rate) * 1e9))
-				if d := time.Until(next); d > 0 {
-					ts := unix.NsecToTimespec(int64(d))
+				if d := r.dueNs(k) - time.Now().UnixNano(); d > 0 {
+					ts := unix.NsecToTimespec(d)
 					unix.Nanosleep(&ts, nil)
 				}
 			} else {
@@ -318,7 +320,7 @@ func (r *run) send(stop <-chan struct{}) []int64 {
 			msgs[si][j].Buffers[0] = b
 			counts[si]++
 			if r.rate > 0 {
-				lags = append(lags, int64(now.Sub(r.start.Add(time.Duration(float64(k)/float64(r.rate)*1e9)))))
+				lags = append(lags, now.UnixNano()-r.dueNs(k))
 			}
 		}
 		for si, c := range counts {
@@ -366,27 +368,28 @@ func (r *run) receive(i int, s *sock, timeout time.Duration) {
 			if k < 0 || from < 0 || k < from || k >= to {
 				continue
 			}
-			lat := at.Sub(r.dueTime(k))
-			if lat > timeout {
+			lat := at.UnixNano() - r.dueNs(k)
+			if lat > int64(timeout) {
 				s.late++
 				continue
 			}
 			s.got++
-			s.lat = append(s.lat, int64(lat))
+			s.lat = append(s.lat, lat)
 			s.seq = append(s.seq, k)
 		}
 		s.mu.Unlock()
 	}
 }
 
-func (r *run) dueTime(k int64) time.Time {
-	return r.start.Add(time.Duration(float64(k) / float64(r.rate) * 1e9))
+// dueNs is when query k is due, in wall-clock ns.
+func (r *run) dueNs(k int64) int64 {
+	return r.startNs + int64(float64(k)/float64(r.rate)*1e9)
 }
 
 // latestQuery is the query of socket i with ID id that was due last at or before t, or -1.
 func (r *run) latestQuery(i, id int64, t time.Time, n int64) int64 {
 	// Query k = (id + w*idSpace)*n + i; the largest w with a due time at or before t.
-	dueIdx := int64(t.Sub(r.start).Seconds() * float64(r.rate)) // the last query due by t
+	dueIdx := int64(float64(t.UnixNano()-r.startNs) / 1e9 * float64(r.rate)) // the last query due by t
 	if dueIdx < i {
 		return -1
 	}
