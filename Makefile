@@ -72,7 +72,7 @@ chaos:
 bench: build
 	bench/compare.sh
 
-# dnsperf's latency percentiles while a 10k-name NDS push lands every second, against no pushes.
+# Latency percentiles (bench/loadgen, open loop) while a 10k-name NDS push lands every second, against no pushes.
 bench-push: build
 	bench/push-latency.sh
 

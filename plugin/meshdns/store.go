@@ -2,6 +2,7 @@ package meshdns
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,12 @@ type store struct {
 	readyCh chan struct{} // closed when ready first turns true
 
 	compact *time.Timer // builds whole a while after the last change, ending the overlay's cost
+	// A whole build in the background (compactInBackground): while it runs, since collects the hosts
+	// changed meanwhile, to fold into the table it makes; base counts the tables built whole, so that
+	// one built in the meantime on the caller's goroutine wins over it.
+	building bool
+	since    map[string]bool
+	base     uint64
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -149,6 +156,7 @@ func (s *store) rebuild() {
 	if len(snaps) == 0 {
 		return
 	}
+	s.base++
 	s.swap(table.Build(slices.Concat(snaps...), s.opts))
 	if ready && !s.ready.Swap(true) {
 		close(s.readyCh)
@@ -184,23 +192,25 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 		}
 	}
 	cur := s.cur.Load()
-	if cur == nil || !s.have[i] || cur.Pending()+len(hosts) > maxPending(cur.Len()) {
+	if cur == nil || !s.have[i] {
 		s.rebuild()
 		return
 	}
-	changes := make(map[string][]table.Entry, len(changed))
-	for _, ch := range changed {
-		var all []table.Entry
-		for j := range s.sources {
-			if s.have[j] {
-				all = append(all, s.hostEntries(j, ch)...)
-			}
+	if s.building {
+		for _, ch := range changed {
+			s.since[ch] = true
 		}
-		changes[ch] = table.Merge(all) // every variant of the host; none when it is gone
 	}
+	changes := s.merged(changed)
 	if cur.NeedsBuild(changes) {
 		s.rebuild()
 		return
+	}
+	// Past what an overlay takes, the table is built whole in the background, and this change, like
+	// those until that build is in, goes on the overlay: the push is served now, not after a build
+	// that takes a second for 100k names.
+	if cur.Pending()+len(hosts) > maxPending(cur.Len()) {
+		s.compactInBackground()
 	}
 	s.swap(cur.Update(changes))
 	if s.compact == nil {
@@ -208,12 +218,68 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if t := s.cur.Load(); t != nil && t.Pending() > 0 {
-				s.rebuild()
+				s.compactInBackground()
 			}
 		})
 	} else {
 		s.compact.Reset(compactAfter)
 	}
+}
+
+// merged is, for each canonical host, its entries from every source merged: every variant of the
+// host, none when it is gone. The caller holds mu.
+func (s *store) merged(hosts []string) map[string][]table.Entry {
+	changes := make(map[string][]table.Entry, len(hosts))
+	for _, ch := range hosts {
+		var all []table.Entry
+		for j := range s.sources {
+			if s.have[j] {
+				all = append(all, s.hostEntries(j, ch)...)
+			}
+		}
+		changes[ch] = table.Merge(all)
+	}
+	return changes
+}
+
+// compactInBackground builds the table whole from every source's entries, off the caller's
+// goroutine, and serves it with the hosts changed meanwhile folded in, unless a table was built whole
+// in the meantime. One build runs at a time. The caller holds mu.
+func (s *store) compactInBackground() {
+	if s.building {
+		return
+	}
+	var snaps [][]table.Entry
+	for i, have := range s.have {
+		if have {
+			snaps = append(snaps, s.entriesOf(i))
+		}
+	}
+	entries, base := slices.Concat(snaps...), s.base
+	s.building, s.since = true, map[string]bool{}
+	s.done.Add(1)
+	go func() {
+		defer s.done.Done()
+		t := table.Build(entries, s.opts)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		since := s.since
+		s.building, s.since = false, nil
+		if s.base != base {
+			return // built whole meanwhile, from newer entries
+		}
+		s.base++
+		if len(since) == 0 {
+			s.swap(t)
+			return
+		}
+		changes := s.merged(slices.Collect(maps.Keys(since)))
+		if t.NeedsBuild(changes) {
+			s.rebuild()
+			return
+		}
+		s.swap(t.Update(changes))
+	}()
 }
 
 // publishChanges folds a snapshot of source i into the table being served as changes: only the

@@ -115,3 +115,36 @@ func BenchmarkSamePush(b *testing.B) {
 		b.Fatalf("published %d times", published)
 	}
 }
+
+// BenchmarkDiffPush is nds's share of a push of a table in which 1% of the hosts moved: reading
+// every entry's bytes, decoding the changed ones (differ), without the store's part.
+func BenchmarkDiffPush(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
+			entries, err := DecodeNameTable(benchTable(n))
+			if err != nil {
+				b.Fatal(err)
+			}
+			// Two versions a 1% apart, applied in turn: each push changes n/100 hosts.
+			moved := slices.Clone(entries)
+			for i := 0; i < n; i += 100 {
+				moved[i].Addrs = []netip.Addr{netip.AddrFrom4([4]byte{192, 0, byte(i >> 8), byte(i)})}
+			}
+			pushes := [][]byte{EncodeNameTable(entries), EncodeNameTable(moved)}
+			d := newDiffer()
+			if _, _, _, err := d.apply(pushes[0]); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(pushes[0])))
+			i := 0
+			for b.Loop() {
+				i++
+				changed, _, _, err := d.apply(pushes[i%2])
+				if err != nil || len(changed) != n/100 {
+					b.Fatalf("%d changed, error %v", len(changed), err)
+				}
+			}
+		})
+	}
+}

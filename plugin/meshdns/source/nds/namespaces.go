@@ -174,6 +174,7 @@ func (p *perNamespace) open(ns string) {
 	log.Infof("nds %s: subscribing for namespace %s as %s", p.src.cfg.Address, ns, client.NodeID())
 	h := newHandler(func(entries []table.Entry) { p.applied(ns, sub, entries) }, p.sink.Reject)
 	h.skipSame = true
+	h.changes(func(hosts map[string][]table.Entry, _ int) { p.changedIn(ns, sub, hosts) })
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -223,6 +224,27 @@ func (p *perNamespace) applied(ns string, sub *subscription, entries []table.Ent
 	}
 	if changes := table.Changes(old, next); len(changes) > 0 {
 		p.change(slices.Collect(maps.Keys(changes)))
+	}
+}
+
+// changedIn takes the hosts a push of namespace ns changed (their entries, none when gone) from its
+// subscription sub, after its first table (applied).
+func (p *perNamespace) changedIn(ns string, sub *subscription, hosts map[string][]table.Entry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.tables[ns]
+	if p.subs[ns] != sub || !ok {
+		return // closed while this push was applied
+	}
+	for h, es := range hosts {
+		if len(es) == 0 {
+			delete(t, h)
+		} else {
+			t[h] = es
+		}
+	}
+	if p.published {
+		p.change(slices.Collect(maps.Keys(hosts)))
 	}
 }
 

@@ -5,8 +5,8 @@ package nds
 import (
 	"fmt"
 	"net/netip"
-	"runtime"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/pace"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -48,6 +48,7 @@ func DecodeNameTable(b []byte) ([]table.Entry, error) {
 	var entries []table.Entry
 	seen := make(map[string]bool)
 	d := decoder{interned: make(map[string]string)}
+	var p pace.Pacer
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -65,9 +66,7 @@ func DecodeNameTable(b []byte) ([]table.Entry, error) {
 		if n < 0 {
 			return nil, fmt.Errorf("NameTable entry %d: %v", len(entries)+1, protowire.ParseError(n))
 		}
-		if len(entries)%256 == 255 {
-			runtime.Gosched() // let queries in on a shared core, as table.Build does
-		}
+		p.Tick() // let queries in on a shared core
 		b = b[n:]
 		e, err := d.mapEntry(entry)
 		if err != nil {

@@ -103,13 +103,30 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		s.runPerNamespace(ctx, sink)
 		return
 	}
+	h := s.handlerFor(sink)
+	if err := s.client.Run(ctx, h); err != nil {
+		sink.Reject(err)
+	}
+}
+
+// NewHandler returns what applies the pushes of the source's subscription to sink, as Run does:
+// for a benchmark or a tool that has the pushes by other means.
+func (s *Source) NewHandler(sink source.Sink) xds.Handler { return s.handlerFor(sink) }
+
+// handlerFor is the handler of the one-node subscription: whole tables to sink, then, when sink
+// takes changes, only the hosts each push changes.
+func (s *Source) handlerFor(sink source.Sink) *handler {
 	h := newHandler(func(entries []table.Entry) {
 		sink.Publish(entries)
 		entriesGauge.WithLabelValues(s.cfg.Address).Set(float64(len(entries)))
 	}, sink.Reject)
-	if err := s.client.Run(ctx, h); err != nil {
-		sink.Reject(err)
+	if cs, ok := sink.(source.ChangeSink); ok {
+		h.changes(func(hosts map[string][]table.Entry, n int) {
+			cs.Change(hosts)
+			entriesGauge.WithLabelValues(s.cfg.Address).Set(float64(n))
+		})
 	}
+	return h
 }
 
 // handler applies the pushes of one subscription; in delta, resources holds the entries of each
@@ -123,6 +140,15 @@ type handler struct {
 	// decoding and comparing a 10k-name table costs some 40 ms, its hash under 1 (BenchmarkSamePush).
 	skipSame bool
 	sum      [sha256.Size]byte
+	// With change set, a state-of-the-world push after the first is diffed against the last one
+	// applied (diff) and only its changed hosts are handed on, with the number of hosts now held.
+	change func(hosts map[string][]table.Entry, n int)
+	diff   *differ
+}
+
+// changes makes h hand on what each push changes rather than whole tables.
+func (h *handler) changes(change func(hosts map[string][]table.Entry, n int)) {
+	h.change, h.diff = change, newDiffer()
 }
 
 func newHandler(publish func([]table.Entry), reject func(error)) *handler {
@@ -138,9 +164,19 @@ func (h *handler) Apply(r *xds.Response) error {
 				return nil
 			}
 		}
+		if h.diff != nil && len(r.Resources) == 1 {
+			if err := h.applyDiff(r.Resources[0].Body); err != nil {
+				return fmt.Errorf("resource 0: %w", err)
+			}
+			h.sum = sum
+			return nil
+		}
 		entries, err := decodeAll(r.Resources)
 		if err != nil {
 			return err
+		}
+		if h.diff != nil {
+			h.diff = newDiffer() // the next one-resource push is published whole
 		}
 		h.applied(entries)
 		h.sum = sum
@@ -152,6 +188,38 @@ func (h *handler) Apply(r *xds.Response) error {
 	}
 	h.resources = next
 	h.applied(flatten(next))
+	return nil
+}
+
+// applyDiff applies a one-resource push through the differ: the first one whole, then only what
+// changed, nothing when nothing did.
+func (h *handler) applyDiff(r *anypb.Any) error {
+	if r == nil {
+		return errors.New("empty resource")
+	}
+	if r.TypeUrl != TypeURL {
+		return fmt.Errorf("resource of type %q, want %s", r.TypeUrl, TypeURL)
+	}
+	changed, removed, first, err := h.diff.apply(r.Value)
+	if err != nil {
+		return err
+	}
+	if first {
+		h.applied(changed)
+		return nil
+	}
+	if len(changed) == 0 && len(removed) == 0 {
+		return nil
+	}
+	hosts := make(map[string][]table.Entry, len(changed)+len(removed))
+	for _, e := range changed {
+		ch := table.CanonicalHost(e.Host)
+		hosts[ch] = append(hosts[ch], e)
+	}
+	for _, ch := range removed {
+		hosts[ch] = nil
+	}
+	h.change(hosts, h.diff.live)
 	return nil
 }
 
