@@ -2,14 +2,12 @@ package table
 
 import (
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
-)
 
-// yieldEvery is how many entries Build indexes between yields to the scheduler.
-const yieldEvery = 256
+	"github.com/meshdns/meshdns/plugin/meshdns/pace"
+)
 
 // Options are the settings a table is built with.
 type Options struct {
@@ -214,12 +212,11 @@ func index(entries []Entry, opt Options, zones map[string]string, merged bool) (
 	wire := make([]byte, 0, nwire)
 	apexes := make(map[string]*zone)
 	var head *name // the first variant of the host being indexed, which its claims name
+	// A resolver pinned to one core shares it between this build and the queries: let them in every
+	// half millisecond rather than hold them for the whole build (runtime.Gosched does not: pace).
+	var pacer pace.Pacer
 	for i := range entries {
-		if i%yieldEvery == yieldEvery-1 {
-			// A resolver pinned to one core shares it between this build and the queries: let them in
-			// every few hundred entries rather than hold them for a whole 10 ms scheduler slice.
-			runtime.Gosched()
-		}
+		pacer.Tick()
 		e := &entries[i]
 		host := canonicalHost(e.Host)
 		n := &names[i]
