@@ -86,5 +86,6 @@ func ingressCounts(server string) ingress.Counts {
 	answered := batchedDatagrams.WithLabelValues(server, "answered")
 	chain := batchedDatagrams.WithLabelValues(server, "chain")
 	dropped := batchedDatagrams.WithLabelValues(server, "dropped")
-	return ingress.Counts{Answered: answered.Inc, Chained: chain.Inc, Dropped: dropped.Inc}
+	add := func(c prometheus.Counter) func(int) { return func(n int) { c.Add(float64(n)) } }
+	return ingress.Counts{Answered: add(answered), Chained: add(chain), Dropped: add(dropped)}
 }

@@ -1,6 +1,7 @@
 package meshdns
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -125,19 +126,35 @@ func pluginAbove(cfg *dnsserver.Config) string {
 // zoneRoute is which zones of an address route queries to this block: CoreDNS gives a query to the
 // longest zone on the address that holds it, or to the root zone.
 type zoneRoute struct {
-	ours map[string]bool // every zone on the address: whether only this block serves it
+	zones map[string]routedZone // every zone on the address, by its lower-case name
 }
 
-// zone is the zone q routes to when that zone is this block's alone.
+type routedZone struct {
+	name string // the zone's own string: what zone returns, so that no piece of a qname outlives it
+	ours bool   // only this block serves it
+}
+
+// zone is the zone qname (a name without escapes, as parseQuery reads) routes to, and whether that
+// zone is this block's alone. It does not allocate, whatever the qname's case.
 func (r *zoneRoute) zone(qname string) (string, bool) {
-	q := strings.ToLower(qname) // the qname itself when it has no capitals: no copy
-	for off, end := 0, false; !end; off, end = dns.NextLabel(q, off) {
-		if ours, ok := r.ours[q[off:]]; ok {
-			return q[off:], ours
+	var buf [maxNameWire + 1]byte
+	q := append(buf[:0], qname...)
+	for i, c := range q {
+		if 'A' <= c && c <= 'Z' {
+			q[i] = c + 'a' - 'A'
 		}
 	}
-	ours := r.ours["."]
-	return ".", ours
+	for off := 0; off < len(q); {
+		if z, ok := r.zones[string(q[off:])]; ok { // a map index by converted bytes copies nothing
+			return z.name, z.ours
+		}
+		dot := bytes.IndexByte(q[off:], '.')
+		if dot < 0 {
+			break
+		}
+		off += dot + 1
+	}
+	return ".", r.zones["."].ours
 }
 
 // routeOf reads which zones s routes to which blocks. CoreDNS keeps that unexported
@@ -159,7 +176,7 @@ func routeOf(s *dnsserver.Server, cfg *dnsserver.Config) (*zoneRoute, string) {
 		return nil, "the listener reads PROXY protocol headers"
 	}
 	plugins := reflect.ValueOf(cfg.Plugin).Pointer() // the blocks's configs share its plugin list
-	route := &zoneRoute{ours: map[string]bool{}}
+	route := &zoneRoute{zones: map[string]routedZone{}}
 	anyOurs := false
 	for _, zone := range zones.MapKeys() {
 		configs := zones.MapIndex(zone)
@@ -169,7 +186,7 @@ func routeOf(s *dnsserver.Server, cfg *dnsserver.Config) (*zoneRoute, string) {
 			ours = c.FieldByName("Plugin").Pointer() == plugins && c.FieldByName("FilterFuncs").Len() == 0 &&
 				c.FieldByName("ViewName").String() == "" && isNilField(c, "metaCollector")
 		}
-		route.ours[zone.String()] = ours
+		route.zones[zone.String()] = routedZone{name: zone.String(), ours: ours}
 		anyOurs = anyOurs || ours
 	}
 	if !anyOurs {
@@ -199,7 +216,8 @@ type udpListener struct {
 // respond is the ingress's Respond: ServeDNS's fast path from bytes. What it declines (a name not in
 // the table, a negative answer, an alias, EDNS options, a reply too large) the chain serves.
 func (l *udpListener) respond(out, query []byte, client netip.AddrPort) ([]byte, bool) {
-	q, ok := parseQuery(query)
+	var text [maxNameWire]byte // the qname's text, on the stack: q.name lives no longer than this call
+	q, ok := parseQuery(query, &text)
 	if !ok {
 		return out, false
 	}

@@ -31,8 +31,8 @@ func TestRouteOfReadsThisCoreDNS(t *testing.T) {
 	if why != "" {
 		t.Fatalf("routeOf: %s", why)
 	}
-	if len(route.ours) != 2 || !route.ours["."] || route.ours["cluster.local."] {
-		t.Fatalf("zones %v, want . ours and cluster.local. not", route.ours)
+	if len(route.zones) != 2 || !route.zones["."].ours || route.zones["cluster.local."].ours {
+		t.Fatalf("zones %v, want . ours and cluster.local. not", route.zones)
 	}
 	for qname, want := range map[string]bool{"reviews.": true, "a.b.cluster.local.": false, "CLUSTER.LOCAL.": false, "x.local.": true} {
 		if _, got := route.zone(qname); got != want {
