@@ -73,7 +73,7 @@ func (m *MeshDNS) attach(s *dnsserver.Server, cfg *dnsserver.Config) {
 		log.Infof("batched UDP path off for %s: %s", s.Addr, why)
 		return
 	}
-	l := &udpListener{m: m, server: s.Addr, route: route}
+	l := newUDPListener(m, s.Addr, route)
 	if cfg.Handler("prometheus") != nil {
 		l.metrics = &requestMetrics{server: s.Addr}
 	}
@@ -210,7 +210,12 @@ type udpListener struct {
 	m       *MeshDNS
 	server  string // CoreDNS's name for the listener, the metrics' server label
 	route   *zoneRoute
-	metrics *requestMetrics // nil without the prometheus plugin
+	answers *[numOutcomes]prometheus.Counter // the server's, resolved once rather than by each answer
+	metrics *requestMetrics                  // nil without the prometheus plugin
+}
+
+func newUDPListener(m *MeshDNS, server string, route *zoneRoute) *udpListener {
+	return &udpListener{m: m, server: server, route: route, answers: m.counters.of(server)}
 }
 
 // respond is the ingress's Respond: ServeDNS's fast path from bytes. What it declines (a name not in
@@ -246,7 +251,7 @@ func (l *udpListener) respond(out, query []byte, client netip.AddrPort) ([]byte,
 	if result == outcomeNone {
 		return out, false
 	}
-	m.counters.inc(l.server, result)
+	l.answers[result].Inc()
 	if l.metrics != nil {
 		l.metrics.report(serverZone, client.Addr(), &q, len(query), len(reply), start)
 	}

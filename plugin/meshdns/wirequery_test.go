@@ -13,7 +13,7 @@ import (
 
 // batchedListener is the batched UDP path of m as a listener whose every zone is m's.
 func batchedListener(m *MeshDNS) *udpListener {
-	return &udpListener{m: m, server: "dns://127.0.0.1:53", route: &zoneRoute{zones: map[string]routedZone{".": {name: ".", ours: true}}}}
+	return newUDPListener(m, "dns://127.0.0.1:53", &zoneRoute{zones: map[string]routedZone{".": {name: ".", ours: true}}})
 }
 
 // sameAsServeDNS checks the batched path against ServeDNS for one datagram: what the batched path
