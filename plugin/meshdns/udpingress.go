@@ -1,11 +1,11 @@
 package meshdns
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -126,7 +126,8 @@ func pluginAbove(cfg *dnsserver.Config) string {
 // zoneRoute is which zones of an address route queries to this block: CoreDNS gives a query to the
 // longest zone on the address that holds it, or to the root zone.
 type zoneRoute struct {
-	zones map[string]routedZone // every zone on the address, by its lower-case name
+	zones   map[string]routedZone // every zone on the address, by its lower-case name
+	lengths []int                 // the lengths of their names but the root's, longest first
 }
 
 type routedZone struct {
@@ -134,25 +135,37 @@ type routedZone struct {
 	ours bool   // only this block serves it
 }
 
-// zone is the zone qname (a name without escapes, as parseQuery reads) routes to, and whether that
-// zone is this block's alone. It does not allocate, whatever the qname's case.
-func (r *zoneRoute) zone(qname string) (string, bool) {
-	var buf [maxNameWire + 1]byte
-	q := append(buf[:0], qname...)
-	for i, c := range q {
-		if 'A' <= c && c <= 'Z' {
-			q[i] = c + 'a' - 'A'
-		}
+// set records that queries in zone route to this block alone (ours) or not.
+func (r *zoneRoute) set(zone string, ours bool) {
+	if r.zones == nil {
+		r.zones = map[string]routedZone{}
 	}
-	for off := 0; off < len(q); {
-		if z, ok := r.zones[string(q[off:])]; ok { // a map index by converted bytes copies nothing
+	r.zones[zone] = routedZone{name: zone, ours: ours}
+	if zone != "." && !slices.Contains(r.lengths, len(zone)) {
+		r.lengths = append(r.lengths, len(zone))
+		slices.SortFunc(r.lengths, func(a, b int) int { return b - a })
+	}
+}
+
+// zone is the zone qname (a name without escapes, as parseQuery reads) routes to, and whether that
+// zone is this block's alone. It does not allocate, whatever the qname's case, and looks up only
+// the suffixes of qname as long as a zone's name (with only the root zone, none).
+func (r *zoneRoute) zone(qname string) (string, bool) {
+	for _, n := range r.lengths {
+		start := len(qname) - n
+		if start < 0 || start > 0 && qname[start-1] != '.' {
+			continue // shorter than the zone, or not at a label's start
+		}
+		var buf [maxNameWire + 1]byte
+		lower := append(buf[:0], qname[start:]...)
+		for i, c := range lower {
+			if 'A' <= c && c <= 'Z' {
+				lower[i] = c + 'a' - 'A'
+			}
+		}
+		if z, ok := r.zones[string(lower)]; ok { // a map index by converted bytes copies nothing
 			return z.name, z.ours
 		}
-		dot := bytes.IndexByte(q[off:], '.')
-		if dot < 0 {
-			break
-		}
-		off += dot + 1
 	}
 	return ".", r.zones["."].ours
 }
@@ -176,7 +189,7 @@ func routeOf(s *dnsserver.Server, cfg *dnsserver.Config) (*zoneRoute, string) {
 		return nil, "the listener reads PROXY protocol headers"
 	}
 	plugins := reflect.ValueOf(cfg.Plugin).Pointer() // the blocks's configs share its plugin list
-	route := &zoneRoute{zones: map[string]routedZone{}}
+	route := &zoneRoute{}
 	anyOurs := false
 	for _, zone := range zones.MapKeys() {
 		configs := zones.MapIndex(zone)
@@ -186,7 +199,7 @@ func routeOf(s *dnsserver.Server, cfg *dnsserver.Config) (*zoneRoute, string) {
 			ours = c.FieldByName("Plugin").Pointer() == plugins && c.FieldByName("FilterFuncs").Len() == 0 &&
 				c.FieldByName("ViewName").String() == "" && isNilField(c, "metaCollector")
 		}
-		route.zones[zone.String()] = routedZone{name: zone.String(), ours: ours}
+		route.set(zone.String(), ours)
 		anyOurs = anyOurs || ours
 	}
 	if !anyOurs {

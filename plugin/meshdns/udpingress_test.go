@@ -69,3 +69,28 @@ func TestPluginAbove(t *testing.T) {
 		t.Errorf("nothing above: %q", why)
 	}
 }
+
+// A query routes to the longest zone that holds it, whatever its case, and at label boundaries only.
+func TestZoneRouteTakesTheLongestZone(t *testing.T) {
+	r := &zoneRoute{}
+	r.set(".", true)
+	r.set("cluster.local.", false)
+	r.set("svc.cluster.local.", true)
+	r.set("local.", true)
+	for qname, want := range map[string]string{
+		"a.svc.cluster.local.": "svc.cluster.local.",
+		"A.SVC.Cluster.Local.": "svc.cluster.local.",
+		"svc.cluster.local.":   "svc.cluster.local.",
+		"b.cluster.local.":     "cluster.local.",
+		"xsvc.cluster.local.":  "cluster.local.", // not at a label's start
+		"x.local.":             "local.",
+		"mylocal.":             ".",
+		"example.org.":         ".",
+		".":                    ".",
+	} {
+		got, ours := r.zone(qname)
+		if got != want || ours != r.zones[want].ours {
+			t.Errorf("%s: zone %s (ours %v), want %s (ours %v)", qname, got, ours, want, r.zones[want].ours)
+		}
+	}
+}

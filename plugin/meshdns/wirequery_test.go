@@ -13,7 +13,9 @@ import (
 
 // batchedListener is the batched UDP path of m as a listener whose every zone is m's.
 func batchedListener(m *MeshDNS) *udpListener {
-	return newUDPListener(m, "dns://127.0.0.1:53", &zoneRoute{zones: map[string]routedZone{".": {name: ".", ours: true}}})
+	route := &zoneRoute{}
+	route.set(".", true)
+	return newUDPListener(m, "dns://127.0.0.1:53", route)
 }
 
 // sameAsServeDNS checks the batched path against ServeDNS for one datagram: what the batched path
@@ -109,7 +111,7 @@ func TestParseQueryRefusesTrailingAndShortData(t *testing.T) {
 // A zone another block (or a view) shares routes its names away from the batched path.
 func TestBatchedPathKeepsToItsZones(t *testing.T) {
 	l := batchedListener(newTestMeshDNS(t, exampleTable, "", "namespace bookinfo\nfallthrough"))
-	l.route.zones["cluster.local."] = routedZone{name: "cluster.local."} // another block's, more specific
+	l.route.set("cluster.local.", false) // another block's, more specific
 	if sameAsServeDNS(t, l, packQuery(t, "reviews.bookinfo.svc.cluster.local.", dns.TypeA, nil)) {
 		t.Error("answered a name of another block's zone")
 	}
