@@ -40,8 +40,8 @@
 #                                                   (the authoritative C servers, in DATE-peers.txt;
 #                                                   not in the default: 12s more for QUICK=1)
 # Settings (environment): SERVERS NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
-#   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PPROF_ADDR BUILD KEEP_TMP RECORD LATENCY SERVER_SHARE;
-#   defaults below.
+#   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PROFILE_MIX PPROF_ADDR BUILD KEEP_TMP RECORD RECORD_TAG
+#   LATENCY SERVER_SHARE; defaults below.
 #   MULTISOCKET=N gives the CoreDNS servers N listening sockets (multisocket N), unbound N threads,
 #   knot N UDP workers and nsd N server processes (both with SO_REUSEPORT sockets),
 #   for throughput on more than one core, e.g. with SERVER_CPU=0,1 CLIENT_CPU=0,1 STUB_CPU=0,1
@@ -52,7 +52,10 @@
 #   and reports the p50/p99/p99.9 of every query's latency (dnsperf -v) and each server's CPU time per
 #   answered query (/proc, at the same rate: a capacity ratio that dnsperf's own limit does not cap);
 #   the issue's "p99 at half of saturation no worse than hosts".
-#   PROFILE=1 also writes a CPU profile of meshdns (pprof -top) to bench/results/DATE-pprof-meshdns.txt.
+#   PROFILE=1 also writes a CPU profile of meshdns (pprof -top) under PROFILE_MIX's load to
+#   bench/results/DATE-pprof-meshdns.txt; with SERVER_SHARE, under the same CPU quota.
+#   RECORD_TAG=-after appends it to the results' file names (DATE-peers-share40-after.txt), so that
+#   a run to compare with another is kept apart from the day's series.
 # Needs go, dnsperf, dig and ss (iproute2), and unbound, knotd and knotc (knot), nsd when measured;
 # taskset (util-linux) for pinning, which is skipped without it; gnuplot for the chart. It installs
 # nothing: a missing tool stops it, naming the Debian package.
@@ -77,6 +80,7 @@ STUB_CPU=${STUB_CPU:-$CLIENT_CPU} # core of the upstream stub, off the server's 
 BASE_PORT=${BASE_PORT:-15350}     # the stub on BASE_PORT, the servers on +1 to +11 (see PORT below)
 PROFILE=${PROFILE:-0}             # 1: also CPU-profile meshdns under the mixed load
 PROFILE_SECONDS=${PROFILE_SECONDS:-10}
+PROFILE_MIX=${PROFILE_MIX:-mixed} # the load profiled
 PPROF_ADDR=${PPROF_ADDR:-127.0.0.1:6060}
 BUILD=${BUILD:-0}                 # 1: rebuild bin/coredns (istioproxy, mapserver) even if up to date
 KEEP_TMP=${KEEP_TMP:-0}           # 1: keep the generated data and server logs
@@ -85,6 +89,7 @@ MULTISOCKET=${MULTISOCKET:-0}     # N > 0: N listening sockets per CoreDNS serve
 DNSPERF_THREADS=${DNSPERF_THREADS:-1} # dnsperf -T
 SERVER_SHARE=${SERVER_SHARE:-0}   # N (1-99): each server limited to N% of its core (cgroup CPU quota)
 RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE[-peers].txt (QUICK: 0)
+RECORD_TAG=${RECORD_TAG:-}        # appended to the results' file names
 
 ((ROUNDS >= 1 && DURATION >= 1)) || { echo "compare.sh: ROUNDS and DURATION must be at least 1" >&2; exit 1; }
 STUB_PORT=$BASE_PORT
@@ -129,6 +134,7 @@ for s in "${SERVER_LIST[@]}"; do
 done
 ((MULTISOCKET == 0)) || SUFFIX=-multisocket
 ((SERVER_SHARE == 0)) || SUFFIX=$SUFFIX-share$SERVER_SHARE
+[[ $RECORD_TAG =~ ^[A-Za-z0-9._-]*$ ]] || die "RECORD_TAG must be a file name's letters, digits, dots, dashes"
 
 # need TOOL PACKAGE: stops with the Debian package to install when TOOL is missing.
 need() {
@@ -846,15 +852,15 @@ fi
 
 if [[ $RECORD == 1 ]]; then
 	mkdir -p "$ROOT/bench/results"
-	out=$ROOT/bench/results/$(date +%F)$SUFFIX.txt
+	out=$ROOT/bench/results/$(date +%F)$SUFFIX$RECORD_TAG.txt
 	{
 		cat "$RESULTS"
 		echo
 	} >>"$out"
 	echo "results appended to $out" >&2
 	if [[ -n $PNG ]]; then
-		cp "$PNG" "$ROOT/bench/results/$(date +%F)$SUFFIX.png"
-		echo "chart written to $ROOT/bench/results/$(date +%F)$SUFFIX.png" >&2
+		cp "$PNG" "$ROOT/bench/results/$(date +%F)$SUFFIX$RECORD_TAG.png"
+		echo "chart written to $ROOT/bench/results/$(date +%F)$SUFFIX$RECORD_TAG.png" >&2
 	fi
 elif [[ -n $PNG ]]; then
 	echo "chart drawn, not recorded (RECORD=0): $PNG, kept with KEEP_TMP=1" >&2
@@ -867,18 +873,24 @@ if [[ $PROFILE == 1 ]]; then
 	kill "$MESH_PID" && wait "$MESH_PID" 2>/dev/null || true
 	meshdns_corefile "pprof $PPROF_ADDR" >"$TMP/Corefile.meshdns"
 	start meshdns "$SERVER_CPU" "$MESH_PORT"
-	run_dnsperf "$MESH_PORT" mixed $((PROFILE_SECONDS + 4)) "$TMP/profile.perf" &
+	if [[ -n ${CGROUP:-} ]]; then # profiled under the quota it was measured with
+		for pid in $(listener_pids "$MESH_PORT"); do
+			echo "$pid" >"$CGROUP/cgroup.procs"
+		done
+	fi
+	[[ -f $TMP/queries-$PROFILE_MIX.txt ]] || die "unknown PROFILE_MIX $PROFILE_MIX"
+	run_dnsperf "$MESH_PORT" "$PROFILE_MIX" $((PROFILE_SECONDS + 4)) "$TMP/profile.perf" &
 	load=$!
 	sleep 2
 	mkdir -p "$ROOT/bench/results"
-	PROF=$ROOT/bench/results/$(date +%F)-pprof-meshdns.txt
+	PROF=$ROOT/bench/results/$(date +%F)-pprof-meshdns$RECORD_TAG.txt
 	go tool pprof -proto -output "$TMP/cpu.pb.gz" -seconds "$PROFILE_SECONDS" \
 		"http://$PPROF_ADDR/debug/pprof/profile" 2>"$TMP/pprof.log" || {
 		cat "$TMP/pprof.log" >&2
 		die "cannot fetch the CPU profile"
 	}
 	{
-		echo "# $(date -u +%FT%TZ) rev $REV: ${PROFILE_SECONDS}s CPU profile of meshdns under the mixed load"
+		echo "# $(date -u +%FT%TZ) rev $REV: ${PROFILE_SECONDS}s CPU profile of meshdns under the $PROFILE_MIX load${CGROUP:+, $SERVER_SHARE% of a core}"
 		go tool pprof -top -nodecount=50 "$BIN" "$TMP/cpu.pb.gz" 2>&1
 		echo
 		echo "# by cumulative time"

@@ -69,7 +69,10 @@ type answerCounters struct {
 	byServer sync.Map // server -> *[numOutcomes]prometheus.Counter
 }
 
-func (a *answerCounters) inc(server string, o outcome) {
+func (a *answerCounters) inc(server string, o outcome) { a.of(server)[o].Inc() }
+
+// of is server's counters, for a caller that counts often to hold on to.
+func (a *answerCounters) of(server string) *[numOutcomes]prometheus.Counter {
 	v, ok := a.byServer.Load(server)
 	if !ok {
 		var cs [numOutcomes]prometheus.Counter
@@ -78,7 +81,7 @@ func (a *answerCounters) inc(server string, o outcome) {
 		}
 		v, _ = a.byServer.LoadOrStore(server, &cs)
 	}
-	v.(*[numOutcomes]prometheus.Counter)[o].Inc()
+	return v.(*[numOutcomes]prometheus.Counter)
 }
 
 // ingressCounts counts a batched listener's datagrams, its counters resolved once.
@@ -86,5 +89,6 @@ func ingressCounts(server string) ingress.Counts {
 	answered := batchedDatagrams.WithLabelValues(server, "answered")
 	chain := batchedDatagrams.WithLabelValues(server, "chain")
 	dropped := batchedDatagrams.WithLabelValues(server, "dropped")
-	return ingress.Counts{Answered: answered.Inc, Chained: chain.Inc, Dropped: dropped.Inc}
+	add := func(c prometheus.Counter) func(int) { return func(n int) { c.Add(float64(n)) } }
+	return ingress.Counts{Answered: add(answered), Chained: add(chain), Dropped: add(dropped)}
 }

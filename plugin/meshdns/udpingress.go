@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -72,7 +73,7 @@ func (m *MeshDNS) attach(s *dnsserver.Server, cfg *dnsserver.Config) {
 		log.Infof("batched UDP path off for %s: %s", s.Addr, why)
 		return
 	}
-	l := &udpListener{m: m, server: s.Addr, route: route}
+	l := newUDPListener(m, s.Addr, route)
 	if cfg.Handler("prometheus") != nil {
 		l.metrics = &requestMetrics{server: s.Addr}
 	}
@@ -125,19 +126,48 @@ func pluginAbove(cfg *dnsserver.Config) string {
 // zoneRoute is which zones of an address route queries to this block: CoreDNS gives a query to the
 // longest zone on the address that holds it, or to the root zone.
 type zoneRoute struct {
-	ours map[string]bool // every zone on the address: whether only this block serves it
+	zones   map[string]routedZone // every zone on the address, by its lower-case name
+	lengths []int                 // the lengths of their names but the root's, longest first
 }
 
-// zone is the zone q routes to when that zone is this block's alone.
+type routedZone struct {
+	name string // the zone's own string: what zone returns, so that no piece of a qname outlives it
+	ours bool   // only this block serves it
+}
+
+// set records that queries in zone route to this block alone (ours) or not.
+func (r *zoneRoute) set(zone string, ours bool) {
+	if r.zones == nil {
+		r.zones = map[string]routedZone{}
+	}
+	r.zones[zone] = routedZone{name: zone, ours: ours}
+	if zone != "." && !slices.Contains(r.lengths, len(zone)) {
+		r.lengths = append(r.lengths, len(zone))
+		slices.SortFunc(r.lengths, func(a, b int) int { return b - a })
+	}
+}
+
+// zone is the zone qname (a name without escapes, as parseQuery reads) routes to, and whether that
+// zone is this block's alone. It does not allocate, whatever the qname's case, and looks up only
+// the suffixes of qname as long as a zone's name (with only the root zone, none).
 func (r *zoneRoute) zone(qname string) (string, bool) {
-	q := strings.ToLower(qname) // the qname itself when it has no capitals: no copy
-	for off, end := 0, false; !end; off, end = dns.NextLabel(q, off) {
-		if ours, ok := r.ours[q[off:]]; ok {
-			return q[off:], ours
+	for _, n := range r.lengths {
+		start := len(qname) - n
+		if start < 0 || start > 0 && qname[start-1] != '.' {
+			continue // shorter than the zone, or not at a label's start
+		}
+		var buf [maxNameWire + 1]byte
+		lower := append(buf[:0], qname[start:]...)
+		for i, c := range lower {
+			if 'A' <= c && c <= 'Z' {
+				lower[i] = c + 'a' - 'A'
+			}
+		}
+		if z, ok := r.zones[string(lower)]; ok { // a map index by converted bytes copies nothing
+			return z.name, z.ours
 		}
 	}
-	ours := r.ours["."]
-	return ".", ours
+	return ".", r.zones["."].ours
 }
 
 // routeOf reads which zones s routes to which blocks. CoreDNS keeps that unexported
@@ -159,7 +189,7 @@ func routeOf(s *dnsserver.Server, cfg *dnsserver.Config) (*zoneRoute, string) {
 		return nil, "the listener reads PROXY protocol headers"
 	}
 	plugins := reflect.ValueOf(cfg.Plugin).Pointer() // the blocks's configs share its plugin list
-	route := &zoneRoute{ours: map[string]bool{}}
+	route := &zoneRoute{}
 	anyOurs := false
 	for _, zone := range zones.MapKeys() {
 		configs := zones.MapIndex(zone)
@@ -169,7 +199,7 @@ func routeOf(s *dnsserver.Server, cfg *dnsserver.Config) (*zoneRoute, string) {
 			ours = c.FieldByName("Plugin").Pointer() == plugins && c.FieldByName("FilterFuncs").Len() == 0 &&
 				c.FieldByName("ViewName").String() == "" && isNilField(c, "metaCollector")
 		}
-		route.ours[zone.String()] = ours
+		route.set(zone.String(), ours)
 		anyOurs = anyOurs || ours
 	}
 	if !anyOurs {
@@ -193,13 +223,19 @@ type udpListener struct {
 	m       *MeshDNS
 	server  string // CoreDNS's name for the listener, the metrics' server label
 	route   *zoneRoute
-	metrics *requestMetrics // nil without the prometheus plugin
+	answers *[numOutcomes]prometheus.Counter // the server's, resolved once rather than by each answer
+	metrics *requestMetrics                  // nil without the prometheus plugin
+}
+
+func newUDPListener(m *MeshDNS, server string, route *zoneRoute) *udpListener {
+	return &udpListener{m: m, server: server, route: route, answers: m.counters.of(server)}
 }
 
 // respond is the ingress's Respond: ServeDNS's fast path from bytes. What it declines (a name not in
 // the table, a negative answer, an alias, EDNS options, a reply too large) the chain serves.
 func (l *udpListener) respond(out, query []byte, client netip.AddrPort) ([]byte, bool) {
-	q, ok := parseQuery(query)
+	var text [maxNameWire]byte // the qname's text, on the stack: q.name lives no longer than this call
+	q, ok := parseQuery(query, &text)
 	if !ok {
 		return out, false
 	}
@@ -228,7 +264,7 @@ func (l *udpListener) respond(out, query []byte, client netip.AddrPort) ([]byte,
 	if result == outcomeNone {
 		return out, false
 	}
-	m.counters.inc(l.server, result)
+	l.answers[result].Inc()
 	if l.metrics != nil {
 		l.metrics.report(serverZone, client.Addr(), &q, len(query), len(reply), start)
 	}

@@ -31,8 +31,8 @@ func TestRouteOfReadsThisCoreDNS(t *testing.T) {
 	if why != "" {
 		t.Fatalf("routeOf: %s", why)
 	}
-	if len(route.ours) != 2 || !route.ours["."] || route.ours["cluster.local."] {
-		t.Fatalf("zones %v, want . ours and cluster.local. not", route.ours)
+	if len(route.zones) != 2 || !route.zones["."].ours || route.zones["cluster.local."].ours {
+		t.Fatalf("zones %v, want . ours and cluster.local. not", route.zones)
 	}
 	for qname, want := range map[string]bool{"reviews.": true, "a.b.cluster.local.": false, "CLUSTER.LOCAL.": false, "x.local.": true} {
 		if _, got := route.zone(qname); got != want {
@@ -67,5 +67,30 @@ func TestPluginAbove(t *testing.T) {
 	mustServer(t, "dns://127.0.0.1:53", plain)
 	if why := pluginAbove(plain); why != "" {
 		t.Errorf("nothing above: %q", why)
+	}
+}
+
+// A query routes to the longest zone that holds it, whatever its case, and at label boundaries only.
+func TestZoneRouteTakesTheLongestZone(t *testing.T) {
+	r := &zoneRoute{}
+	r.set(".", true)
+	r.set("cluster.local.", false)
+	r.set("svc.cluster.local.", true)
+	r.set("local.", true)
+	for qname, want := range map[string]string{
+		"a.svc.cluster.local.": "svc.cluster.local.",
+		"A.SVC.Cluster.Local.": "svc.cluster.local.",
+		"svc.cluster.local.":   "svc.cluster.local.",
+		"b.cluster.local.":     "cluster.local.",
+		"xsvc.cluster.local.":  "cluster.local.", // not at a label's start
+		"x.local.":             "local.",
+		"mylocal.":             ".",
+		"example.org.":         ".",
+		".":                    ".",
+	} {
+		got, ours := r.zone(qname)
+		if got != want || ours != r.zones[want].ours {
+			t.Errorf("%s: zone %s (ours %v), want %s (ours %v)", qname, got, ours, want, r.zones[want].ours)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package meshdns
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"github.com/miekg/dns"
 )
@@ -10,8 +11,10 @@ import (
 // query (QUERY opcode, not a response, not truncated) with one IN question for A or AAAA whose name
 // holds only letters, digits, hyphens and underscores (so that its text form needs no escapes), and
 // nothing else but an EDNS0 OPT of version 0 without options. Everything else reports false and is
-// read by CoreDNS's chain as it always is, including every malformed message.
-func parseQuery(b []byte) (fastQuery, bool) {
+// read by CoreDNS's chain as it always is, including every malformed message. The name's text is
+// written into text and q.name is those bytes, not a copy (a hit allocates nothing): q.name must not
+// be kept past text's life, nor text written while q.name is used.
+func parseQuery(b []byte, text *[maxNameWire]byte) (fastQuery, bool) {
 	const header = 12
 	if len(b) < header+5 {
 		return fastQuery{}, false
@@ -23,7 +26,6 @@ func parseQuery(b []byte) (fastQuery, bool) {
 	if qd != 1 || an != 0 || ns != 0 || ar > 1 {
 		return fastQuery{}, false
 	}
-	var text [maxNameWire]byte
 	name := text[:0]
 	off := header
 	for {
@@ -39,7 +41,7 @@ func parseQuery(b []byte) (fastQuery, bool) {
 			return fastQuery{}, false
 		}
 		for _, c := range b[off : off+n] {
-			if !isPlainNameByte(c) {
+			if !plainNameByte[c] {
 				return fastQuery{}, false
 			}
 		}
@@ -75,7 +77,7 @@ func parseQuery(b []byte) (fastQuery, bool) {
 	if off != len(b) {
 		return fastQuery{}, false
 	}
-	q.name = string(name)
+	q.name = unsafe.String(unsafe.SliceData(name), len(name))
 	return q, true
 }
 
@@ -84,3 +86,11 @@ const maxNameWire = 255 // octets of a name in wire form (RFC 1035 2.3.4)
 func isPlainNameByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
+
+// plainNameByte is isPlainNameByte as a table: one load per byte of every name read.
+var plainNameByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isPlainNameByte(byte(c))
+	}
+	return t
+}()

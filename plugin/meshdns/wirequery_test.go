@@ -13,7 +13,9 @@ import (
 
 // batchedListener is the batched UDP path of m as a listener whose every zone is m's.
 func batchedListener(m *MeshDNS) *udpListener {
-	return &udpListener{m: m, server: "dns://127.0.0.1:53", route: &zoneRoute{ours: map[string]bool{".": true}}}
+	route := &zoneRoute{}
+	route.set(".", true)
+	return newUDPListener(m, "dns://127.0.0.1:53", route)
 }
 
 // sameAsServeDNS checks the batched path against ServeDNS for one datagram: what the batched path
@@ -93,14 +95,14 @@ func TestBatchedPathAnswersAsServeDNS(t *testing.T) {
 // A datagram with bytes after the message, or cut short, is the chain's.
 func TestParseQueryRefusesTrailingAndShortData(t *testing.T) {
 	packet := packQuery(t, "reviews.", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, false) })
-	if _, ok := parseQuery(packet); !ok {
+	if _, ok := parseQuery(packet, new([maxNameWire]byte)); !ok {
 		t.Fatal("the whole query does not parse")
 	}
-	if _, ok := parseQuery(append(packet, 0)); ok {
+	if _, ok := parseQuery(append(packet, 0), new([maxNameWire]byte)); ok {
 		t.Error("a trailing byte parsed")
 	}
 	for n := range len(packet) {
-		if _, ok := parseQuery(packet[:n]); ok {
+		if _, ok := parseQuery(packet[:n], new([maxNameWire]byte)); ok {
 			t.Errorf("%d of %d bytes parsed", n, len(packet))
 		}
 	}
@@ -109,7 +111,7 @@ func TestParseQueryRefusesTrailingAndShortData(t *testing.T) {
 // A zone another block (or a view) shares routes its names away from the batched path.
 func TestBatchedPathKeepsToItsZones(t *testing.T) {
 	l := batchedListener(newTestMeshDNS(t, exampleTable, "", "namespace bookinfo\nfallthrough"))
-	l.route.ours["cluster.local."] = false // another block's, more specific
+	l.route.set("cluster.local.", false) // another block's, more specific
 	if sameAsServeDNS(t, l, packQuery(t, "reviews.bookinfo.svc.cluster.local.", dns.TypeA, nil)) {
 		t.Error("answered a name of another block's zone")
 	}

@@ -30,8 +30,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,11 +37,11 @@ import (
 // keep query or out. A false sends the query through the CoreDNS chain instead.
 type Respond func(out, query []byte, client netip.AddrPort) ([]byte, bool)
 
-// Counts are what an Ingress did with the datagrams it read.
+// Counts are what an Ingress did with the datagrams it read, reported by the batch.
 type Counts struct {
-	Answered func() // Respond answered it
-	Chained  func() // handed to the chain
-	Dropped  func() // not served: the chain's queue was full
+	Answered func(n int) // Respond answered them
+	Chained  func(n int) // handed to the chain
+	Dropped  func(n int) // not served: the chain's queue was full
 }
 
 const (
@@ -160,7 +158,10 @@ func (g *Ingress) closeConns() {
 // loop serves one socket until Close has drained it.
 func (g *Ingress) loop(c *net.UDPConn) {
 	defer g.loops.Done()
-	b := newBatcher(c, c.LocalAddr().(*net.UDPAddr).IP.To4() != nil, g.wild)
+	b, err := newBatchIO(c, g.wild)
+	if err != nil {
+		return // closed already
+	}
 	drainStart := time.Time{}
 	for {
 		n, err := b.read()
@@ -179,38 +180,53 @@ func (g *Ingress) loop(c *net.UDPConn) {
 			runtime.Gosched() // a transient error (ENOBUFS): try again, without spinning the CPU alone
 			continue
 		}
-		out := 0
+		out, chained, dropped := 0, 0, 0
 		for i := range n {
-			query := b.in[i].Buffers[0][:b.in[i].N]
-			from, _ := b.in[i].Addr.(*net.UDPAddr)
-			if from == nil {
+			client, ok := b.client(i)
+			if !ok {
 				continue // not from an IP client: nothing to answer
 			}
-			var source []byte // the control message a reply needs on a wildcard socket
+			var dst netip.Addr // where the query came to, and its reply leaves from, on a wildcard socket
 			if g.wild {
-				if source = b.sourceFor(b.in[i].OOB[:b.in[i].NN]); source == nil {
+				if dst, ok = destinationOf(b.oob(i)); !ok {
 					continue // no destination: a reply could leave from the wrong address
 				}
 			}
-			reply, ok := g.tryRespond(b.out[out].Buffers[0][:0], query, from.AddrPort())
-			if ok {
-				b.out[out].Buffers[0] = reply
-				b.out[out].Addr = from
-				b.out[out].OOB = source
+			query := b.datagram(i)
+			if reply, ok := g.tryRespond(b.replyBuffer(out), query, client); ok {
+				b.queueReply(out, reply, i, dst)
 				out++
-				g.counts.Answered()
 				continue
+			}
+			from := b.udpAddr(i, client)
+			var source []byte
+			if g.wild {
+				source = sourceMessage(dst)
 			}
 			g.queue.remember(from, source)
 			select {
 			case g.queue.in <- datagram{b: append([]byte(nil), query...), from: from}:
-				g.counts.Chained()
+				chained++
 			default:
 				g.queue.forget(from)
-				g.counts.Dropped()
+				dropped++
 			}
 		}
 		b.write(out)
+		g.count(out, chained, dropped)
+	}
+}
+
+// count reports one batch's datagrams, once per batch rather than once per datagram.
+func (g *Ingress) count(answered, chained, dropped int) {
+	if answered > 0 {
+		g.counts.Answered(answered)
+	}
+	if chained > 0 {
+		g.counts.Chained(chained)
+	}
+	if dropped > 0 {
+		g.counts.Dropped(dropped)
 	}
 }
 
@@ -223,104 +239,6 @@ func (g *Ingress) tryRespond(out, query []byte, client netip.AddrPort) (reply []
 		}
 	}()
 	return g.respond(out, query, client)
-}
-
-// batcher holds one socket's batches of datagrams read and replies to write.
-type batcher struct {
-	in, out    []ipv4.Message // ipv6.Message is the same type
-	readBatch  func([]ipv4.Message, int) (int, error)
-	writeBatch func([]ipv4.Message, int) (int, error)
-	sources    map[string][]byte // destination address read -> the control message sending from it
-}
-
-func newBatcher(c *net.UDPConn, v4, wild bool) *batcher {
-	b := &batcher{in: make([]ipv4.Message, batchSize), out: make([]ipv4.Message, batchSize), sources: map[string][]byte{}}
-	for i := range batchSize {
-		b.in[i].Buffers = [][]byte{make([]byte, readSize)}
-		b.out[i].Buffers = [][]byte{make([]byte, 0, replySize)}
-		if wild {
-			b.in[i].OOB = make([]byte, oobSize)
-		}
-	}
-	if v4 {
-		p := ipv4.NewPacketConn(c)
-		b.readBatch, b.writeBatch = p.ReadBatch, p.WriteBatch
-	} else {
-		p := ipv6.NewPacketConn(c)
-		b.readBatch, b.writeBatch = p.ReadBatch, p.WriteBatch
-	}
-	return b
-}
-
-// sourceFor is the control message that sends a reply from the destination recorded in oob (a
-// datagram's IP_PKTINFO or IPV6_PKTINFO), or nil when there is none. Control messages are made once
-// for each local address.
-func (b *batcher) sourceFor(oob []byte) []byte {
-	if cached, ok := b.sources[string(oob)]; ok { // the compiler does not copy oob for this lookup
-		return cached
-	}
-	var src []byte
-	if dst := destination(oob); dst != nil {
-		if dst.To4() == nil {
-			src = (&ipv6.ControlMessage{Src: dst}).Marshal()
-		} else {
-			src = (&ipv4.ControlMessage{Src: dst}).Marshal()
-		}
-	}
-	if len(b.sources) < 1024 {
-		b.sources[string(oob)] = src
-	}
-	return src
-}
-
-// destination is the address a datagram was sent to, from its control messages.
-func destination(oob []byte) net.IP {
-	var cm6 ipv6.ControlMessage
-	if cm6.Parse(oob) == nil && cm6.Dst != nil {
-		return cm6.Dst
-	}
-	var cm4 ipv4.ControlMessage
-	if cm4.Parse(oob) == nil && cm4.Dst != nil {
-		return cm4.Dst
-	}
-	return nil
-}
-
-// wantDestinations asks for each datagram's destination address, both families' way (a wildcard
-// socket of Go's is dual-stack), as miekg/dns does.
-func wantDestinations(c *net.UDPConn) error {
-	err6 := ipv6.NewPacketConn(c).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
-	err4 := ipv4.NewPacketConn(c).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
-	if err6 != nil && err4 != nil {
-		return fmt.Errorf("ingress: asking for destination addresses: %w", err4)
-	}
-	return nil
-}
-
-func (b *batcher) read() (int, error) {
-	n, err := b.readBatch(b.in, 0)
-	if n < 0 {
-		n = 0
-	}
-	return n, err
-}
-
-// write sends the first n replies; a reply the kernel refuses (a destination it cannot reach) is
-// skipped, as the single write of CoreDNS would have failed it alone.
-func (b *batcher) write(n int) {
-	for off := 0; off < n; {
-		sent, err := b.writeBatch(b.out[off:n], 0)
-		if sent < 0 {
-			sent = 0
-		}
-		off += sent
-		if err != nil {
-			off++
-		}
-	}
-	for i := range n {
-		b.out[i].Addr, b.out[i].OOB = nil, nil
-	}
 }
 
 // listenSteered opens a socket in addr's SO_REUSEPORT group, preferred for datagrams processed on cpu.

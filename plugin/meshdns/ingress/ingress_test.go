@@ -61,9 +61,9 @@ type counted struct{ answered, chained, dropped atomic.Int64 }
 
 func (c *counted) counts() Counts {
 	return Counts{
-		Answered: func() { c.answered.Add(1) },
-		Chained:  func() { c.chained.Add(1) },
-		Dropped:  func() { c.dropped.Add(1) },
+		Answered: func(n int) { c.answered.Add(int64(n)) },
+		Chained:  func(n int) { c.chained.Add(int64(n)) },
+		Dropped:  func(n int) { c.dropped.Add(int64(n)) },
 	}
 }
 
