@@ -3,8 +3,10 @@ package test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,6 +109,7 @@ func BenchmarkKubernetesScale(b *testing.B) {
 		cpuPerChange           time.Duration
 		srv                    *server
 		addr, rdy, probeSuffix string
+		pprof                  string
 	}
 	results := []*result{
 		{name: "meshdns kubernetes source", probeSuffix: fmt.Sprintf(`    meshdns cluster.local {
@@ -127,16 +130,27 @@ func BenchmarkKubernetesScale(b *testing.B) {
         }
     }`, stack.Kubeconfig)},
 	}
+	// MESHDNS_KUBE_PROFILES=DIR: every server also runs CoreDNS's pprof plugin, and its heap profile at
+	// steady state is written to DIR, to tell what the memory is.
+	profiles := os.Getenv("MESHDNS_KUBE_PROFILES")
 	for _, r := range results {
 		port, rport := freePort(b), freePort(b)
 		r.addr, r.rdy = "127.0.0.1:"+port, "127.0.0.1:"+rport
-		corefile := fmt.Sprintf(".:%s {\n    bind 127.0.0.1\n%s\n    ready %s\n}\n", port, r.probeSuffix, r.rdy)
+		extra := ""
+		if profiles != "" {
+			r.pprof = "127.0.0.1:" + freePort(b)
+			extra = "    pprof " + r.pprof + "\n"
+		}
+		corefile := fmt.Sprintf(".:%s {\n    bind 127.0.0.1\n%s\n    ready %s\n%s}\n", port, r.probeSuffix, r.rdy, extra)
 		start := time.Now()
 		r.srv = startCoreDNS(b, b.TempDir(), corefile, r.addr)
 		waitHTTP(b, "http://"+r.rdy+"/ready", 5*time.Minute)
 		r.ready = time.Since(start)
 		time.Sleep(2 * time.Second) // let the first table's garbage go
 		r.rssMiB = float64(procStatus(b, r.srv.cmd.Process.Pid, "VmRSS")) / 1024
+		if profiles != "" {
+			saveHeapProfile(b, "http://"+r.pprof, filepath.Join(profiles, strings.ReplaceAll(r.name, " ", "-")))
+		}
 	}
 
 	// One Service at a time, both resolvers polled every millisecond until each answers it.
@@ -270,4 +284,23 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	utime, _ := strconv.Atoi(fields[11])
 	stime, _ := strconv.Atoi(fields[12])
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// saveHeapProfile writes the heap profile the pprof plugin at base serves to PREFIX.heap, and its text
+// form with the runtime's memory statistics to PREFIX.heap.txt.
+func saveHeapProfile(tb testing.TB, base, prefix string) {
+	for url, path := range map[string]string{base + "/debug/pprof/heap": prefix + ".heap", base + "/debug/pprof/heap?debug=1": prefix + ".heap.txt"} {
+		resp, err := http.Get(url)
+		if err != nil {
+			tb.Fatalf("heap profile: %v", err)
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			err = os.WriteFile(path, data, 0o644)
+		}
+		if err != nil {
+			tb.Fatalf("heap profile %s: %v", path, err)
+		}
+	}
 }

@@ -210,8 +210,8 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		kubewatch.Must(w.services.SetTransform(trimService))
 		kubewatch.Must(w.slices.SetTransform(trimEndpointSlice))
 		kubewatch.Must(w.slices.AddIndexers(cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService, importIndex: sliceImport}))
-		s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
-		s.handle(w.slices, "endpointslices", func(obj any) {
+		svcSynced := s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
+		slicesSynced := s.handle(w.slices, "endpointslices", func(obj any) {
 			if key := kubewatch.SliceServiceKey(obj); key != "" {
 				s.markService(key)
 			}
@@ -219,27 +219,24 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 				s.markImport(key)
 			}
 		})
-		synced = append(synced, w.services.HasSynced, w.slices.HasSynced)
+		synced = append(synced, svcSynced, slicesSynced)
 		started = append(started, f)
 		if dyn != nil {
 			df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
 			if withSE {
 				w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
 				kubewatch.Must(w.serviceEntries.SetTransform(trimServiceEntry))
-				s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) })
-				synced = append(synced, w.serviceEntries.HasSynced)
+				synced = append(synced, s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) }))
 			}
 			if withSidecars {
 				w.sidecars = df.ForResource(sidecarGVR).Informer()
 				kubewatch.Must(w.sidecars.SetTransform(trimSidecar))
-				s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() })
-				synced = append(synced, w.sidecars.HasSynced)
+				synced = append(synced, s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() }))
 			}
 			if !importGVR.Empty() {
 				w.imports = df.ForResource(importGVR).Informer()
 				kubewatch.Must(w.imports.SetTransform(trimServiceImport))
-				s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) })
-				synced = append(synced, w.imports.HasSynced)
+				synced = append(synced, s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) }))
 			}
 			started = append(started, df)
 		}
@@ -254,8 +251,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		}))
 		pods = f.Core().V1().Pods().Informer()
 		kubewatch.Must(pods.SetTransform(trimPod))
-		s.handle(pods, "pods", func(any) { s.markPods() })
-		synced = append(synced, pods.HasSynced)
+		synced = append(synced, s.handle(pods, "pods", func(any) { s.markPods() }))
 		started = append(started, f)
 	}
 	if ref := s.cfg.MeshConfigMap; ref != "" {
@@ -264,11 +260,11 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
 		}))
 		cms := f.Core().V1().ConfigMaps().Informer()
-		s.handle(cms, "configmaps", func(any) { s.meshConfigMapChanged(cms.GetStore()) })
+		cmsSynced := s.handle(cms, "configmaps", func(any) { s.meshConfigMapChanged(cms.GetStore()) })
 		// Its first state, even "none", is in before the first table: no name shows before the
 		// mesh's exportTo default says who may see it.
 		synced = append(synced, func() bool {
-			if !cms.HasSynced() {
+			if !cmsSynced() {
 				return false
 			}
 			s.meshConfigMapChanged(cms.GetStore())
@@ -298,7 +294,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	if !kubewatch.WaitSynced(ctx, synced) {
 		return // stopped before the first sync
 	}
-	// Everything is new: index it all at once, whatever the events said.
+	// The handlers have marked every object of the first lists: the first flush indexes them all.
 	informersOf := func(ns string) *nsInformers {
 		if w, ok := byNS[ns]; ok {
 			return w
@@ -306,21 +302,6 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		return byNS[metav1.NamespaceAll]
 	}
 	s.mu.Lock()
-	for _, w := range byNS {
-		for _, k := range w.services.GetIndexer().ListKeys() {
-			s.dirtySvc[k] = true
-		}
-		if w.serviceEntries != nil {
-			for _, k := range w.serviceEntries.GetIndexer().ListKeys() {
-				s.dirtySE[k] = true
-			}
-		}
-		if w.imports != nil {
-			for _, k := range w.imports.GetIndexer().ListKeys() {
-				s.dirtyImp[k] = true
-			}
-		}
-	}
 	s.dirtyPods = true
 	s.dirtyVis = true
 	s.mu.Unlock()
@@ -395,16 +376,22 @@ func (s *Source) serves(kube kubernetes.Interface, gvr schema.GroupVersionResour
 	return false
 }
 
-// handle sends every add, update and delete of inf to mark, counting them under resource.
-func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark func(any)) {
+// handle sends every add, update and delete of inf to mark, counting them under resource. It returns
+// when the handler has had every object of the first list: the first table waits for that, not for
+// the informer's own sync, or the first list's events would arrive after the first table and redo
+// every name a second time.
+func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark func(any)) cache.InformerSynced {
 	events := eventsTotal.WithLabelValues(s.cfg.Cluster, resource)
 	on := func(obj any) {
 		events.Inc()
 		mark(obj)
 	}
-	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: on,
 		UpdateFunc: func(old, cur any) {
+			if kubewatch.Unchanged(old, cur) {
+				return // a relist replaying what is known
+			}
 			// An EndpointSlice may move to another Service: both must be redone.
 			if k := kubewatch.SliceServiceKey(old); k != "" && k != kubewatch.SliceServiceKey(cur) {
 				s.markService(k)
@@ -420,6 +407,7 @@ func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark fun
 	kubewatch.Must(inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
 		log.Warningf("%s: watching %s: %v", s, resource, err)
 	}))
+	return reg.HasSynced
 }
 
 func (s *Source) markService(key string) {
@@ -507,7 +495,7 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 			invalidTotal.WithLabelValues(s.cfg.Cluster, "services").Inc()
 			log.Warningf("%s: %v; left out", s, err)
 		}
-		s.meta["s/"+key] = s.checked("s/"+key, serviceMeta(svc, cd))
+		s.setMeta("s/"+key, s.checked("s/"+key, serviceMeta(svc, cd)))
 		s.set("s/"+key, entries)
 	}
 	for key := range seKeys {
@@ -523,7 +511,7 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 			invalidTotal.WithLabelValues(s.cfg.Cluster, "serviceentries").Inc()
 			log.Warningf("%s: %v; left out", s, err)
 		}
-		s.meta["e/"+key] = s.checked("e/"+key, serviceEntryMeta(se))
+		s.setMeta("e/"+key, s.checked("e/"+key, serviceEntryMeta(se)))
 		s.set("e/"+key, entries)
 	}
 	for key := range impKeys {
@@ -627,10 +615,33 @@ func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
 	return cands, rest
 }
 
-// set records the entries of one object, and which hosts changed with it.
+// setMeta records what the visibility of an object's names depends on; when that changed, so may
+// every host the object names.
+func (s *Source) setMeta(key string, m objectMeta) {
+	if old, ok := s.meta[key]; !ok || !old.equal(m) {
+		s.markHosts(key)
+	}
+	s.meta[key] = m
+}
+
+// markHosts marks the hosts the object key names as changed.
+func (s *Source) markHosts(key string) {
+	if s.changed == nil {
+		s.changed = map[string]bool{}
+	}
+	for _, e := range s.byKey[key] {
+		s.changed[table.CanonicalHost(e.Host)] = true
+	}
+}
+
+// set records the entries of one object, and which hosts changed with it: none when the object
+// names what it named (a relist, an EndpointSlice update that moved nothing answered).
 func (s *Source) set(key string, entries []table.Entry) {
 	if s.changed == nil {
 		s.changed = map[string]bool{}
+	}
+	if old := s.byKey[key]; len(old) > 0 && slices.EqualFunc(old, entries, func(a, b table.Entry) bool { return a.Equal(&b) }) {
+		return
 	}
 	for _, e := range s.byKey[key] {
 		h := table.CanonicalHost(e.Host)

@@ -103,7 +103,11 @@ func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc
 		}
 		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { w.changed() },
-			UpdateFunc: func(any, any) { w.changed() },
+			UpdateFunc: func(old, cur any) {
+				if !kubewatch.Unchanged(old, cur) { // a relist replays every object as an update
+					w.changed()
+				}
+			},
 			DeleteFunc: func(any) { w.changed() },
 		})
 		kubewatch.Must(err)
