@@ -471,7 +471,7 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 		s.vis = newVisibility(mesh, own)
 	}
 
-	cd := strings.Trim(s.cfg.ClusterDomain, ".")
+	cd := strings.ToLower(strings.Trim(s.cfg.ClusterDomain, "."))
 	for key := range svcKeys {
 		ns, _, _ := strings.Cut(key, "/")
 		w := informersOf(ns)
