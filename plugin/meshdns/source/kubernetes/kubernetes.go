@@ -20,8 +20,6 @@ import (
 	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -73,11 +71,17 @@ type Source struct {
 	vis  visibility
 	meta map[string]objectMeta // "s/ns/name" or "e/ns/name" -> what its names' visibility depends on
 
-	// Owned by the Run goroutine.
-	byKey     map[string][]table.Entry // "s/ns/name", "e/ns/name", "i/ns/name" or "z/zone" -> its entries
-	hostKeys  map[string][]string      // canonical host -> the keys of the objects naming it, sorted
-	published bool                     // the first snapshot is out: send changes from now on
-	changed   map[string]bool          // canonical hosts whose entries changed in this flush
+	// Owned by the Run goroutine (and read by the debug endpoint under view). Objects are known by
+	// key: "s/ns/name", "e/ns/name", "i/ns/name" or "z/zone" (objectnames.go).
+	informersOf   func(ns string) *nsInformers // nil until Run has them
+	clusterDomain string                       // lower case, no dots around
+	hostsOf       map[string][]string          // key -> the canonical hosts its entries name
+	sums          map[string]uint64            // key -> entriesSum of its entries
+	recent        map[string][]table.Entry     // key -> its entries, set or computed in this flush
+	flushing      bool
+	hostKeys      map[string][]string // canonical host -> the keys of the objects naming it, sorted
+	published     bool                // the first snapshot is out: send changes from now on
+	changed       map[string]bool     // canonical hosts whose entries changed in this flush
 }
 
 // New checks the configuration (the kubeconfig must load, or the process must be in a cluster) and
@@ -180,7 +184,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	}
 
 	s.dirtySvc, s.dirtySE, s.dirtyImp = map[string]bool{}, map[string]bool{}, map[string]bool{}
-	s.byKey, s.hostKeys = map[string][]table.Entry{}, map[string][]string{}
+	s.clusterDomain = strings.ToLower(strings.Trim(s.cfg.ClusterDomain, "."))
 	byNS := map[string]*nsInformers{}
 	var synced []cache.InformerSynced
 	var started []interface {
@@ -295,12 +299,14 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		return // stopped before the first sync
 	}
 	// The handlers have marked every object of the first lists: the first flush indexes them all.
-	informersOf := func(ns string) *nsInformers {
+	s.view.Lock()
+	s.informersOf = func(ns string) *nsInformers {
 		if w, ok := byNS[ns]; ok {
 			return w
 		}
 		return byNS[metav1.NamespaceAll]
 	}
+	s.view.Unlock()
 	s.mu.Lock()
 	s.dirtyPods = true
 	s.dirtyVis = true
@@ -324,7 +330,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		}
 		return out
 	}
-	flush := func() { s.flush(sink, informersOf, pods, sidecarsOf) }
+	flush := func() { s.flush(sink, pods, sidecarsOf) }
 	flush()
 	log.Infof("%s: synced in %v", s, time.Since(begin).Round(time.Millisecond))
 	if s.cfg.MeshConfig != "" {
@@ -453,7 +459,7 @@ func (s *Source) signal() {
 }
 
 // flush redoes the entries of the objects changed since the last flush and publishes the result.
-func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformers, pods cache.SharedIndexInformer, sidecarsOf func() []*sidecar) {
+func (s *Source) flush(sink source.Sink, pods cache.SharedIndexInformer, sidecarsOf func() []*sidecar) {
 	s.mu.Lock()
 	svcKeys, seKeys, impKeys, podsChanged, visChanged := s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods, s.dirtyVis
 	s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods, s.dirtyVis = map[string]bool{}, map[string]bool{}, map[string]bool{}, false, false
@@ -471,76 +477,19 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 		s.vis = newVisibility(mesh, own)
 	}
 
-	cd := strings.ToLower(strings.Trim(s.cfg.ClusterDomain, "."))
+	s.flushing = true
+	defer func() {
+		s.flushing = false
+		clear(s.recent) // what the store was given is the one copy kept
+	}()
 	for key := range svcKeys {
-		ns, _, _ := strings.Cut(key, "/")
-		w := informersOf(ns)
-		obj, exists, _ := w.services.GetIndexer().GetByKey(key)
-		svc, ok := obj.(*corev1.Service)
-		if !exists || !ok {
-			s.set("s/"+key, nil)
-			continue
-		}
-		var eps []*discoveryv1.EndpointSlice
-		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
-			objs, _ := w.slices.GetIndexer().ByIndex(kubewatch.ServiceIndex, key)
-			for _, o := range objs {
-				if es, ok := o.(*discoveryv1.EndpointSlice); ok {
-					eps = append(eps, es)
-				}
-			}
-		}
-		entries, err := serviceEntries(svc, eps, cd, s.cfg.Cluster)
-		if err != nil {
-			invalidTotal.WithLabelValues(s.cfg.Cluster, "services").Inc()
-			log.Warningf("%s: %v; left out", s, err)
-		}
-		s.setMeta("s/"+key, s.checked("s/"+key, serviceMeta(svc, cd)))
-		s.set("s/"+key, entries)
+		s.redo("s/"+key, "services")
 	}
 	for key := range seKeys {
-		ns, _, _ := strings.Cut(key, "/")
-		obj, exists, _ := informersOf(ns).serviceEntries.GetIndexer().GetByKey(key)
-		se, ok := obj.(*serviceEntry)
-		if !exists || !ok {
-			s.set("e/"+key, nil)
-			continue
-		}
-		entries, errs := serviceEntryEntries(se, s.cfg.Cluster)
-		for _, err := range errs {
-			invalidTotal.WithLabelValues(s.cfg.Cluster, "serviceentries").Inc()
-			log.Warningf("%s: %v; left out", s, err)
-		}
-		s.setMeta("e/"+key, s.checked("e/"+key, serviceEntryMeta(se)))
-		s.set("e/"+key, entries)
+		s.redo("e/"+key, "serviceentries")
 	}
 	for key := range impKeys {
-		ns, _, _ := strings.Cut(key, "/")
-		w := informersOf(ns)
-		if w.imports == nil {
-			continue
-		}
-		obj, exists, _ := w.imports.GetIndexer().GetByKey(key)
-		si, ok := obj.(*serviceImport)
-		if !exists || !ok {
-			s.set("i/"+key, nil)
-			continue
-		}
-		var eps []*discoveryv1.EndpointSlice
-		if si.Headless {
-			objs, _ := w.slices.GetIndexer().ByIndex(importIndex, key)
-			for _, o := range objs {
-				if es, ok := o.(*discoveryv1.EndpointSlice); ok {
-					eps = append(eps, es)
-				}
-			}
-		}
-		entries, errs := serviceImportEntries(si, eps, s.cfg.ClustersetZone, s.cfg.Cluster)
-		for _, err := range errs {
-			invalidTotal.WithLabelValues(s.cfg.Cluster, "serviceimports").Inc()
-			log.Warningf("%s: %v", s, err)
-		}
-		s.set("i/"+key, entries)
+		s.redo("i/"+key, "serviceimports")
 	}
 	if podsChanged && pods != nil {
 		clientsGauge.WithLabelValues(s.cfg.Cluster).Set(float64(s.clients.rebuild(pods.GetStore().List())))
@@ -595,7 +544,7 @@ func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
 	)
 	for _, k := range s.hostKeys[h] {
 		var mine []table.Entry
-		for _, e := range s.byKey[k] {
+		for _, e := range s.entriesOf(k) {
 			if table.CanonicalHost(e.Host) == h {
 				mine = append(mine, e)
 			}
@@ -629,8 +578,8 @@ func (s *Source) markHosts(key string) {
 	if s.changed == nil {
 		s.changed = map[string]bool{}
 	}
-	for _, e := range s.byKey[key] {
-		s.changed[table.CanonicalHost(e.Host)] = true
+	for _, h := range s.hostsOf[key] {
+		s.changed[h] = true
 	}
 }
 
@@ -638,13 +587,14 @@ func (s *Source) markHosts(key string) {
 // names what it named (a relist, an EndpointSlice update that moved nothing answered).
 func (s *Source) set(key string, entries []table.Entry) {
 	if s.changed == nil {
-		s.changed = map[string]bool{}
+		s.changed, s.hostKeys, s.hostsOf, s.sums, s.recent = map[string]bool{}, map[string][]string{}, map[string][]string{}, map[string]uint64{}, map[string][]table.Entry{}
 	}
-	if old := s.byKey[key]; len(old) > 0 && slices.EqualFunc(old, entries, func(a, b table.Entry) bool { return a.Equal(&b) }) {
+	s.recent[key] = entries
+	sum := entriesSum(entries)
+	if old, ok := s.sums[key]; ok && old == sum {
 		return
 	}
-	for _, e := range s.byKey[key] {
-		h := table.CanonicalHost(e.Host)
+	for _, h := range s.hostsOf[key] {
 		s.changed[h] = true
 		s.hostKeys[h] = deleteSorted(s.hostKeys[h], key)
 		if len(s.hostKeys[h]) == 0 {
@@ -652,16 +602,21 @@ func (s *Source) set(key string, entries []table.Entry) {
 		}
 	}
 	if len(entries) == 0 {
-		delete(s.byKey, key)
+		delete(s.hostsOf, key)
+		delete(s.sums, key)
 		delete(s.meta, key)
 		return
 	}
-	s.byKey[key] = entries
+	var hosts []string
 	for _, e := range entries {
 		h := table.CanonicalHost(e.Host)
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
 		s.changed[h] = true
 		s.hostKeys[h] = insertSorted(s.hostKeys[h], key)
 	}
+	s.hostsOf[key], s.sums[key] = slices.Clip(hosts), sum
 }
 
 func insertSorted(keys []string, k string) []string {
