@@ -102,7 +102,7 @@ func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc
 			continue
 		}
 		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { w.changed() },
+			AddFunc: func(any) { w.changed() },
 			UpdateFunc: func(old, cur any) {
 				if !kubewatch.Unchanged(old, cur) { // a relist replays every object as an update
 					w.changed()
