@@ -98,6 +98,9 @@ func New(cfg *Config) (*Source, error) {
 		}
 	}
 	s.vis.defaults = s.mesh
+	if len(cfg.Namespaces) == 0 && !cfg.ClientsOnly {
+		kubewatch.Want(rc, s.serviceNeeds()) // it watches the whole cluster: through the shared informers
+	}
 	if cfg.Clients {
 		s.clients = &clientIndex{}
 	}
@@ -106,6 +109,11 @@ func New(cfg *Config) (*Source, error) {
 
 // Kind implements source.Source.
 func (s *Source) Kind() string { return "kubernetes" }
+
+// serviceNeeds is what the names of a Service are built from beyond its addresses: who may see them.
+func (s *Source) serviceNeeds() kubewatch.ServiceNeeds {
+	return kubewatch.ServiceNeeds{Annotations: []string{exportToAnnotation}}
+}
 
 // RestConfig is the client configuration of this cluster, for another source that watches it too
 // (multicluster), so that both reach it alike.
@@ -206,14 +214,27 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	if s.cfg.ClientsOnly {
 		namespaces = nil // pods only: it publishes an empty table, and knows clients
 	}
+	indexers := cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService, importIndex: sliceImport}
 	for _, ns := range namespaces {
 		w := &nsInformers{}
 		f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(ns))
-		w.services = f.Core().V1().Services().Informer()
-		w.slices = f.Discovery().V1().EndpointSlices().Informer()
-		kubewatch.Must(w.services.SetTransform(trimService))
-		kubewatch.Must(w.slices.SetTransform(trimEndpointSlice))
-		kubewatch.Must(w.slices.AddIndexers(cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService, importIndex: sliceImport}))
+		if ns == metav1.NamespaceAll {
+			// The whole cluster: its Services and EndpointSlices are listed and cached once for this
+			// source and the block's multicluster source.
+			ci, release, err := kubewatch.Acquire(s.rest, kube, indexers)
+			if err != nil {
+				sink.Reject(fmt.Errorf("kubernetes informers: %w", err))
+				return
+			}
+			defer release()
+			w.services, w.slices = ci.Services, ci.Slices
+		} else {
+			w.services = f.Core().V1().Services().Informer()
+			w.slices = f.Discovery().V1().EndpointSlices().Informer()
+			kubewatch.Must(w.services.SetTransform(kubewatch.TrimService(s.serviceNeeds())))
+			kubewatch.Must(w.slices.SetTransform(kubewatch.TrimEndpointSlice(kubewatch.SliceLabels...)))
+			kubewatch.Must(w.slices.AddIndexers(indexers))
+		}
 		svcSynced := s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
 		slicesSynced := s.handle(w.slices, "endpointslices", func(obj any) {
 			if key := kubewatch.SliceServiceKey(obj); key != "" {
@@ -223,24 +244,27 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 				s.markImport(key)
 			}
 		})
-		synced = append(synced, svcSynced, slicesSynced)
+		// Before release: the shared informers may outlive this source.
+		defer w.services.RemoveEventHandler(svcSynced)
+		defer w.slices.RemoveEventHandler(slicesSynced)
+		synced = append(synced, svcSynced.HasSynced, slicesSynced.HasSynced)
 		started = append(started, f)
 		if dyn != nil {
 			df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
 			if withSE {
 				w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
 				kubewatch.Must(w.serviceEntries.SetTransform(trimServiceEntry))
-				synced = append(synced, s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) }))
+				synced = append(synced, s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) }).HasSynced)
 			}
 			if withSidecars {
 				w.sidecars = df.ForResource(sidecarGVR).Informer()
 				kubewatch.Must(w.sidecars.SetTransform(trimSidecar))
-				synced = append(synced, s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() }))
+				synced = append(synced, s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() }).HasSynced)
 			}
 			if !importGVR.Empty() {
 				w.imports = df.ForResource(importGVR).Informer()
 				kubewatch.Must(w.imports.SetTransform(trimServiceImport))
-				synced = append(synced, s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) }))
+				synced = append(synced, s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) }).HasSynced)
 			}
 			started = append(started, df)
 		}
@@ -255,7 +279,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		}))
 		pods = f.Core().V1().Pods().Informer()
 		kubewatch.Must(pods.SetTransform(trimPod))
-		synced = append(synced, s.handle(pods, "pods", func(any) { s.markPods() }))
+		synced = append(synced, s.handle(pods, "pods", func(any) { s.markPods() }).HasSynced)
 		started = append(started, f)
 	}
 	if ref := s.cfg.MeshConfigMap; ref != "" {
@@ -268,7 +292,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		// Its first state, even "none", is in before the first table: no name shows before the
 		// mesh's exportTo default says who may see it.
 		synced = append(synced, func() bool {
-			if !cmsSynced() {
+			if !cmsSynced.HasSynced() {
 				return false
 			}
 			s.meshConfigMapChanged(cms.GetStore())
@@ -382,11 +406,11 @@ func (s *Source) serves(kube kubernetes.Interface, gvr schema.GroupVersionResour
 	return false
 }
 
-// handle sends every add, update and delete of inf to mark, counting them under resource. It returns
-// when the handler has had every object of the first list: the first table waits for that, not for
-// the informer's own sync, or the first list's events would arrive after the first table and redo
-// every name a second time.
-func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark func(any)) cache.InformerSynced {
+// handle sends every add, update and delete of inf to mark, counting them under resource. The first
+// table waits for the registration it returns to have synced (the handler has had every object of
+// the first list), not for the informer's own sync, or the first list's events would arrive after
+// the first table and redo every name a second time.
+func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark func(any)) cache.ResourceEventHandlerRegistration {
 	events := eventsTotal.WithLabelValues(s.cfg.Cluster, resource)
 	on := func(obj any) {
 		events.Inc()
@@ -413,7 +437,7 @@ func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark fun
 	kubewatch.Must(inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
 		log.Warningf("%s: watching %s: %v", s, resource, err)
 	}))
-	return reg.HasSynced
+	return reg
 }
 
 func (s *Source) markService(key string) {
