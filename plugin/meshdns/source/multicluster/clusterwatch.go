@@ -46,7 +46,7 @@ type clusterWatch struct {
 	slices     cache.SharedIndexInformer
 	exports    cache.SharedIndexInformer // nil when the cluster serves no ServiceExport
 	namespaces cache.SharedIndexInformer // the gateway's namespace only, for its network label
-	synced     []cache.InformerSynced     // its handlers'
+	synced     []cache.InformerSynced    // its handlers'
 
 	mu      sync.Mutex
 	lastOK  time.Time // the API server's last good answer
