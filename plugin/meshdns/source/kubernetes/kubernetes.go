@@ -610,8 +610,11 @@ func (s *Source) markHosts(key string) {
 // set records the entries of one object, and which hosts changed with it: none when the object
 // names what it named (a relist, an EndpointSlice update that moved nothing answered).
 func (s *Source) set(key string, entries []table.Entry) {
+	if s.hostKeys == nil {
+		s.hostKeys, s.hostsOf, s.sums, s.recent = map[string][]string{}, map[string][]string{}, map[string]uint64{}, map[string][]table.Entry{}
+	}
 	if s.changed == nil {
-		s.changed, s.hostKeys, s.hostsOf, s.sums, s.recent = map[string]bool{}, map[string][]string{}, map[string][]string{}, map[string]uint64{}, map[string][]table.Entry{}
+		s.changed = map[string]bool{}
 	}
 	s.recent[key] = entries
 	sum := entriesSum(entries)

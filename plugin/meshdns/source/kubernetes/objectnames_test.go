@@ -58,3 +58,13 @@ func TestSetMarksChangedHostsOnly(t *testing.T) {
 		t.Errorf("deleted: hosts %v, by key %v", s.hostKeys, s.hostsOf)
 	}
 }
+
+// TestFirstObjectWithMeta is the first flush's order: an object's visibility, then its entries.
+func TestFirstObjectWithMeta(t *testing.T) {
+	s := &Source{cfg: &Config{}, meta: map[string]objectMeta{}}
+	s.setMeta("s/shop/web", serviceMeta(service("shop", "web", "10.96.0.1"), "cluster.local"))
+	s.set("s/shop/web", []table.Entry{{Host: "web.shop.svc.cluster.local."}})
+	if len(s.changed) != 1 || len(s.snapshot()) != 1 {
+		t.Errorf("changed %v", s.changed)
+	}
+}
