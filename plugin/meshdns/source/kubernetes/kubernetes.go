@@ -434,9 +434,11 @@ func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark fun
 		DeleteFunc: on,
 	})
 	kubewatch.Must(err)
-	kubewatch.Must(inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
-		log.Warningf("%s: watching %s: %v", s, resource, err)
-	}))
+	if !kubewatch.IsShared(inf) { // a shared informer logs its own (kubewatch.Acquire)
+		kubewatch.Must(inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
+			log.Warningf("%s: watching %s: %v", s, resource, err)
+		}))
+	}
 	return reg
 }
 

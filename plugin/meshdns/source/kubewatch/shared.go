@@ -2,6 +2,9 @@ package kubewatch
 
 import (
 	"context"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+
 	"slices"
 	"sync"
 
@@ -86,6 +89,21 @@ type ClusterInformers struct {
 	users   int
 }
 
+var log = clog.NewWithPlugin("meshdns")
+
+// IsShared reports whether inf is one of the shared informers, started by Acquire: its watch error
+// handler is set already, and cannot be set again.
+func IsShared(inf cache.SharedIndexInformer) bool {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	for _, ci := range shared.active {
+		if inf == ci.Services || inf == ci.Slices {
+			return true
+		}
+	}
+	return false
+}
+
 var shared = struct {
 	mu     sync.Mutex
 	needs  map[*rest.Config]ServiceNeeds
@@ -115,6 +133,14 @@ func Acquire(rc *rest.Config, kube kubernetes.Interface, indexers cache.Indexers
 		}
 		if err := ci.Slices.SetTransform(TrimEndpointSlice(SliceLabels...)); err != nil {
 			return nil, nil, err
+		}
+		// Set before the start, as client-go wants: the sources' own handlers cannot be.
+		for resource, inf := range map[string]cache.SharedIndexInformer{"services": ci.Services, "endpointslices": ci.Slices} {
+			if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+				log.Warningf("cluster %s: watching %s: %v", rc.Host, resource, err)
+			}); err != nil {
+				return nil, nil, err
+			}
 		}
 		shared.active[rc] = ci
 	}

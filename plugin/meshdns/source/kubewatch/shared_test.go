@@ -31,6 +31,9 @@ func TestSharedInformers(t *testing.T) {
 	if a != b {
 		t.Fatal("two sources of one cluster got two sets of informers")
 	}
+	if !IsShared(a.Services) || !IsShared(a.Slices) {
+		t.Error("the shared informers are not known as shared: a source would set their error handler once started")
+	}
 	if _, ok := a.Slices.GetIndexer().GetIndexers()["other"]; !ok {
 		t.Error("the second source's index was not added")
 	}
