@@ -3,8 +3,10 @@ package test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,8 +25,10 @@ import (
 // BenchmarkKubernetesScale loads a real kube-apiserver with 10k Services (a fifth of them headless,
 // with 50k endpoints between them) and 20k Pods over 200 nodes, then starts meshdns's kubernetes
 // source and CoreDNS's own kubernetes plugin (the peer, in the same binary) against it, and measures
-// for each: time to ready, resident memory, and the time and CPU from one Service created to its
-// answer. MESHDNS_SCALE scales the object counts (0.1 in CI). Run with -benchtime 1x.
+// for each: time to ready, resident memory, the time and CPU from one Service created to its answer,
+// and, across an API server restart that forces every informer to list again, the peak memory and
+// the time until a change made during the outage is answered. MESHDNS_SCALE scales the object
+// counts (0.05 in CI). Run with -benchtime 1x.
 func BenchmarkKubernetesScale(b *testing.B) {
 	scale := 1.0
 	if s := os.Getenv("MESHDNS_SCALE"); s != "" {
@@ -105,9 +109,15 @@ func BenchmarkKubernetesScale(b *testing.B) {
 		rssMiB                 float64
 		change                 []time.Duration
 		cpuPerChange           time.Duration
+		steadyMiB, peakMiB     float64       // around the relist
+		relistAnswer           time.Duration // from the resolvers' reconnection to the outage's change answered
 		srv                    *server
 		addr, rdy, probeSuffix string
+		pprof                  string
+		env                    []string // added to the server's environment
 	}
+	// The resolvers reach the API server through a proxy, cut for the relist measurement below.
+	proxy := stack.StartAPIProxy(b)
 	results := []*result{
 		{name: "meshdns kubernetes source", probeSuffix: fmt.Sprintf(`    meshdns cluster.local {
         kubernetes {
@@ -115,28 +125,48 @@ func BenchmarkKubernetesScale(b *testing.B) {
             clients node-0
             startup_timeout 0s
         }
-    }`, stack.Kubeconfig)},
+    }`, proxy.Kubeconfig)},
 		{name: "CoreDNS kubernetes plugin", probeSuffix: fmt.Sprintf(`    kubernetes cluster.local {
         kubeconfig %s
-    }`, stack.Kubeconfig)},
+    }`, proxy.Kubeconfig)},
 		// What the client views cost: the pods of a node are listed from all of the cluster's pods.
 		{name: "meshdns without clients", probeSuffix: fmt.Sprintf(`    meshdns cluster.local {
         kubernetes {
             kubeconfig %s
             startup_timeout 0s
         }
-    }`, stack.Kubeconfig)},
+    }`, proxy.Kubeconfig)},
+		// The deployment's GC setting for resolvers that must not double their memory in a relist: the
+		// garbage of listing everything again is then collected at half the live heap, not all of it.
+		{name: "meshdns GOGC=50", env: []string{"GOGC=50"}, probeSuffix: fmt.Sprintf(`    meshdns cluster.local {
+        kubernetes {
+            kubeconfig %s
+            clients node-0
+            startup_timeout 0s
+        }
+    }`, proxy.Kubeconfig)},
 	}
+	// MESHDNS_KUBE_PROFILES=DIR: every server also runs CoreDNS's pprof plugin, and its heap profile at
+	// steady state is written to DIR, to tell what the memory is.
+	profiles := os.Getenv("MESHDNS_KUBE_PROFILES")
 	for _, r := range results {
 		port, rport := freePort(b), freePort(b)
 		r.addr, r.rdy = "127.0.0.1:"+port, "127.0.0.1:"+rport
-		corefile := fmt.Sprintf(".:%s {\n    bind 127.0.0.1\n%s\n    ready %s\n}\n", port, r.probeSuffix, r.rdy)
+		extra := ""
+		if profiles != "" {
+			r.pprof = "127.0.0.1:" + freePort(b)
+			extra = "    pprof " + r.pprof + "\n"
+		}
+		corefile := fmt.Sprintf(".:%s {\n    bind 127.0.0.1\n%s\n    ready %s\n%s}\n", port, r.probeSuffix, r.rdy, extra)
 		start := time.Now()
-		r.srv = startCoreDNS(b, b.TempDir(), corefile, r.addr)
+		r.srv = startCoreDNSEnv(b, b.TempDir(), corefile, r.addr, r.env)
 		waitHTTP(b, "http://"+r.rdy+"/ready", 5*time.Minute)
 		r.ready = time.Since(start)
 		time.Sleep(2 * time.Second) // let the first table's garbage go
 		r.rssMiB = float64(procStatus(b, r.srv.cmd.Process.Pid, "VmRSS")) / 1024
+		if profiles != "" {
+			saveHeapProfile(b, "http://"+r.pprof, filepath.Join(profiles, strings.ReplaceAll(r.name, " ", "-")))
+		}
 	}
 
 	// One Service at a time, both resolvers polled every millisecond until each answers it.
@@ -175,6 +205,52 @@ func BenchmarkKubernetesScale(b *testing.B) {
 		r.cpuPerChange = (procCPU(b, r.srv.cmd.Process.Pid) - cpu0[i]) / changes
 	}
 
+	// The relist: the API server restarts while the resolvers are cut off from it, and a Service is
+	// made before they reach it again. The restarted server's watch cache knows none of their resource
+	// versions, so every informer lists again: the peak memory of that, against steady, and the time
+	// until the change made during the outage is answered.
+	for _, r := range results {
+		pid := r.srv.cmd.Process.Pid
+		r.steadyMiB = float64(procStatus(b, pid, "VmRSS")) / 1024
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+			b.Fatalf("resetting the peak RSS of %s: %v", r.name, err)
+		}
+	}
+	proxy.Cut()
+	outage := time.Now()
+	stack.StopAPIServer()
+	if err := stack.StartAPIServer(); err != nil {
+		b.Fatal(err)
+	}
+	svc, err := stack.CreateService("ns-0", "made-during-outage")
+	if err != nil {
+		b.Fatal(err)
+	}
+	proxy.Restore()
+	restored := time.Now()
+	b.Logf("relist: resolvers cut off from the API server for %v (restart, then the change)", restored.Sub(outage).Round(time.Millisecond))
+	pending := slices.Clone(results)
+	for len(pending) > 0 {
+		if time.Since(restored) > 3*time.Minute {
+			b.Fatalf("the Service made during the outage not answered within 3m of the API server's return by %s", pending[0].name)
+		}
+		for i := 0; i < len(pending); i++ {
+			r := pending[i]
+			if got := addrsOf(b, r.addr, "made-during-outage.ns-0.svc.cluster.local.", dns.TypeA); len(got) == 1 && got[0] == svc.Spec.ClusterIP {
+				r.relistAnswer = time.Since(restored)
+				pending = slices.Delete(pending, i, i+1)
+				i--
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Every informer has its own backoff: some relist after the first answer. The peak is read once
+	// they all had the time to.
+	time.Sleep(relistSettle)
+	for _, r := range results {
+		r.peakMiB = float64(procStatus(b, r.srv.cmd.Process.Pid, "VmHWM")) / 1024
+	}
+
 	var out strings.Builder
 	fmt.Fprintf(&out, "%d Services (%d headless, %d endpoints), %d Pods on %d nodes\n", services, headless, headless*endpointsEach, pods, nodes)
 	fmt.Fprintf(&out, "%-28s %12s %10s %18s %14s\n", "", "ready", "RSS MiB", "change->answer p50", "CPU/change")
@@ -183,11 +259,16 @@ func BenchmarkKubernetesScale(b *testing.B) {
 		fmt.Fprintf(&out, "%-28s %12v %10.1f %18v %14v\n", r.name, r.ready.Round(time.Millisecond), r.rssMiB,
 			r.change[len(r.change)/2].Round(time.Millisecond), r.cpuPerChange.Round(time.Millisecond))
 	}
+	fmt.Fprintf(&out, "relist (API server restarted, a Service made during the outage):\n")
+	fmt.Fprintf(&out, "%-28s %12s %10s %10s %18s\n", "", "steady MiB", "peak MiB", "peak/steady", "reconnect->answer")
+	for _, r := range results {
+		fmt.Fprintf(&out, "%-28s %12.1f %10.1f %10.2f %18v\n", r.name, r.steadyMiB, r.peakMiB, r.peakMiB/r.steadyMiB, r.relistAnswer.Round(time.Millisecond))
+	}
 	m, p := results[0], results[1]
-	for _, r := range []*result{results[0], results[2]} {
-		fmt.Fprintf(&out, "%s / peer: ready %.2f, RSS %.2f, change->answer %.2f\n", r.name,
+	for _, r := range []*result{results[0], results[2], results[3]} {
+		fmt.Fprintf(&out, "%s / peer: ready %.2f, RSS %.2f, change->answer %.2f, relist peak %.2f\n", r.name,
 			r.ready.Seconds()/p.ready.Seconds(), r.rssMiB/p.rssMiB,
-			r.change[len(r.change)/2].Seconds()/p.change[len(p.change)/2].Seconds())
+			r.change[len(r.change)/2].Seconds()/p.change[len(p.change)/2].Seconds(), r.peakMiB/p.peakMiB)
 	}
 	b.Log("\n" + out.String())
 	recordResult(b, "kubescale", out.String())
@@ -197,7 +278,13 @@ func BenchmarkKubernetesScale(b *testing.B) {
 	b.ReportMetric(p.ready.Seconds(), "peer-ready-s")
 	b.ReportMetric(p.rssMiB, "peer-rss-MiB")
 	b.ReportMetric(float64(p.change[len(p.change)/2].Milliseconds()), "peer-change-ms")
+	b.ReportMetric(m.peakMiB/m.steadyMiB, "meshdns-relist-peak/steady")
+	b.ReportMetric(p.peakMiB/p.steadyMiB, "peer-relist-peak/steady")
 }
+
+// relistSettle is how long after the change made during the outage is answered everywhere the relist's
+// peak memory is read: the informers' backoffs differ, and the last may list a few seconds later.
+const relistSettle = 10 * time.Second
 
 // parallel runs fn(0..n-1) on workers goroutines and returns the first error.
 func parallel(workers, n int, fn func(i int) error) error {
@@ -270,4 +357,23 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	utime, _ := strconv.Atoi(fields[11])
 	stime, _ := strconv.Atoi(fields[12])
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// saveHeapProfile writes the heap profile the pprof plugin at base serves to PREFIX.heap, and its text
+// form with the runtime's memory statistics to PREFIX.heap.txt.
+func saveHeapProfile(tb testing.TB, base, prefix string) {
+	for url, path := range map[string]string{base + "/debug/pprof/heap": prefix + ".heap", base + "/debug/pprof/heap?debug=1": prefix + ".heap.txt"} {
+		resp, err := http.Get(url)
+		if err != nil {
+			tb.Fatalf("heap profile: %v", err)
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			err = os.WriteFile(path, data, 0o644)
+		}
+		if err != nil {
+			tb.Fatalf("heap profile %s: %v", path, err)
+		}
+	}
 }

@@ -94,12 +94,21 @@ func (s *syncBuffer) String() string {
 // answers DNS. The process is stopped when the test ends.
 func startCoreDNS(t testing.TB, dir, corefile, addr string) *server {
 	t.Helper()
+	return startCoreDNSEnv(t, dir, corefile, addr, nil)
+}
+
+// startCoreDNSEnv is startCoreDNS with env (KEY=VALUE) added to the binary's environment.
+func startCoreDNSEnv(t testing.TB, dir, corefile, addr string, env []string) *server {
+	t.Helper()
 	path := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(path, []byte(corefile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s := &server{out: &syncBuffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(binary, "-conf", path)
+	if env != nil {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {

@@ -20,8 +20,6 @@ import (
 	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -73,11 +71,17 @@ type Source struct {
 	vis  visibility
 	meta map[string]objectMeta // "s/ns/name" or "e/ns/name" -> what its names' visibility depends on
 
-	// Owned by the Run goroutine.
-	byKey     map[string][]table.Entry // "s/ns/name", "e/ns/name", "i/ns/name" or "z/zone" -> its entries
-	hostKeys  map[string][]string      // canonical host -> the keys of the objects naming it, sorted
-	published bool                     // the first snapshot is out: send changes from now on
-	changed   map[string]bool          // canonical hosts whose entries changed in this flush
+	// Owned by the Run goroutine (and read by the debug endpoint under view). Objects are known by
+	// key: "s/ns/name", "e/ns/name", "i/ns/name" or "z/zone" (objectnames.go).
+	informersOf   func(ns string) *nsInformers // nil until Run has them
+	clusterDomain string                       // lower case, no dots around
+	hostsOf       map[string][]string          // key -> the canonical hosts its entries name
+	sums          map[string]uint64            // key -> entriesSum of its entries
+	recent        map[string][]table.Entry     // key -> its entries, set or computed in this flush
+	flushing      bool
+	hostKeys      map[string][]string // canonical host -> the keys of the objects naming it, sorted
+	published     bool                // the first snapshot is out: send changes from now on
+	changed       map[string]bool     // canonical hosts whose entries changed in this flush
 }
 
 // New checks the configuration (the kubeconfig must load, or the process must be in a cluster) and
@@ -94,6 +98,9 @@ func New(cfg *Config) (*Source, error) {
 		}
 	}
 	s.vis.defaults = s.mesh
+	if len(cfg.Namespaces) == 0 && !cfg.ClientsOnly {
+		kubewatch.Want(rc, s.serviceNeeds()) // it watches the whole cluster: through the shared informers
+	}
 	if cfg.Clients {
 		s.clients = &clientIndex{}
 	}
@@ -102,6 +109,11 @@ func New(cfg *Config) (*Source, error) {
 
 // Kind implements source.Source.
 func (s *Source) Kind() string { return "kubernetes" }
+
+// serviceNeeds is what the names of a Service are built from beyond its addresses: who may see them.
+func (s *Source) serviceNeeds() kubewatch.ServiceNeeds {
+	return kubewatch.ServiceNeeds{Annotations: []string{exportToAnnotation}}
+}
 
 // RestConfig is the client configuration of this cluster, for another source that watches it too
 // (multicluster), so that both reach it alike.
@@ -180,7 +192,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	}
 
 	s.dirtySvc, s.dirtySE, s.dirtyImp = map[string]bool{}, map[string]bool{}, map[string]bool{}
-	s.byKey, s.hostKeys = map[string][]table.Entry{}, map[string][]string{}
+	s.clusterDomain = strings.ToLower(strings.Trim(s.cfg.ClusterDomain, "."))
 	byNS := map[string]*nsInformers{}
 	var synced []cache.InformerSynced
 	var started []interface {
@@ -202,16 +214,29 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	if s.cfg.ClientsOnly {
 		namespaces = nil // pods only: it publishes an empty table, and knows clients
 	}
+	indexers := cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService, importIndex: sliceImport}
 	for _, ns := range namespaces {
 		w := &nsInformers{}
 		f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(ns))
-		w.services = f.Core().V1().Services().Informer()
-		w.slices = f.Discovery().V1().EndpointSlices().Informer()
-		kubewatch.Must(w.services.SetTransform(trimService))
-		kubewatch.Must(w.slices.SetTransform(trimEndpointSlice))
-		kubewatch.Must(w.slices.AddIndexers(cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService, importIndex: sliceImport}))
-		s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
-		s.handle(w.slices, "endpointslices", func(obj any) {
+		if ns == metav1.NamespaceAll {
+			// The whole cluster: its Services and EndpointSlices are listed and cached once for this
+			// source and the block's multicluster source.
+			ci, release, err := kubewatch.Acquire(s.rest, kube, indexers)
+			if err != nil {
+				sink.Reject(fmt.Errorf("kubernetes informers: %w", err))
+				return
+			}
+			defer release()
+			w.services, w.slices = ci.Services, ci.Slices
+		} else {
+			w.services = f.Core().V1().Services().Informer()
+			w.slices = f.Discovery().V1().EndpointSlices().Informer()
+			kubewatch.Must(w.services.SetTransform(kubewatch.TrimService(s.serviceNeeds())))
+			kubewatch.Must(w.slices.SetTransform(kubewatch.TrimEndpointSlice(kubewatch.SliceLabels...)))
+			kubewatch.Must(w.slices.AddIndexers(indexers))
+		}
+		svcSynced := s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
+		slicesSynced := s.handle(w.slices, "endpointslices", func(obj any) {
 			if key := kubewatch.SliceServiceKey(obj); key != "" {
 				s.markService(key)
 			}
@@ -219,27 +244,27 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 				s.markImport(key)
 			}
 		})
-		synced = append(synced, w.services.HasSynced, w.slices.HasSynced)
+		// Before release: the shared informers may outlive this source.
+		defer w.services.RemoveEventHandler(svcSynced)
+		defer w.slices.RemoveEventHandler(slicesSynced)
+		synced = append(synced, svcSynced.HasSynced, slicesSynced.HasSynced)
 		started = append(started, f)
 		if dyn != nil {
 			df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
 			if withSE {
 				w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
 				kubewatch.Must(w.serviceEntries.SetTransform(trimServiceEntry))
-				s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) })
-				synced = append(synced, w.serviceEntries.HasSynced)
+				synced = append(synced, s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) }).HasSynced)
 			}
 			if withSidecars {
 				w.sidecars = df.ForResource(sidecarGVR).Informer()
 				kubewatch.Must(w.sidecars.SetTransform(trimSidecar))
-				s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() })
-				synced = append(synced, w.sidecars.HasSynced)
+				synced = append(synced, s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() }).HasSynced)
 			}
 			if !importGVR.Empty() {
 				w.imports = df.ForResource(importGVR).Informer()
 				kubewatch.Must(w.imports.SetTransform(trimServiceImport))
-				s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) })
-				synced = append(synced, w.imports.HasSynced)
+				synced = append(synced, s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) }).HasSynced)
 			}
 			started = append(started, df)
 		}
@@ -254,8 +279,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		}))
 		pods = f.Core().V1().Pods().Informer()
 		kubewatch.Must(pods.SetTransform(trimPod))
-		s.handle(pods, "pods", func(any) { s.markPods() })
-		synced = append(synced, pods.HasSynced)
+		synced = append(synced, s.handle(pods, "pods", func(any) { s.markPods() }).HasSynced)
 		started = append(started, f)
 	}
 	if ref := s.cfg.MeshConfigMap; ref != "" {
@@ -264,11 +288,11 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
 		}))
 		cms := f.Core().V1().ConfigMaps().Informer()
-		s.handle(cms, "configmaps", func(any) { s.meshConfigMapChanged(cms.GetStore()) })
+		cmsSynced := s.handle(cms, "configmaps", func(any) { s.meshConfigMapChanged(cms.GetStore()) })
 		// Its first state, even "none", is in before the first table: no name shows before the
 		// mesh's exportTo default says who may see it.
 		synced = append(synced, func() bool {
-			if !cms.HasSynced() {
+			if !cmsSynced.HasSynced() {
 				return false
 			}
 			s.meshConfigMapChanged(cms.GetStore())
@@ -298,29 +322,16 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	if !kubewatch.WaitSynced(ctx, synced) {
 		return // stopped before the first sync
 	}
-	// Everything is new: index it all at once, whatever the events said.
-	informersOf := func(ns string) *nsInformers {
+	// The handlers have marked every object of the first lists: the first flush indexes them all.
+	s.view.Lock()
+	s.informersOf = func(ns string) *nsInformers {
 		if w, ok := byNS[ns]; ok {
 			return w
 		}
 		return byNS[metav1.NamespaceAll]
 	}
+	s.view.Unlock()
 	s.mu.Lock()
-	for _, w := range byNS {
-		for _, k := range w.services.GetIndexer().ListKeys() {
-			s.dirtySvc[k] = true
-		}
-		if w.serviceEntries != nil {
-			for _, k := range w.serviceEntries.GetIndexer().ListKeys() {
-				s.dirtySE[k] = true
-			}
-		}
-		if w.imports != nil {
-			for _, k := range w.imports.GetIndexer().ListKeys() {
-				s.dirtyImp[k] = true
-			}
-		}
-	}
 	s.dirtyPods = true
 	s.dirtyVis = true
 	s.mu.Unlock()
@@ -343,7 +354,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		}
 		return out
 	}
-	flush := func() { s.flush(sink, informersOf, pods, sidecarsOf) }
+	flush := func() { s.flush(sink, pods, sidecarsOf) }
 	flush()
 	log.Infof("%s: synced in %v", s, time.Since(begin).Round(time.Millisecond))
 	if s.cfg.MeshConfig != "" {
@@ -395,16 +406,22 @@ func (s *Source) serves(kube kubernetes.Interface, gvr schema.GroupVersionResour
 	return false
 }
 
-// handle sends every add, update and delete of inf to mark, counting them under resource.
-func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark func(any)) {
+// handle sends every add, update and delete of inf to mark, counting them under resource. The first
+// table waits for the registration it returns to have synced (the handler has had every object of
+// the first list), not for the informer's own sync, or the first list's events would arrive after
+// the first table and redo every name a second time.
+func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark func(any)) cache.ResourceEventHandlerRegistration {
 	events := eventsTotal.WithLabelValues(s.cfg.Cluster, resource)
 	on := func(obj any) {
 		events.Inc()
 		mark(obj)
 	}
-	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: on,
 		UpdateFunc: func(old, cur any) {
+			if kubewatch.Unchanged(old, cur) {
+				return // a relist replaying what is known
+			}
 			// An EndpointSlice may move to another Service: both must be redone.
 			if k := kubewatch.SliceServiceKey(old); k != "" && k != kubewatch.SliceServiceKey(cur) {
 				s.markService(k)
@@ -417,9 +434,12 @@ func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark fun
 		DeleteFunc: on,
 	})
 	kubewatch.Must(err)
-	kubewatch.Must(inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
-		log.Warningf("%s: watching %s: %v", s, resource, err)
-	}))
+	if !kubewatch.IsShared(inf) { // a shared informer logs its own (kubewatch.Acquire)
+		kubewatch.Must(inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
+			log.Warningf("%s: watching %s: %v", s, resource, err)
+		}))
+	}
+	return reg
 }
 
 func (s *Source) markService(key string) {
@@ -465,7 +485,7 @@ func (s *Source) signal() {
 }
 
 // flush redoes the entries of the objects changed since the last flush and publishes the result.
-func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformers, pods cache.SharedIndexInformer, sidecarsOf func() []*sidecar) {
+func (s *Source) flush(sink source.Sink, pods cache.SharedIndexInformer, sidecarsOf func() []*sidecar) {
 	s.mu.Lock()
 	svcKeys, seKeys, impKeys, podsChanged, visChanged := s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods, s.dirtyVis
 	s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods, s.dirtyVis = map[string]bool{}, map[string]bool{}, map[string]bool{}, false, false
@@ -483,76 +503,19 @@ func (s *Source) flush(sink source.Sink, informersOf func(ns string) *nsInformer
 		s.vis = newVisibility(mesh, own)
 	}
 
-	cd := strings.Trim(s.cfg.ClusterDomain, ".")
+	s.flushing = true
+	defer func() {
+		s.flushing = false
+		clear(s.recent) // what the store was given is the one copy kept
+	}()
 	for key := range svcKeys {
-		ns, _, _ := strings.Cut(key, "/")
-		w := informersOf(ns)
-		obj, exists, _ := w.services.GetIndexer().GetByKey(key)
-		svc, ok := obj.(*corev1.Service)
-		if !exists || !ok {
-			s.set("s/"+key, nil)
-			continue
-		}
-		var eps []*discoveryv1.EndpointSlice
-		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
-			objs, _ := w.slices.GetIndexer().ByIndex(kubewatch.ServiceIndex, key)
-			for _, o := range objs {
-				if es, ok := o.(*discoveryv1.EndpointSlice); ok {
-					eps = append(eps, es)
-				}
-			}
-		}
-		entries, err := serviceEntries(svc, eps, cd, s.cfg.Cluster)
-		if err != nil {
-			invalidTotal.WithLabelValues(s.cfg.Cluster, "services").Inc()
-			log.Warningf("%s: %v; left out", s, err)
-		}
-		s.meta["s/"+key] = s.checked("s/"+key, serviceMeta(svc, cd))
-		s.set("s/"+key, entries)
+		s.redo("s/"+key, "services")
 	}
 	for key := range seKeys {
-		ns, _, _ := strings.Cut(key, "/")
-		obj, exists, _ := informersOf(ns).serviceEntries.GetIndexer().GetByKey(key)
-		se, ok := obj.(*serviceEntry)
-		if !exists || !ok {
-			s.set("e/"+key, nil)
-			continue
-		}
-		entries, errs := serviceEntryEntries(se, s.cfg.Cluster)
-		for _, err := range errs {
-			invalidTotal.WithLabelValues(s.cfg.Cluster, "serviceentries").Inc()
-			log.Warningf("%s: %v; left out", s, err)
-		}
-		s.meta["e/"+key] = s.checked("e/"+key, serviceEntryMeta(se))
-		s.set("e/"+key, entries)
+		s.redo("e/"+key, "serviceentries")
 	}
 	for key := range impKeys {
-		ns, _, _ := strings.Cut(key, "/")
-		w := informersOf(ns)
-		if w.imports == nil {
-			continue
-		}
-		obj, exists, _ := w.imports.GetIndexer().GetByKey(key)
-		si, ok := obj.(*serviceImport)
-		if !exists || !ok {
-			s.set("i/"+key, nil)
-			continue
-		}
-		var eps []*discoveryv1.EndpointSlice
-		if si.Headless {
-			objs, _ := w.slices.GetIndexer().ByIndex(importIndex, key)
-			for _, o := range objs {
-				if es, ok := o.(*discoveryv1.EndpointSlice); ok {
-					eps = append(eps, es)
-				}
-			}
-		}
-		entries, errs := serviceImportEntries(si, eps, s.cfg.ClustersetZone, s.cfg.Cluster)
-		for _, err := range errs {
-			invalidTotal.WithLabelValues(s.cfg.Cluster, "serviceimports").Inc()
-			log.Warningf("%s: %v", s, err)
-		}
-		s.set("i/"+key, entries)
+		s.redo("i/"+key, "serviceimports")
 	}
 	if podsChanged && pods != nil {
 		clientsGauge.WithLabelValues(s.cfg.Cluster).Set(float64(s.clients.rebuild(pods.GetStore().List())))
@@ -607,7 +570,7 @@ func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
 	)
 	for _, k := range s.hostKeys[h] {
 		var mine []table.Entry
-		for _, e := range s.byKey[k] {
+		for _, e := range s.entriesOf(k) {
 			if table.CanonicalHost(e.Host) == h {
 				mine = append(mine, e)
 			}
@@ -627,13 +590,40 @@ func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
 	return cands, rest
 }
 
-// set records the entries of one object, and which hosts changed with it.
-func (s *Source) set(key string, entries []table.Entry) {
+// setMeta records what the visibility of an object's names depends on; when that changed, so may
+// every host the object names.
+func (s *Source) setMeta(key string, m objectMeta) {
+	if old, ok := s.meta[key]; !ok || !old.equal(m) {
+		s.markHosts(key)
+	}
+	s.meta[key] = m
+}
+
+// markHosts marks the hosts the object key names as changed.
+func (s *Source) markHosts(key string) {
 	if s.changed == nil {
 		s.changed = map[string]bool{}
 	}
-	for _, e := range s.byKey[key] {
-		h := table.CanonicalHost(e.Host)
+	for _, h := range s.hostsOf[key] {
+		s.changed[h] = true
+	}
+}
+
+// set records the entries of one object, and which hosts changed with it: none when the object
+// names what it named (a relist, an EndpointSlice update that moved nothing answered).
+func (s *Source) set(key string, entries []table.Entry) {
+	if s.hostKeys == nil {
+		s.hostKeys, s.hostsOf, s.sums, s.recent = map[string][]string{}, map[string][]string{}, map[string]uint64{}, map[string][]table.Entry{}
+	}
+	if s.changed == nil {
+		s.changed = map[string]bool{}
+	}
+	s.recent[key] = entries
+	sum := entriesSum(entries)
+	if old, ok := s.sums[key]; ok && old == sum {
+		return
+	}
+	for _, h := range s.hostsOf[key] {
 		s.changed[h] = true
 		s.hostKeys[h] = deleteSorted(s.hostKeys[h], key)
 		if len(s.hostKeys[h]) == 0 {
@@ -641,16 +631,21 @@ func (s *Source) set(key string, entries []table.Entry) {
 		}
 	}
 	if len(entries) == 0 {
-		delete(s.byKey, key)
+		delete(s.hostsOf, key)
+		delete(s.sums, key)
 		delete(s.meta, key)
 		return
 	}
-	s.byKey[key] = entries
+	var hosts []string
 	for _, e := range entries {
 		h := table.CanonicalHost(e.Host)
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
 		s.changed[h] = true
 		s.hostKeys[h] = insertSorted(s.hostKeys[h], key)
 	}
+	s.hostsOf[key], s.sums[key] = slices.Clip(hosts), sum
 }
 
 func insertSorted(keys []string, k string) []string {

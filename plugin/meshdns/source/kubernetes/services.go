@@ -20,7 +20,8 @@ import (
 // EndpointSlices (all of them with publishNotReadyAddresses) and one name per endpoint hostname; for an
 // ExternalName Service a CNAME to its external name.
 func serviceEntries(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, clusterDomain, cluster string) ([]table.Entry, error) {
-	host := svc.Name + "." + svc.Namespace + ".svc." + clusterDomain
+	// Fully qualified and lower case, as the table files it: its canonical form is then no copy.
+	host := svc.Name + "." + svc.Namespace + ".svc." + clusterDomain + "."
 	e := table.Entry{
 		Host:      host,
 		Registry:  table.RegistryKubernetes,
@@ -75,11 +76,11 @@ func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.En
 			if !ok {
 				i = len(out)
 				pods[*ep.Hostname] = i
-				short := *ep.Hostname + "." + obj.Name
+				host := *ep.Hostname + "." + svc.Host // hostname.name.ns.svc.domain.
 				out = append(out, table.Entry{
-					Host:      *ep.Hostname + "." + svc.Host, // hostname.name.ns.svc.domain
+					Host:      host,
 					Registry:  table.RegistryKubernetes,
-					ShortName: short,
+					ShortName: host[:len(*ep.Hostname)+1+len(obj.Name)], // hostname.name, sharing Host's bytes
 					Namespace: obj.Namespace,
 					Cluster:   svc.Cluster,
 				})

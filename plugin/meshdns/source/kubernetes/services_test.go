@@ -83,24 +83,24 @@ func TestServiceEntries(t *testing.T) {
 		wantErr string
 	}{
 		{"cluster IP", service("ns", "web", "10.96.0.1"), nil,
-			[]string{"web.ns.svc.cluster.local=10.96.0.1|web|ns"}, ""},
+			[]string{"web.ns.svc.cluster.local.=10.96.0.1|web|ns"}, ""},
 		{"dual stack", service("ns", "web", "10.96.0.1", "fd00:10:96::1"), nil,
-			[]string{"web.ns.svc.cluster.local=10.96.0.1,fd00:10:96::1|web|ns"}, ""},
+			[]string{"web.ns.svc.cluster.local.=10.96.0.1,fd00:10:96::1|web|ns"}, ""},
 		{"not allocated yet", service("ns", "web"), nil, nil, ""},
 		{"bad cluster IP", service("ns", "web", "10.96.0.300"), nil, nil, "clusterIP"},
 		{"headless: ready endpoints, per-pod names, families merged", headless, dbSlices, []string{
-			"db-0.db.data.svc.cluster.local=10.1.0.1,fd00::1|db-0.db|data",
-			"db-1.db.data.svc.cluster.local=10.1.0.2|db-1.db|data",
-			"db.data.svc.cluster.local=10.1.0.1,10.1.0.2,fd00::1|db|data",
+			"db-0.db.data.svc.cluster.local.=10.1.0.1,fd00::1|db-0.db|data",
+			"db-1.db.data.svc.cluster.local.=10.1.0.2|db-1.db|data",
+			"db.data.svc.cluster.local.=10.1.0.1,10.1.0.2,fd00::1|db|data",
 		}, ""},
 		{"headless with publishNotReadyAddresses", notReady, dbSlices[:1], []string{
-			"db-1.db.data.svc.cluster.local=10.1.0.2|db-1.db|data",
-			"db-2.db.data.svc.cluster.local=10.1.0.3|db-2.db|data",
-			"db.data.svc.cluster.local=10.1.0.2,10.1.0.3|db|data",
+			"db-1.db.data.svc.cluster.local.=10.1.0.2|db-1.db|data",
+			"db-2.db.data.svc.cluster.local.=10.1.0.3|db-2.db|data",
+			"db.data.svc.cluster.local.=10.1.0.2,10.1.0.3|db|data",
 		}, ""},
 		{"headless without endpoints is a known name", headless, nil,
-			[]string{"db.data.svc.cluster.local=|db|data"}, ""},
-		{"external name", external, nil, []string{"ext.ns.svc.cluster.local=|ext|ns->api.example.com"}, ""},
+			[]string{"db.data.svc.cluster.local.=|db|data"}, ""},
+		{"external name", external, nil, []string{"ext.ns.svc.cluster.local.=|ext|ns->api.example.com"}, ""},
 		{"bad external name", badExternal, nil, nil, `externalName "not a host"`},
 	}
 	for _, tc := range tests {

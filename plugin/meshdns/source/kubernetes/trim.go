@@ -4,39 +4,15 @@ import (
 	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 )
 
 // The informers keep only what names are built from: a node-local resolver watches every Service,
 // EndpointSlice and Pod of a large cluster, and their annotations, managed fields, pod specs and
-// statuses would be most of its memory. Each transform returns a new, small object.
-
-func trimService(obj any) (any, error) {
-	svc, ok := obj.(*corev1.Service)
-	if !ok {
-		return obj, nil // a tombstone: DeletedFinalStateUnknown
-	}
-	m := kubewatch.Meta(&svc.ObjectMeta)
-	if v, ok := svc.Annotations[exportToAnnotation]; ok {
-		m.Annotations = map[string]string{exportToAnnotation: v}
-	}
-	return &corev1.Service{
-		ObjectMeta: m,
-		Spec: corev1.ServiceSpec{
-			Type:                     svc.Spec.Type,
-			ClusterIP:                svc.Spec.ClusterIP,
-			ClusterIPs:               svc.Spec.ClusterIPs,
-			ExternalName:             svc.Spec.ExternalName,
-			PublishNotReadyAddresses: svc.Spec.PublishNotReadyAddresses,
-		},
-	}, nil
-}
-
-// trimEndpointSlice keeps the labels naming a slice's Service or, for MCS, its ServiceImport and
-// source cluster.
-var trimEndpointSlice = kubewatch.TrimEndpointSlice(discoveryv1.LabelServiceName, labelImportName, labelSourceCluster)
+// statuses would be most of its memory. Each transform returns a new, small object. Services and
+// EndpointSlices are kept by kubewatch's transforms (kubewatch.TrimService, TrimEndpointSlice), which
+// the shared informers of a cluster use.
 
 func trimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
@@ -59,8 +35,6 @@ func trimServiceEntry(obj any) (any, error) {
 }
 
 var (
-	_ cache.TransformFunc = trimService
-	_ cache.TransformFunc = trimEndpointSlice
 	_ cache.TransformFunc = trimPod
 	_ cache.TransformFunc = trimServiceEntry
 	_ cache.TransformFunc = trimServiceImport

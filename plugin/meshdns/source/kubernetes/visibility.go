@@ -131,6 +131,11 @@ type objectMeta struct {
 	svcHost  string // "" for a ServiceEntry: each host is its own
 }
 
+func (m objectMeta) equal(o objectMeta) bool {
+	return m.object == o.object && m.ns == o.ns && m.kube == o.kube && m.created.Equal(o.created) &&
+		slices.Equal(m.exportTo, o.exportTo) && m.field == o.field && m.svcHost == o.svcHost
+}
+
 // visibility is the state visibility is decided by, beyond the objects: the mesh defaults and the
 // namespace-wide Sidecars.
 type visibility struct {

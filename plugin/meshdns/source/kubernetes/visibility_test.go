@@ -362,7 +362,7 @@ func TestMeshConfigWatch(t *testing.T) {
 }
 
 func TestDebugVisibility(t *testing.T) {
-	s := &Source{cfg: &Config{Sidecars: true}, byKey: map[string][]table.Entry{}, hostKeys: map[string][]string{}, meta: map[string]objectMeta{}}
+	s := &Source{cfg: &Config{Sidecars: true}, meta: map[string]objectMeta{}}
 	s.vis = visWith(t, "", sidecarOf("front", "default", 0, false, []string{"./*"}))
 	web := svcWith("shop", "web", ".")
 	s.meta["s/shop/web"] = serviceMeta(web, "cluster.local")
@@ -401,7 +401,7 @@ func TestDebugVisibility(t *testing.T) {
 
 // TestSnapshotVariants checks the entries the source publishes for a host named in two namespaces.
 func TestSnapshotVariants(t *testing.T) {
-	s := &Source{cfg: &Config{}, byKey: map[string][]table.Entry{}, hostKeys: map[string][]string{}, meta: map[string]objectMeta{}}
+	s := &Source{cfg: &Config{}, meta: map[string]objectMeta{}}
 	for _, ns := range []string{"a", "b"} {
 		se := &serviceEntry{Hosts: []string{"api.example.com"}, Addresses: []string{"240.0.0." + map[string]string{"a": "1", "b": "2"}[ns]}}
 		se.Namespace, se.Name = ns, "api"

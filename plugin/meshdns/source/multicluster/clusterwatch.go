@@ -46,6 +46,7 @@ type clusterWatch struct {
 	slices     cache.SharedIndexInformer
 	exports    cache.SharedIndexInformer // nil when the cluster serves no ServiceExport
 	namespaces cache.SharedIndexInformer // the gateway's namespace only, for its network label
+	synced     []cache.InformerSynced    // its handlers'
 
 	mu      sync.Mutex
 	lastOK  time.Time // the API server's last good answer
@@ -60,7 +61,9 @@ type exportedService struct {
 	ready      int // ready endpoints
 }
 
-func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc Locality, changed func()) (*clusterWatch, error) {
+// newClusterWatch starts watching cluster id. The local cluster's Services and EndpointSlices come
+// from the informers the block's kubernetes source shares (kubewatch.Acquire): listed and cached once.
+func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc Locality, local bool, changed func()) (*clusterWatch, error) {
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
@@ -72,11 +75,21 @@ func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc
 	// The lease runs from the start: a cluster never reached is withdrawn once it has passed.
 	w := &clusterWatch{id: id, network: network, locality: loc, mc: mc, changed: changed, kube: kube, stopped: make(chan struct{}), lastOK: time.Now()}
 	f := informers.NewSharedInformerFactory(kube, 0)
-	w.services = f.Core().V1().Services().Informer()
-	w.slices = f.Discovery().V1().EndpointSlices().Informer()
-	kubewatch.Must(w.services.SetTransform(trimExportedService))
-	kubewatch.Must(w.slices.SetTransform(kubewatch.TrimEndpointSlice(discoveryv1.LabelServiceName)))
-	kubewatch.Must(w.slices.AddIndexers(cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService}))
+	indexers := cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService}
+	release := func() {}
+	if local {
+		ci, rel, err := kubewatch.Acquire(rc, kube, indexers)
+		if err != nil {
+			return nil, err
+		}
+		w.services, w.slices, release = ci.Services, ci.Slices, rel
+	} else {
+		w.services = f.Core().V1().Services().Informer()
+		w.slices = f.Discovery().V1().EndpointSlices().Informer()
+		kubewatch.Must(w.services.SetTransform(kubewatch.TrimService(serviceNeeds)))
+		kubewatch.Must(w.slices.SetTransform(kubewatch.TrimEndpointSlice(discoveryv1.LabelServiceName)))
+		kubewatch.Must(w.slices.AddIndexers(indexers))
+	}
 	nf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = "metadata.name=" + mc.GatewayNS
 	}))
@@ -97,16 +110,27 @@ func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc
 			break
 		}
 	}
+	type handled struct {
+		inf cache.SharedIndexInformer
+		reg cache.ResourceEventHandlerRegistration
+	}
+	var handlers []handled
 	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices, w.exports, w.namespaces} {
 		if inf == nil {
 			continue
 		}
-		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { w.changed() },
-			UpdateFunc: func(any, any) { w.changed() },
+		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { w.changed() },
+			UpdateFunc: func(old, cur any) {
+				if !kubewatch.Unchanged(old, cur) { // a relist replays every object as an update
+					w.changed()
+				}
+			},
 			DeleteFunc: func(any) { w.changed() },
 		})
 		kubewatch.Must(err)
+		handlers = append(handlers, handled{inf, reg})
+		w.synced = append(w.synced, reg.HasSynced)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
@@ -116,6 +140,10 @@ func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc
 	go func() {
 		defer close(w.stopped)
 		w.probe(ctx)
+		for _, h := range handlers {
+			_ = h.inf.RemoveEventHandler(h.reg) // the shared informers may outlive this watch
+		}
+		release()
 		for _, fac := range factories {
 			fac.Shutdown()
 		}
@@ -129,10 +157,14 @@ func (w *clusterWatch) stop() {
 	<-w.stopped
 }
 
-// synced reports whether every informer has listed once.
-func (w *clusterWatch) synced() bool {
-	ok := w.services.HasSynced() && w.slices.HasSynced() && w.namespaces.HasSynced()
-	return ok && (w.exports == nil || w.exports.HasSynced())
+// hasSynced reports whether every handler has had its informer's first list.
+func (w *clusterWatch) hasSynced() bool {
+	for _, f := range w.synced {
+		if !f() {
+			return false
+		}
+	}
+	return true
 }
 
 // probe asks the API server for its version every probe interval, for the lease.
@@ -249,21 +281,9 @@ func (w *clusterWatch) networkOf() string {
 	return obj.(*corev1.Namespace).Labels[networkLabel]
 }
 
-// trimExportedService keeps what the multicluster choice reads: labels (the export label), cluster
-// IPs, and the load-balancer status and external IPs of gateways.
-func trimExportedService(obj any) (any, error) {
-	svc, ok := obj.(*corev1.Service)
-	if !ok {
-		return obj, nil
-	}
-	m := kubewatch.Meta(&svc.ObjectMeta)
-	m.Labels = svc.Labels
-	return &corev1.Service{
-		ObjectMeta: m,
-		Spec:       corev1.ServiceSpec{ClusterIPs: svc.Spec.ClusterIPs, ExternalIPs: svc.Spec.ExternalIPs},
-		Status:     corev1.ServiceStatus{LoadBalancer: svc.Status.LoadBalancer},
-	}, nil
-}
+// serviceNeeds is what the multicluster choice reads of Services beyond their addresses: labels (the
+// export label), and the external IPs and load-balancer status of gateways.
+var serviceNeeds = kubewatch.ServiceNeeds{Labels: true, Gateway: true}
 
 // trimToMeta keeps an object's name and namespace only (ServiceExports: their existence is the fact).
 func trimToMeta(obj any) (any, error) {

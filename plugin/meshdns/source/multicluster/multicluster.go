@@ -75,6 +75,9 @@ type Local struct {
 func New(cfg *Config, local Local) (*Mesh, error) {
 	m := &Mesh{cfg: cfg, local: local, kick: make(chan struct{}, 1), clusters: map[string]*meshCluster{},
 		remotes: map[string]*rest.Config{}}
+	if local.Rest != nil {
+		kubewatch.Want(local.Rest, serviceNeeds) // this cluster's Services come from the shared informers
+	}
 	var err error
 	if len(cfg.VIPs) > 0 {
 		if m.vips, err = newVIPAllocator(cfg.VIPs, cfg.VIPState); err != nil {
@@ -109,7 +112,7 @@ func (m *Mesh) signal() {
 
 // add starts watching a cluster.
 func (m *Mesh) add(id string, rc *rest.Config, network string, loc Locality, local bool, secret string) {
-	w, err := newClusterWatch(id, rc, m.cfg, network, loc, m.signal)
+	w, err := newClusterWatch(id, rc, m.cfg, network, loc, local, m.signal)
 	if err != nil {
 		log.Errorf("%s: cluster %s: %v", m, id, err)
 		return
@@ -208,7 +211,7 @@ func (m *Mesh) allSynced() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, c := range m.clusters {
-		if !c.watch.synced() {
+		if !c.watch.hasSynced() {
 			return false
 		}
 	}
