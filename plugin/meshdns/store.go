@@ -38,6 +38,7 @@ type store struct {
 	building bool
 	since    map[string]bool
 	base     uint64
+	stopped  bool // stop was called: no background build starts
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -129,15 +130,18 @@ func (s *store) start(server string) {
 
 // stop ends the sources and waits for them, so that a reload leaves nothing running.
 func (s *store) stop() {
-	if s.cancel != nil {
-		s.cancel()
-	}
-	s.done.Wait()
+	// First no more background builds: one started by the compaction timer during Wait would add to
+	// done while it is waited on.
 	s.mu.Lock()
+	s.stopped = true
 	if s.compact != nil {
 		s.compact.Stop()
 	}
 	s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.done.Wait()
 }
 
 // compactAfter is how long after the last change the table is built whole, once changes stop.
@@ -246,7 +250,7 @@ func (s *store) merged(hosts []string) map[string][]table.Entry {
 // goroutine, and serves it with the hosts changed meanwhile folded in, unless a table was built whole
 // in the meantime. One build runs at a time. The caller holds mu.
 func (s *store) compactInBackground() {
-	if s.building {
+	if s.building || s.stopped {
 		return
 	}
 	var snaps [][]table.Entry
