@@ -2,12 +2,10 @@ package kubewatch
 
 import (
 	"context"
-
-	clog "github.com/coredns/coredns/plugin/pkg/log"
-
 	"slices"
 	"sync"
 
+	clog "github.com/coredns/coredns/plugin/pkg/log"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/informers"
