@@ -61,7 +61,9 @@ func effectiveExportTo(values []string, field, ns string, d *meshDefaults) expor
 		if v == exportPrivate {
 			v = ns
 		}
-		if v != "" && !slices.Contains(ex.to, v) { // "" (from "a,,b") names no namespace
+		// "" (from "a,,b") names no namespace, nor does anything else that is not a namespace name
+		// ("Shop"): no client's namespace can match it, whatever case the table compares in.
+		if len(validation.IsDNS1123Label(v)) == 0 && !slices.Contains(ex.to, v) {
 			ex.to = append(ex.to, v)
 		}
 	}
