@@ -3,6 +3,7 @@ package meshdns
 import (
 	"context"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -161,7 +162,7 @@ func (s *store) rebuild() {
 		return
 	}
 	s.base++
-	s.swap(table.Build(slices.Concat(snaps...), s.opts))
+	s.swap(table.Build(concat(snaps), s.opts))
 	if ready && !s.ready.Swap(true) {
 		close(s.readyCh)
 	}
@@ -214,7 +215,7 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 	// those until that build is in, goes on the overlay: the push is served now, not after a build
 	// that takes a second for 100k names.
 	if cur.Pending()+len(hosts) > maxPending(cur.Len()) {
-		s.compactInBackground()
+		s.compactInBackground(false)
 	}
 	s.swap(cur.Update(changes))
 	if s.compact == nil {
@@ -222,12 +223,21 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if t := s.cur.Load(); t != nil && t.Pending() > 0 {
-				s.compactInBackground()
+				s.compactInBackground(true)
 			}
 		})
 	} else {
 		s.compact.Reset(compactAfter)
 	}
+}
+
+// concat is the sources' entries as one list, without a copy when there is one source: Build only
+// reads it.
+func concat(snaps [][]table.Entry) []table.Entry {
+	if len(snaps) == 1 {
+		return snaps[0]
+	}
+	return slices.Concat(snaps...)
 }
 
 // merged is, for each canonical host, its entries from every source merged: every variant of the
@@ -248,8 +258,11 @@ func (s *store) merged(hosts []string) map[string][]table.Entry {
 
 // compactInBackground builds the table whole from every source's entries, off the caller's
 // goroutine, and serves it with the hosts changed meanwhile folded in, unless a table was built whole
-// in the meantime. One build runs at a time. The caller holds mu.
-func (s *store) compactInBackground() {
+// in the meantime. One build runs at a time. Once changes have settled (settled), the memory the
+// overlays and the old table held goes back to the system: RSS is what a node-local resolver on
+// every node is charged for, and the runtime would otherwise keep it for the next change. The caller
+// holds mu.
+func (s *store) compactInBackground(settled bool) {
 	if s.building || s.stopped {
 		return
 	}
@@ -259,31 +272,42 @@ func (s *store) compactInBackground() {
 			snaps = append(snaps, s.entriesOf(i))
 		}
 	}
-	entries, base := slices.Concat(snaps...), s.base
+	entries, base := concat(snaps), s.base
 	s.building, s.since = true, map[string]bool{}
 	s.done.Add(1)
 	go func() {
 		defer s.done.Done()
 		t := table.Build(entries, s.opts)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		since := s.since
-		s.building, s.since = false, nil
-		if s.base != base {
-			return // built whole meanwhile, from newer entries
+		entries = nil
+		if s.serveBuilt(t, base) && settled {
+			debug.FreeOSMemory()
 		}
-		s.base++
-		if len(since) == 0 {
-			s.swap(t)
-			return
-		}
-		changes := s.merged(slices.Collect(maps.Keys(since)))
-		if t.NeedsBuild(changes) {
-			s.rebuild()
-			return
-		}
-		s.swap(t.Update(changes))
 	}()
+}
+
+// serveBuilt serves t, built whole in the background from the entries of base, with the hosts
+// changed meanwhile folded in, unless a table was built whole in the meantime; it reports whether t
+// (or a build in its place) is served.
+func (s *store) serveBuilt(t *table.Table, base uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	since := s.since
+	s.building, s.since = false, nil
+	if s.base != base {
+		return false // built whole meanwhile, from newer entries
+	}
+	s.base++
+	if len(since) == 0 {
+		s.swap(t)
+		return true
+	}
+	changes := s.merged(slices.Collect(maps.Keys(since)))
+	if t.NeedsBuild(changes) {
+		s.rebuild()
+		return true
+	}
+	s.swap(t.Update(changes))
+	return true
 }
 
 // publishChanges folds a snapshot of source i into the table being served as changes: only the
