@@ -320,11 +320,3 @@ func hasSuffix(key []byte, s string) bool {
 	return len(key) >= len(s) && string(key[len(key)-len(s):]) == s
 }
 
-func isSingleLabel(key []byte) bool {
-	for i := 0; i < len(key)-1; i++ {
-		if key[i] == '.' && !escaped(key, i) {
-			return false
-		}
-	}
-	return len(key) > 1
-}
