@@ -138,7 +138,6 @@ type sock struct {
 	mu   sync.Mutex
 	lat  []int64 // ns from due to answered, measured queries only
 	seq  []int64 // the query of each lat
-	got  int64   // measured queries answered
 	late int64   // answers after the timeout: lost, whatever arrived later
 }
 
@@ -250,13 +249,16 @@ func (r *run) measure(warmup, duration, timeout time.Duration) result {
 	}
 	for _, s := range r.socks {
 		s.mu.Lock()
-		res.answered += s.got
-		res.lat = append(res.lat, s.lat...)
-		if r.rate > 0 {
-			for j, k := range s.seq {
-				if int(k) < len(lag) {
-					res.service = append(res.service, s.lat[j]-lag[k])
-				}
+		// A receiver reads the window's end once per batch: a batch read as the window closed may
+		// hold answers to queries sent after it, which the window's sent count lacks.
+		for j, k := range s.seq {
+			if k >= to {
+				continue
+			}
+			res.answered++
+			res.lat = append(res.lat, s.lat[j])
+			if int(k) < len(lag) {
+				res.service = append(res.service, s.lat[j]-lag[k])
 			}
 		}
 		s.mu.Unlock()
@@ -373,7 +375,6 @@ func (r *run) receive(i int, s *sock, timeout time.Duration) {
 				s.late++
 				continue
 			}
-			s.got++
 			s.lat = append(s.lat, lat)
 			s.seq = append(s.seq, k)
 		}
