@@ -110,16 +110,21 @@ func (b *batchIO) read() (int, error) {
 // never block, and a sendmmsg of a whole batch outlasts sysmon's 20 µs tick, after which a
 // scheduled syscall has its P handed off and taken back, threads woken and switched for each batch
 // (measured: a third of the CPU time per query under a CPU quota, and most context switches).
-func (b *batchIO) recv(fd uintptr) bool {
+func (b *batchIO) recv(fd uintptr) bool { return b.mmsg(unix.SYS_RECVMMSG, fd, b.in) }
+
+// mmsg makes the batch call trap (recvmmsg or sendmmsg) on hdrs, retrying when interrupted. It
+// reports false on EAGAIN (nothing queued, or no room to send: the netpoller waits until there is),
+// and otherwise records the count and the error in b.
+func (b *batchIO) mmsg(trap, fd uintptr, hdrs []unix.Mmsghdr) bool {
 	for {
-		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)), 0, 0, 0)
+		n, _, errno := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), 0, 0, 0)
 		switch errno {
 		case 0:
 			b.n = int(n)
 			return true
 		case unix.EINTR:
 			continue
-		case unix.EAGAIN: // nothing queued: the netpoller waits until there is
+		case unix.EAGAIN:
 			return false
 		}
 		b.errno = errno
@@ -212,19 +217,4 @@ func (b *batchIO) write(n int) {
 	}
 }
 
-func (b *batchIO) send(fd uintptr) bool {
-	for {
-		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.out[b.off])), uintptr(b.end-b.off), 0, 0, 0)
-		switch errno {
-		case 0:
-			b.n = int(n)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN: // the send buffer is full: the netpoller waits until it has room
-			return false
-		}
-		b.errno = errno
-		return true
-	}
-}
+func (b *batchIO) send(fd uintptr) bool { return b.mmsg(unix.SYS_SENDMMSG, fd, b.out[b.off:b.end]) }

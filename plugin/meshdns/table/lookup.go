@@ -319,4 +319,3 @@ func escaped(name []byte, i int) bool {
 func hasSuffix(key []byte, s string) bool {
 	return len(key) >= len(s) && string(key[len(key)-len(s):]) == s
 }
-
