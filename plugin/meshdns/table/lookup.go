@@ -256,27 +256,7 @@ func (t *Table) shortOf(scratch, tried []byte, v *View, key []byte, rest ...stri
 
 // findWild looks key up under the most specific wildcard.
 func (t *Table) findWild(key []byte, v *View) *name {
-	if t.over != nil {
-		return t.findWildLayered(key, v)
-	}
-	if len(t.wild) == 0 {
-		return nil
-	}
-	for i := 0; i < len(key)-1; i++ {
-		if key[i] == '.' && !escaped(key, i) {
-			if n, ok := t.wild[string(key[i+1:])]; ok {
-				if n := n.variantFor(nil, byWild, v); n != nil {
-					return n
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// findWildLayered is findWild for a table made by Update.
-func (t *Table) findWildLayered(key []byte, v *View) *name {
-	if len(t.wild) == 0 && len(t.over.wild) == 0 {
+	if len(t.wild) == 0 && (t.over == nil || len(t.over.wild) == 0) {
 		return nil
 	}
 	for i := 0; i < len(key)-1; i++ {
