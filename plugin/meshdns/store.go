@@ -102,7 +102,13 @@ func (s *store) entriesOf(i int) []table.Entry {
 	if s.byHost[i] == nil {
 		return s.snaps[i]
 	}
-	var out []table.Entry
+	n := 0
+	for _, es := range s.byHost[i] {
+		n += len(es)
+	}
+	// Sized once: appending would copy and discard a table's worth of entries several times over,
+	// garbage the collector then marks on the serving core.
+	out := make([]table.Entry, 0, n)
 	for _, es := range s.byHost[i] {
 		out = append(out, es...)
 	}

@@ -25,7 +25,11 @@ func (t *Table) Update(changes map[string][]Entry) *Table {
 	for h, es := range changes {
 		current[canonicalHost(h)] = es
 	}
-	var entries []Entry
+	n := 0
+	for _, es := range current {
+		n += len(es)
+	}
+	entries := make([]Entry, 0, n) // and the rivals, fewer
 	present := 0
 	for _, es := range current {
 		if len(es) > 0 {

@@ -17,10 +17,13 @@ import (
 // hashing each entry's bytes and looking its host up costs a fraction of that and allocates nothing
 // for an unchanged host. A host's hash is maphash's, seeded per differ: the control plane cannot
 // aim a collision at it, and a chance one (2^-64 for each changed host) would keep an old entry
-// until the host changes again.
+// until the host changes again. An entry whose hash is that of a host's only entry in the last push
+// is that entry unchanged: it is matched by its hash alone, without reading its host, which is
+// most of a push.
 type differ struct {
 	seed  maphash.Seed
 	index map[string]int32 // canonical host -> its slot
+	bySum map[uint64]int32 // hash of a host's only entry in the last push applied -> its slot
 	slots []hostSlot
 	free  []int32 // slots of removed hosts, for reuse
 	live  int     // hosts of the last push applied
@@ -45,6 +48,7 @@ type hostSlot struct {
 	at      [2]int32
 	applied bool // sum is that of an applied push (false: new in the push being read)
 	many    bool // named by several entries in the push being read (hosts differing in case)
+	inSum   bool // bySum holds sum: the last push applied named the host once
 }
 
 // repeat is a later entry of a host in one push, at a byte range of the push.
@@ -54,7 +58,8 @@ type repeat struct {
 }
 
 func newDiffer() *differ {
-	return &differ{seed: maphash.MakeSeed(), index: map[string]int32{}, dec: decoder{interned: map[string]string{}}}
+	return &differ{seed: maphash.MakeSeed(), index: map[string]int32{}, bySum: map[uint64]int32{},
+		dec: decoder{interned: map[string]string{}}}
 }
 
 // maxInterned bounds the strings the decoder keeps shared across pushes (registries, namespaces):
@@ -111,12 +116,18 @@ func (d *differ) read(b []byte) error {
 		at := [2]int32{int32(off + n - len(entry)), int32(off + n)}
 		off += n
 		d.pace.Tick()
+		sum := maphash.Bytes(d.seed, entry)
+		if i, ok := d.bySum[sum]; ok && d.slots[i].gen != d.gen {
+			s := &d.slots[i]
+			s.gen, s.next, s.at, s.many = d.gen, sum, at, false
+			d.touched = append(d.touched, i)
+			continue
+		}
 		host, err := entryHost(entry)
 		if err != nil {
 			return err
 		}
 		d.key = appendCanonical(d.key[:0], host)
-		sum := maphash.Bytes(d.seed, entry)
 		i, ok := d.index[string(d.key)] // the compiler does not copy the key for this lookup
 		if !ok {
 			i = d.newSlot(string(d.key))
@@ -192,7 +203,14 @@ func (d *differ) decodeChanged(b []byte) ([]table.Entry, error) {
 func (d *differ) commit() []string {
 	for _, i := range d.touched {
 		s := &d.slots[i]
+		if s.inSum && (s.next != s.sum || s.many) {
+			delete(d.bySum, s.sum)
+			s.inSum = false
+		}
 		s.sum, s.applied = s.next, true
+		if !s.many && !s.inSum {
+			d.bySum[s.sum], s.inSum = i, true
+		}
 	}
 	var removed []string
 	if len(d.touched)-(len(d.added)) < d.live {
@@ -201,6 +219,9 @@ func (d *differ) commit() []string {
 			if s.applied && s.gen != d.gen {
 				removed = append(removed, s.host)
 				delete(d.index, s.host)
+				if s.inSum {
+					delete(d.bySum, s.sum)
+				}
 				*s = hostSlot{}
 				d.free = append(d.free, int32(i))
 			}

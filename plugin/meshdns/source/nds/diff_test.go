@@ -140,3 +140,39 @@ func dedupe(entries []table.Entry) []table.Entry {
 		return false
 	})
 }
+
+// FuzzDiffer: over any sequence of three pushes, the differ accepts a push exactly when decoding it
+// whole does, and the hosts its output built up are then those of the push; after a rejected push
+// they are those of the last one applied.
+func FuzzDiffer(f *testing.F) {
+	a := EncodeNameTable([]table.Entry{testEntry(1, 0), testEntry(2, 0), testEntry(3, 0)})
+	moved := testEntry(2, 1)
+	upper := testEntry(3, 0)
+	upper.Host = strings.ToUpper(upper.Host)
+	b := EncodeNameTable([]table.Entry{testEntry(1, 0), moved, testEntry(3, 0), upper})
+	f.Add(a, b, a)
+	f.Add(a, []byte{0x0a, 0x03, 0x0a, 0x01, 0x61}, b)
+	f.Add(b, append(slices.Clone(a), a...), a)
+	f.Fuzz(func(t *testing.T, p1, p2, p3 []byte) {
+		d := newDiffer()
+		h, last := held{}, held{}
+		for i, p := range [][]byte{p1, p2, p3} {
+			changed, removed, first, err := d.apply(p)
+			want, werr := DecodeNameTable(p)
+			if (err == nil) != (werr == nil) {
+				t.Fatalf("push %d: differ error %v, decoding error %v", i, err, werr)
+			}
+			if err != nil {
+				if !maps.EqualFunc(h, last, table.EntriesEqual) {
+					t.Fatalf("push %d rejected but the hosts moved", i)
+				}
+				continue
+			}
+			h.apply(t, changed, removed, first)
+			if g := table.GroupByHost(want); !maps.EqualFunc(g, h, table.EntriesEqual) {
+				t.Fatalf("push %d: the differ's hosts differ from the push's:\n%v\nwant\n%v", i, h, g)
+			}
+			last = maps.Clone(h)
+		}
+	})
+}
