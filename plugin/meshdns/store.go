@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/pace"
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 )
@@ -223,6 +224,7 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 	if cur.Pending()+len(hosts) > maxPending(cur.Len()) {
 		s.compactInBackground(false)
 	}
+	pace.Check()
 	s.swap(cur.Update(changes))
 	if s.compact == nil {
 		s.compact = time.AfterFunc(compactAfter, func() {

@@ -61,3 +61,26 @@ func BenchmarkTick(b *testing.B) {
 		p.Tick()
 	}
 }
+
+// TestPacersShareTheClock checks that a pacer yields on the time since work last yielded under any
+// pacer, not since its own start: a push's phases each have a pacer, and each may be shorter than a
+// slice.
+func TestPacersShareTheClock(t *testing.T) {
+	before := time.Since(epoch) - 2*Slice
+	yielded.Store(int64(before))
+	var fresh Pacer
+	for range checkEvery {
+		fresh.Tick()
+	}
+	if time.Duration(yielded.Load()) == before {
+		t.Fatal("a new pacer did not yield, though work had run for two slices since the last yield")
+	}
+	now := yielded.Load()
+	var another Pacer
+	for range checkEvery {
+		another.Tick()
+	}
+	if yielded.Load() != now && time.Since(epoch)-time.Duration(now) < Slice {
+		t.Fatal("a new pacer yielded within a slice of the last yield")
+	}
+}

@@ -3,6 +3,8 @@ package table
 import (
 	"slices"
 	"strings"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/pace"
 )
 
 // Incremental updates. Rebuilding the whole table for one changed Service costs time in proportion
@@ -54,6 +56,7 @@ func (t *Table) Update(changes map[string][]Entry) *Table {
 			i = j
 		}
 	}
+	pace.Check()
 	out := *t
 	out.over = build(entries, t.opt, t.zones)
 	out.current = current

@@ -10,6 +10,8 @@ import (
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/pace"
+
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -257,6 +259,7 @@ func (c *Client) runSotW(ctx context.Context, client discovery.AggregatedDiscove
 		if err != nil {
 			return err
 		}
+		pace.Check() // after decoding a whole table
 		c.pushed(st)
 		r := &Response{Version: resp.VersionInfo, Resources: make([]Resource, len(resp.Resources))}
 		for i, a := range resp.Resources {
