@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBatchedPath$$' -fuzztime $(FUZZTIME) ./plugin/meshdns
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNameTable$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/nds
 	$(GO) test -run '^$$' -fuzz '^FuzzDiffer$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/nds
+	$(GO) test -run '^$$' -fuzz '^FuzzResponseCodec$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/xds
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAddress$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/ambient
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/kubernetes
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/multicluster

@@ -70,6 +70,8 @@ type Response struct {
 // (the push's version and Apply's error, or a response of the wrong type), the text the control
 // plane gets.
 type Handler interface {
+	// Apply applies a push. The bytes of its resources are valid only until it returns: a state of
+	// the world stream's are gRPC's receive buffer, reused for the next push (responseCodec).
 	Apply(*Response) error
 	Rejected(err error)
 }
@@ -247,7 +249,9 @@ func (c *Client) callOptions() []grpc.CallOption {
 func (c *Client) runSotW(ctx context.Context, client discovery.AggregatedDiscoveryServiceClient, h Handler, st *state) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := client.StreamAggregatedResources(ctx, c.callOptions()...)
+	codec := newResponseCodec()
+	defer codec.release()
+	stream, err := client.StreamAggregatedResources(ctx, append(c.callOptions(), grpc.ForceCodecV2(codec))...)
 	if err != nil {
 		return err
 	}
