@@ -110,7 +110,9 @@ func (s *store) entriesOf(i int) []table.Entry {
 	// Sized once: appending would copy and discard a table's worth of entries several times over,
 	// garbage the collector then marks on the serving core.
 	out := make([]table.Entry, 0, n)
+	var p pace.Pacer // a table's worth of entries: half a millisecond
 	for _, es := range s.byHost[i] {
+		p.Tick()
 		out = append(out, es...)
 	}
 	return out
