@@ -23,6 +23,9 @@
 #
 # Usage: bench/push-latency.sh            (from anywhere; about 3 minutes)
 #        QUICK=1 bench/push-latency.sh    (CI smoke: 3s runs, 1 round)
+#        TRACE=1 bench/push-latency.sh    (then one more run of each mode at the first rate, with an
+#                                          execution trace of the server read by bench/tracegaps: what
+#                                          held its P, and for how long at a stretch; needs curl)
 # Settings (environment): NAMES ROUNDS DURATION RATE RATE_PCT SAT_SECONDS INTERVAL ROTATE SOCKETS
 #   OUTSTANDING NICE SERVER_CPU CLIENT_CPU STUB_CPU BASE_PORT BIN BUILD KEEP_TMP RECORD; defaults below.
 #   Without RATE, a SAT_SECONDS closed-loop run (no pushes) measures saturation and RATE is RATE_PCT
@@ -54,6 +57,7 @@ STUB_CPU=${STUB_CPU:-$CLIENT_CPU} # core of the upstream stub
 BASE_PORT=${BASE_PORT:-15360}     # stub, meshdns, ADS and metrics listen on BASE_PORT, +1, +2, +3
 BUILD=${BUILD:-0}                 # 1: rebuild bin/coredns even if it looks up to date
 KEEP_TMP=${KEEP_TMP:-0}           # 1: keep the generated data, logs and latencies
+TRACE=${TRACE:-0}                 # 1: a traced run of each mode after the measured ones (not measured)
 RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE-push-latency.txt (QUICK: 0)
 
 ((ROUNDS >= 1 && DURATION >= 1 && SAT_SECONDS >= 1)) ||
@@ -63,6 +67,7 @@ STUB_PORT=$BASE_PORT
 MESH_PORT=$((BASE_PORT + 1))
 ADS_PORT=$((BASE_PORT + 2))
 METRICS_PORT=$((BASE_PORT + 3))
+PPROF_PORT=$((BASE_PORT + 4))
 WARMUP=$((DURATION < 2 ? DURATION : 2))
 
 die() {
@@ -70,6 +75,7 @@ die() {
 	exit 1
 }
 
+[[ $TRACE != 1 ]] || command -v curl >/dev/null || die "TRACE=1 needs curl"
 for tool in go dig; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
 done
@@ -106,6 +112,9 @@ elif [[ ! -x $BIN || $BUILD == 1 ]] ||
 	(cd "$ROOT" && go build -o bin/coredns ./cmd/coredns)
 fi
 (cd "$ROOT" && go build -o "$TMP/ndspush" ./bench/ndspush && go build -o "$TMP/loadgen" ./bench/loadgen)
+if [[ $TRACE == 1 ]]; then
+	(cd "$ROOT/bench/tracegaps" && go build -o "$TMP/tracegaps" .) # a module of its own
+fi
 
 echo "generating the query files for $NAMES names into $TMP ..." >&2
 (cd "$ROOT" && go run ./bench/gentable -n "$NAMES" -out "$TMP")
@@ -123,7 +132,7 @@ EOF
 cat >"$TMP/Corefile.meshdns" <<EOF
 .:$MESH_PORT {
     bind 127.0.0.1
-    prometheus 127.0.0.1:$METRICS_PORT
+    prometheus 127.0.0.1:$METRICS_PORT$( ((TRACE == 1)) && printf '\n    pprof 127.0.0.1:%s' "$PPROF_PORT")
     meshdns {
         nds 127.0.0.1:$ADS_PORT
         fallthrough
@@ -356,6 +365,24 @@ for rate in $RATE; do
 done
 TABLE+=$'\n'"medians over rounds; lost, gcs (the server's garbage collections) and pushes summed"
 echo "$TABLE" | tee -a "$RESULTS"
+
+# The traced runs: the trace covers the middle of the run, after the warmup.
+if [[ $TRACE == 1 ]]; then
+	rate=${RATE%% *}
+	for mode in push none; do
+		start_run "${MODE_INTERVAL[$mode]}"
+		(sleep $((WARMUP + 1)) && curl -s -o "$TMP/trace.$mode" \
+			"http://127.0.0.1:$PPROF_PORT/debug/pprof/trace?seconds=$(((DURATION + 1) / 2))") &
+		tracer=$!
+		run_load "$DURATION" "$rate" "$TMP/run.out"
+		wait "$tracer" || true
+		stop_run
+		{
+			echo "traced run, $mode at $rate q/s (not among the measured): p99 $(field p99 "$TMP/run.out") ms"
+			"$TMP/tracegaps" -show 5 <"$TMP/trace.$mode" 2>&1
+		} | tee -a "$RESULTS"
+	done
+fi
 if [[ $RECORD == 1 ]]; then
 	mkdir -p "$ROOT/bench/results"
 	out=$ROOT/bench/results/$(date +%F)-push-latency.txt
