@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -94,17 +95,74 @@ func (t *Table) packSOA(zone string) []byte {
 	return buf[:off:off]
 }
 
-// AppendNoData appends the SOA of a negative answer about a direct match that has no record of
-// type qtype, and reports whether it did: false for data, a CNAME or a reverse name, which
-// AppendWire or Answer handle.
-func (t *Table) AppendNoData(dst []byte, m Match, qtype uint16) ([]byte, bool) {
-	if m.n == nil || m.target != "" || m.n.extra().alias != "" || m.n.zone.soa == nil {
+// AppendNoData appends the SOA under zone of a negative answer about a direct match that has no
+// record of type qtype, or about an empty non-terminal, and reports whether it did: false for data,
+// a CNAME or a reverse name, which AppendWire or Answer handle. The host's own zone's SOA is
+// prepacked; another's is written as AppendSOA does.
+func (t *Table) AppendNoData(dst []byte, m Match, qtype uint16, zone string) ([]byte, bool) {
+	if m.n == nil {
+		if !m.ent || m.target != "" {
+			return dst, false
+		}
+		return t.AppendSOA(dst, zone)
+	}
+	if m.target != "" || m.n.extra().alias != "" || t.hasData(m.n, qtype) {
 		return dst, false
 	}
-	if t.hasData(m.n, qtype) {
+	if m.n.zone.soa != nil && m.n.zone.name == zone {
+		return append(dst, m.n.zone.soa...), true
+	}
+	return t.AppendSOA(dst, zone)
+}
+
+// AppendSOA appends the record SOA(zone) returns in wire form, its names in full as packSOA writes
+// them, and reports whether it did: false, with dst as it was, for a zone with escapes, which the
+// dns.Msg path packs. It allocates nothing: negative answers about names outside the table are
+// written with it, and a zone's prepacked SOA (packSOA) exists only where a host has it.
+func (t *Table) AppendSOA(dst []byte, zone string) ([]byte, bool) {
+	if len("hostmaster.")+len(zone)+1 > 255 { // the longest name SOA makes of zone, in wire form
 		return dst, false
 	}
-	return append(dst, m.n.zone.soa...), true
+	start := len(dst)
+	dst, ok := appendPlainName(dst, zone)
+	if !ok {
+		return dst[:start], false
+	}
+	dst = binary.BigEndian.AppendUint16(dst, dns.TypeSOA)
+	dst = binary.BigEndian.AppendUint16(dst, dns.ClassINET)
+	dst = binary.BigEndian.AppendUint32(dst, t.ttl)
+	length := len(dst)
+	dst = append(dst, 0, 0) // RDLENGTH, set below
+	dst = append(dst, 2, 'n', 's', 3, 'd', 'n', 's')
+	dst, _ = appendPlainName(dst, zone)
+	dst = append(dst, 10, 'h', 'o', 's', 't', 'm', 'a', 's', 't', 'e', 'r')
+	dst, _ = appendPlainName(dst, zone)
+	for _, v := range [...]uint32{t.serial, 7200, 1800, 86400, t.ttl} { // as SOA fills them in
+		dst = binary.BigEndian.AppendUint32(dst, v)
+	}
+	binary.BigEndian.PutUint16(dst[length:], uint16(len(dst)-length-2))
+	return dst, true
+}
+
+// appendPlainName appends name, fully qualified, in wire form without compression, and reports
+// false for a name with escapes or empty or overlong labels, which dns.PackDomainName handles.
+func appendPlainName(b []byte, name string) ([]byte, bool) {
+	if name == "." {
+		return append(b, 0), true
+	}
+	if len(name) > 254 || !strings.HasSuffix(name, ".") || strings.IndexByte(name, '\\') >= 0 {
+		return b, false
+	}
+	start := len(b)
+	for rest := name; rest != ""; {
+		dot := strings.IndexByte(rest, '.')
+		if dot < 1 || dot > 63 {
+			return b[:start], false
+		}
+		b = append(append(b, byte(dot)), rest[:dot]...)
+		rest = rest[dot+1:]
+	}
+	return append(b, 0), true
 }
 
 // hasData reports whether n has records of type qtype.
