@@ -160,11 +160,12 @@ func appendReply(b []byte, q *fastQuery, t *table.Table, match table.Match, negZ
 	}
 	if count == 0 {
 		var ok bool
+		at := nameAt(b, negZone) // the SOA's names compressed, as Knot's and NSD's are
 		if found {
-			b, ok = t.AppendNoData(b, match, q.qtype, negZone)
+			b, ok = t.AppendNoData(b, match, q.qtype, negZone, at)
 			result = outcomeNoData
 		} else {
-			b, ok = t.AppendSOA(b, negZone)
+			b, ok = t.AppendSOA(b, negZone, at)
 			result = outcomeNXDomain
 		}
 		if !ok {
@@ -191,6 +192,33 @@ func appendReply(b []byte, q *fastQuery, t *table.Table, match table.Match, negZ
 		return b[:0], outcomeNone // the slow path truncates and sets TC
 	}
 	return b, result
+}
+
+// nameAt returns the offset in msg, whose question's name (at 12, uncompressed) is written, of the
+// suffix of that name that is zone in wire form byte for byte, or 0 when there is none: zone is
+// not above the name, or the name spells it in other letter case (DNS 0x20), which the SOA's
+// owner must not take.
+func nameAt(msg []byte, zone string) int {
+	for off := 12; off < len(msg) && msg[off] != 0; off += 1 + int(msg[off]) {
+		if isWireName(msg[off:], zone) {
+			return off
+		}
+	}
+	return 0
+}
+
+// isWireName reports whether b starts with name (fully qualified, without escapes) in wire form.
+func isWireName(b []byte, name string) bool {
+	i := 0
+	for rest := name; rest != "" && rest != "."; {
+		dot := strings.IndexByte(rest, '.')
+		if dot < 1 || i+1+dot > len(b) || int(b[i]) != dot || string(b[i+1:i+1+dot]) != rest[:dot] {
+			return false
+		}
+		i += 1 + dot
+		rest = rest[dot+1:]
+	}
+	return i < len(b) && b[i] == 0
 }
 
 // appendName appends name in wire format, uncompressed, or returns nil if it does not pack. A plain

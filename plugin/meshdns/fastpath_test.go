@@ -135,6 +135,7 @@ func TestFastPathNegativeAnswers(t *testing.T) {
 	}{
 		{"cluster.local", "", "nope.bookinfo.svc.cluster.local.", dns.TypeA, dns.RcodeNameError},
 		{"cluster.local", "ttl 5", "NoPe.svc.cluster.local.", dns.TypeAAAA, dns.RcodeNameError},
+		{"cluster.local", "", "nope.svc.Cluster.LOCAL.", dns.TypeA, dns.RcodeNameError}, // the SOA's owner as the zone's, not the question's
 		{"cluster.local", "", "productpage.bookinfo.svc.cluster.local.", dns.TypeAAAA, dns.RcodeSuccess},
 		{"svc.cluster.local", "", "productpage.bookinfo.svc.cluster.local.", dns.TypeAAAA, dns.RcodeSuccess}, // the plugin's zone's SOA
 		{"example.com", "", "nope.example.com.", dns.TypeA, dns.RcodeNameError},
