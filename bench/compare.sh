@@ -19,6 +19,14 @@
 # for the cluster's upstream resolver): coredns with forward, istio and mapserver with a dns.Client per
 # query, unbound with a forward-zone. knot and nsd cannot forward: the miss mix's names (example.org)
 # are outside their zone and REFUSED, so miss and mixed are n/a for them, as short is (AUTHORITATIVE).
+# The zone mix stays inside cluster.local, where every server that is an authority for it answers
+# alike (ZONE_SERVERS: meshdns, knot, nsd, unbound): hits, NODATA and NXDOMAIN, each flagged AA, the
+# negative answers with the zone's SOA (TTL 30, minimum 30) in authority. meshdns serves it from a
+# second block on its own port (ZONE_PORT) in the same process, `meshdns cluster.local` without
+# fallthrough, which makes it the authority for the zone; unbound's local zone is static, with the
+# same SOA. hosts, istio and mapserver forward absent names instead (n/a). Before anything is timed,
+# each zone server's full reply to a hit, a NODATA and an NXDOMAIN (rcode, AA, answer and authority
+# sections) is checked against the zone's, the SOA serial aside (meshdns's is its table's build time).
 #
 # Every server runs at once, each pinned to one core (SERVER_CPU) and dnsperf and the stub to another,
 # so that the measured server's single core is the bottleneck; only the measured one is busy. Each
@@ -27,7 +35,8 @@
 # the median QPS, its ratio to hosts and meshdns's ratio to each peer are reported. Mixes: hits (A of
 # table names), aaaa (NODATA), miss (forwarded, NXDOMAIN), mixed (70/15/15) and short (name.ns, a
 # Kubernetes short form: only meshdns and istio answer it, the others would forward it, so n/a); knot
-# and nsd only in hits and aaaa (NODATA with the zone's SOA).
+# and nsd only in hits, aaaa (NODATA with the zone's SOA) and zone; zone (inside cluster.local: 70 %
+# hits, 15 % NODATA, 15 % NXDOMAIN for Services absent from existing namespaces) only for ZONE_SERVERS.
 # With a peer in SERVERS the results go to bench/results/DATE-peers.txt, with a bar chart of the ratios
 # to hosts in DATE-peers.png (gnuplot; skipped with a warning without it).
 #
@@ -39,6 +48,9 @@
 #        SERVERS="meshdns knot nsd unbound hosts" bench/compare.sh
 #                                                   (the authoritative C servers, in DATE-peers.txt;
 #                                                   not in the default: 12s more for QUICK=1)
+#        SERVER_SHARE=40 SERVERS="meshdns knot nsd unbound" MIXES="hits zone" bench/compare.sh
+#                                                   (capacity against the authorities, in and out of
+#                                                   the zone's names: DATE-peers-share40.txt)
 # Settings (environment): SERVERS NAMES ROUNDS DURATION MIXES CLIENTS OUTSTANDING SERVER_CPU CLIENT_CPU
 #   STUB_CPU BASE_PORT PROFILE PROFILE_SECONDS PROFILE_MIX PPROF_ADDR BUILD KEEP_TMP RECORD RECORD_TAG
 #   LATENCY SERVER_SHARE; defaults below.
@@ -71,7 +83,7 @@ SERVERS=${SERVERS:-"meshdns hosts istio unbound mapserver"} # measured, in this 
 NAMES=${NAMES:-10000}             # services in the generated table
 ROUNDS=${ROUNDS:-4}               # measurements per server and mix
 DURATION=${DURATION:-8}           # seconds per dnsperf run
-MIXES=${MIXES:-"hits aaaa miss mixed short"}
+MIXES=${MIXES:-"hits aaaa miss mixed short zone"}
 CLIENTS=${CLIENTS:-10}            # dnsperf -c: source ports, so the kernel spreads them
 OUTSTANDING=${OUTSTANDING:-200}   # dnsperf -q: enough in flight to keep one server core busy
 SERVER_CPU=${SERVER_CPU:-0}       # core of the server under test
@@ -98,8 +110,10 @@ declare -A PORT=([meshdns]=$((BASE_PORT + 1)) [hosts]=$((BASE_PORT + 2)) [istio]
 	[cache-meshdns]=$((BASE_PORT + 6)) [meshdns-cache]=$((BASE_PORT + 7)) [cache-hosts]=$((BASE_PORT + 8))
 	[knot]=$((BASE_PORT + 10)) [nsd]=$((BASE_PORT + 11))) # +9: the cache placements' stub
 MESH_PORT=${PORT[meshdns]}
+ZONE_PORT=$((BASE_PORT + 12)) # meshdns's block authoritative for cluster.local (the zone mix)
 SHORT_FORMS=" meshdns istio cache-meshdns meshdns-cache " # the servers that answer Kubernetes short forms (the short mix)
 AUTHORITATIVE=" knot nsd " # authoritative for cluster.local only: names outside it REFUSED, not forwarded (no miss, mixed)
+ZONE_SERVERS=" meshdns knot nsd unbound " # an authority for cluster.local (the zone mix); the others forward its absent names
 WARMUP=$((DURATION < 2 ? DURATION : 2))
 
 die() {
@@ -246,7 +260,23 @@ meshdns_corefile() { # $1: an extra directive, e.g. pprof
 }
 EOF
 }
-meshdns_corefile "" >"$TMP/Corefile.meshdns"
+# The zone mix's block: the same table, with the plugin the authority for cluster.local (its zone,
+# no fallthrough): absent names there are NXDOMAIN with the zone's SOA; the rest is forwarded.
+meshdns_zone_block() {
+	cat <<EOF
+.:$ZONE_PORT {
+    bind 127.0.0.1
+    meshdns cluster.local {
+        file $TMP/nametable.yaml 0
+    }
+    forward . 127.0.0.1:$STUB_PORT
+}
+EOF
+}
+{
+	meshdns_corefile ""
+	meshdns_zone_block
+} >"$TMP/Corefile.meshdns"
 # The cache placements: the same blocks with cache above, on their own ports, forwarding to a stub
 # whose NXDOMAIN carries an SOA, as a real upstream's does, so that forwarded names are cached too.
 CACHED_STUB_PORT=$((BASE_PORT + 9))
@@ -283,8 +313,9 @@ fi
 # domain appended) from a resolv.conf; this one matches meshdns's default without a namespace. A
 # resolv.conf cannot name a port, so the stub's address is passed as -upstream as well.
 printf 'nameserver 127.0.0.1\nsearch svc.cluster.local cluster.local\n' >"$TMP/resolv.conf"
-# unbound: the hosts file as local-data in a transparent zone (names without data, and other types of
-# names with data, get NODATA; the rest is resolved), everything else forwarded to the stub. No DNSSEC
+# unbound: the hosts file as local-data in a static zone with the zone's SOA, NS and glue, as knot's
+# and nsd's zone has them (names with data of other types get NODATA, names without any NXDOMAIN,
+# both with the SOA, as an authority answers them), everything else forwarded to the stub. No DNSSEC
 # (iterator only), one thread, no chroot or privilege drop. Its caches cannot be turned off, only shrunk:
 # at size 0 each keeps the last entry, so forwarded misses are not answered from cache (the stub's
 # NXDOMAIN has no SOA, which unbound would keep for 5 seconds: the whole miss mix).
@@ -309,7 +340,10 @@ server:
     msg-cache-slabs: 1
     rrset-cache-size: 0
     rrset-cache-slabs: 1
-    local-zone: "cluster.local." transparent
+    local-zone: "cluster.local." static
+    local-data: "cluster.local. 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 30"
+    local-data: "cluster.local. 30 IN NS ns.dns.cluster.local."
+    local-data: "ns.dns.cluster.local. 30 IN A 127.0.0.1"
 EOF
 	awk '!/^#/ && NF == 2 { printf "    local-data: \"%s. 30 IN A %s\"\n", $2, $1 }' "$TMP/hosts"
 	cat <<EOF
@@ -417,8 +451,8 @@ server_cmd() {
 start() {
 	local name=$1 cpu=$2 port=$3 i cmd
 	# coredns binds with SO_REUSEPORT: a stray server on the port would silently take part of the load.
-	if answers "$port"; then
-		die "something already answers on 127.0.0.1:$port; set BASE_PORT"
+	if answers "$port" || [[ $name == meshdns ]] && answers "$ZONE_PORT"; then
+		die "something already answers on 127.0.0.1:$port (or meshdns's zone port $ZONE_PORT); set BASE_PORT"
 	fi
 	read -ra cmd < <(server_cmd "$name") # no spaces in these paths: TMP and ROOT are checked below
 	(pinned "$cpu" "${cmd[@]}" >"$TMP/$name.log" 2>&1) &
@@ -473,6 +507,45 @@ check() {
 		expect "$port" "${host%.svc.cluster.local}" A NXDOMAIN "" # no short forms: went to the stub
 	fi
 	echo "checked $name on port $port: A (UDP, TCP), NODATA, miss, short form" >&2
+}
+
+# port_of MIX SERVER: the port SERVER is measured on in MIX (meshdns's zone block for the zone mix).
+port_of() {
+	if [[ $1 == zone && $2 == meshdns ]]; then
+		echo "$ZONE_PORT"
+	else
+		echo "${PORT[$2]}"
+	fi
+}
+
+# zone_reply PORT NAME TYPE: what every authority for cluster.local must answer alike, in one line:
+# the rcode, AA, and the answer (an) and authority (ns) records, with the SOA serial as S. Asked as
+# dnsperf asks: UDP, no EDNS.
+zone_reply() {
+	dig @127.0.0.1 -p "$1" +time=2 +tries=1 +notcp +noedns +noall +comments +answer +authority "$2" "$3" | awk '
+		/->>HEADER<<-/ { status = $0; sub(/.*status: /, "", status); sub(/,.*/, "", status); next }
+		/^;; flags:/ { aa = / aa[ ;]/ ? "aa" : "no-aa" }
+		/^;; ANSWER SECTION/ { sec = "an" }
+		/^;; AUTHORITY SECTION/ { sec = "ns" }
+		/^;/ || NF == 0 { next }
+		{ $1 = $1; if ($4 == "SOA") $7 = "S"; rr = rr " | " sec " " $0 }
+		END { print status, aa rr }'
+}
+
+# check_zone NAME: the zone mix's three kinds of question, answered by NAME exactly as the zone says.
+check_zone() {
+	local name=$1 port ip host soa q want got
+	port=$(port_of zone "$name")
+	read -r ip host < <(grep -v '^#' "$TMP/hosts" | sed -n 5p)
+	soa="ns cluster.local. 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. S 7200 1800 86400 30"
+	for q in "$host A=NOERROR aa | an $host. 30 IN A $ip" "$host AAAA=NOERROR aa | $soa" \
+		"svc$NAMES.ns1.svc.cluster.local A=NXDOMAIN aa | $soa"; do
+		want=${q#*=}
+		read -ra q <<<"${q%%=*}"
+		got=$(zone_reply "$port" "${q[@]}")
+		[[ $got == "$want" ]] || die "port $port: ${q[*]}: got [$got], want [$want] (the zone mix)"
+	done
+	echo "checked $name on port $port for the zone mix: hit, NODATA and NXDOMAIN as the zone has them (AA, SOA)" >&2
 }
 
 # run_dnsperf PORT MIX SECONDS OUT: one dnsperf run; writes "qps avg_latency_ms lost rcodes resp_bytes"
@@ -567,6 +640,9 @@ for s in "${SERVER_LIST[@]}"; do
 done
 for s in "${SERVER_LIST[@]}"; do
 	check "$s"
+	if [[ $ZONE_SERVERS == *" $s "* ]]; then
+		check_zone "$s"
+	fi
 done
 
 # SERVER_SHARE: a server that answers faster than dnsperf can ask on its one core is only measured
@@ -624,7 +700,8 @@ for s in "${SERVER_LIST[@]}"; do
 done
 
 # The rcodes each mix must produce (NODATA is NOERROR; misses get the stub's NXDOMAIN).
-declare -A WANT_CODES=([hits]=NOERROR [aaaa]=NOERROR [miss]=NXDOMAIN [mixed]=NOERROR,NXDOMAIN [short]=NOERROR)
+declare -A WANT_CODES=([hits]=NOERROR [aaaa]=NOERROR [miss]=NXDOMAIN [mixed]=NOERROR,NXDOMAIN [short]=NOERROR
+	[zone]=NOERROR,NXDOMAIN)
 declare -A QPS LAT # by "mix server": medians; unset where not measured
 declare -A BOUND   # by "mix server": runs where dnsperf, not the server, was the limit
 for mix in $MIXES; do
@@ -635,6 +712,8 @@ for mix in $MIXES; do
 			: # would be forwarded (or refused)
 		elif [[ ($mix == miss || $mix == mixed) && $AUTHORITATIVE == *" $s "* ]]; then
 			: # refused, not forwarded: cheaper, so not like-for-like
+		elif [[ $mix == zone && $ZONE_SERVERS != *" $s "* ]]; then
+			: # forwards the zone's absent names rather than answering them
 		else
 			measured+=("$s")
 		fi
@@ -649,7 +728,7 @@ for mix in $MIXES; do
 			done
 		fi
 		for server in "${order[@]}"; do
-			run_dnsperf "${PORT[$server]}" "$mix" "$DURATION" "$TMP/run.res"
+			run_dnsperf "$(port_of "$mix" "$server")" "$mix" "$DURATION" "$TMP/run.res"
 			res=$(<"$TMP/run.res")
 			echo "$res" >>"$TMP/runs.$server"
 			read -r qps lat lost codes size <<<"$res"
@@ -744,6 +823,9 @@ mapfile -t NOT_MESH < <(others meshdns)
 	auth=$(for s in "${SERVER_LIST[@]}"; do [[ $AUTHORITATIVE != *" $s "* ]] || printf ' %s' "$s"; done)
 	if [[ -n $auth ]]; then
 		echo "(miss and mixed n/a for the authoritative$auth: they REFUSE the misses' names, outside cluster.local, instead of forwarding them)"
+	fi
+	if [[ " $MIXES " == *" zone "* ]]; then
+		echo "(zone only for the authorities for cluster.local:${ZONE_SERVERS% }; meshdns on its \`meshdns cluster.local\` block; the others forward the zone's absent names)"
 	fi
 	if [[ -n $BOUND_LIST ]]; then
 		echo "client-bound runs (under 3/4 of OUTSTANDING in flight: dnsperf was the limit, the QPS a lower bound): $BOUND_LIST"
@@ -868,10 +950,13 @@ fi
 
 if [[ $PROFILE == 1 ]]; then
 	has meshdns "${SERVER_LIST[@]}" || die "PROFILE=1 needs meshdns in SERVERS"
-	# A separate meshdns process with pprof, profiled under the mixed load. go tool pprof fetches the
+	# A separate meshdns process with pprof, profiled under PROFILE_MIX's load. go tool pprof fetches the
 	# profile itself, so no curl is needed.
 	kill "$MESH_PID" && wait "$MESH_PID" 2>/dev/null || true
-	meshdns_corefile "pprof $PPROF_ADDR" >"$TMP/Corefile.meshdns"
+	{
+		meshdns_corefile "pprof $PPROF_ADDR"
+		meshdns_zone_block
+	} >"$TMP/Corefile.meshdns"
 	start meshdns "$SERVER_CPU" "$MESH_PORT"
 	if [[ -n ${CGROUP:-} ]]; then # profiled under the quota it was measured with
 		for pid in $(listener_pids "$MESH_PORT"); do
@@ -879,7 +964,7 @@ if [[ $PROFILE == 1 ]]; then
 		done
 	fi
 	[[ -f $TMP/queries-$PROFILE_MIX.txt ]] || die "unknown PROFILE_MIX $PROFILE_MIX"
-	run_dnsperf "$MESH_PORT" "$PROFILE_MIX" $((PROFILE_SECONDS + 4)) "$TMP/profile.perf" &
+	run_dnsperf "$(port_of "$PROFILE_MIX" meshdns)" "$PROFILE_MIX" $((PROFILE_SECONDS + 4)) "$TMP/profile.perf" &
 	load=$!
 	sleep 2
 	mkdir -p "$ROOT/bench/results"

@@ -263,3 +263,94 @@ func TestBatchedUDP(t *testing.T) {
 		t.Errorf("with log above: no reason logged:\n%s", withLog.out)
 	}
 }
+
+// responsesByRcode reads coredns_dns_responses_total{rcode} for the plugin meshdns from the metrics
+// endpoint, summed over the zones.
+func responsesByRcode(t *testing.T, metricsPort, rcode string) int {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + metricsPort + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	n := 0
+	for _, m := range regexp.MustCompile(`(?m)^coredns_dns_responses_total\{([^}]*)\} (\d+)$`).FindAllSubmatch(body, -1) {
+		if strings.Contains(string(m[1]), `rcode="`+rcode+`"`) && strings.Contains(string(m[1]), `plugin="meshdns"`) {
+			c, _ := strconv.Atoi(string(m[2]))
+			n += c
+		}
+	}
+	return n
+}
+
+// A block that is the authority for cluster.local answers the zone's negative answers on the batched
+// path exactly as CoreDNS's path does (NXDOMAIN and NODATA with the zone's SOA), and the request
+// metrics count them by their rcode as the prometheus plugin would.
+func TestBatchedUDPZoneAuthority(t *testing.T) {
+	up := startUpstream(t)
+	dir := t.TempDir()
+	table := batchTable(t, dir)
+	corefile := func(port, metricsPort, batch string) string {
+		return fmt.Sprintf(`.:%s {
+    bind 127.0.0.1
+    prometheus 127.0.0.1:%s
+    meshdns cluster.local {
+        file %s 0
+        batch_udp %s
+    }
+    forward . %s
+}
+`, port, metricsPort, table, batch, up.addr)
+	}
+	onPort, onMetrics, offPort, offMetrics := freePort(t), freePort(t), freePort(t), freePort(t)
+	onAddr, offAddr := "127.0.0.1:"+onPort, "127.0.0.1:"+offPort
+	onDir, offDir := filepath.Join(dir, "on"), filepath.Join(dir, "off")
+	os.Mkdir(onDir, 0o755)
+	os.Mkdir(offDir, 0o755)
+	on := startCoreDNS(t, onDir, corefile(onPort, onMetrics, "on"), onAddr)
+	startCoreDNS(t, offDir, corefile(offPort, offMetrics, "off"), offAddr)
+	if !strings.Contains(on.out.String(), "batched UDP path on for dns://"+onAddr) {
+		t.Fatalf("the batched path did not start:\n%s", on.out)
+	}
+	questions := []struct {
+		name  string
+		qtype uint16
+		edns  bool
+	}{
+		{"productpage.bookinfo.svc.cluster.local.", dns.TypeA, false},
+		{"productpage.bookinfo.svc.cluster.local.", dns.TypeAAAA, false}, // NODATA
+		{"nope.bookinfo.svc.cluster.local.", dns.TypeA, false},           // NXDOMAIN
+		{"NoPe.BookInfo.svc.cluster.local.", dns.TypeAAAA, true},
+		{"www.example.org.bookinfo.svc.cluster.local.", dns.TypeA, false}, // a search-path miss
+		{"elsewhere.example.org.", dns.TypeA, false},                      // outside the zone: forwarded
+	}
+	before := batchedCount(t, onMetrics, "answered")
+	for _, q := range questions {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.qtype)
+		if q.edns {
+			m.SetEdns0(1232, false)
+		}
+		c := &dns.Client{Timeout: 2 * time.Second}
+		got, _, err := c.Exchange(m, onAddr)
+		if err != nil {
+			t.Fatalf("%s: %v", q.name, err)
+		}
+		want, _, err := c.Exchange(m, offAddr)
+		if err != nil {
+			t.Fatalf("%s (batch_udp off): %v", q.name, err)
+		}
+		if comparable(got) != comparable(want) {
+			t.Errorf("%s %s:\n batched %s\nCoreDNS's %s", q.name, dns.TypeToString[q.qtype], comparable(got), comparable(want))
+		}
+	}
+	if n := batchedCount(t, onMetrics, "answered") - before; n != 5 {
+		t.Errorf("%d questions answered on the batched path, want the 5 in the zone", n)
+	}
+	for _, rcode := range []string{"NOERROR", "NXDOMAIN"} {
+		if got, want := responsesByRcode(t, onMetrics, rcode), responsesByRcode(t, offMetrics, rcode); got != want {
+			t.Errorf("responses with rcode %s from meshdns: %d on the batched path, %d on CoreDNS's", rcode, got, want)
+		}
+	}
+}

@@ -93,13 +93,30 @@ func run(n, namespaces, queries int, dir string, seed uint64) error {
 			return miss(r)
 		}
 	}
+	// Absent names inside cluster.local: Services that do not exist, in namespaces that do (the
+	// table's services are svc0 to svc(n-1)). An authority for the zone answers them NXDOMAIN.
+	nxdomain := func(r *rand.Rand) string {
+		return fmt.Sprintf("svc%d.ns%d.svc.cluster.local A", n+r.IntN(n), r.IntN(namespaces))
+	}
+	// The mix inside the zone, which an authoritative server answers as well as a resolver: 70 %
+	// hits, 15 % NODATA, 15 % NXDOMAIN.
+	zone := func(r *rand.Rand) string {
+		switch p := r.IntN(100); {
+		case p < 70:
+			return hit(r)
+		case p < 85:
+			return nodata(r)
+		default:
+			return nxdomain(r)
+		}
+	}
 	// Kubernetes short form name.ns: only servers that know the table's registry answer it (meshdns,
 	// Istio's proxy); a plain hosts server forwards it.
 	short := func(r *rand.Rand) string { s := svcs[r.IntN(n)]; return s.short + "." + s.ns + " A" }
 	mixes := []struct {
 		name string
 		gen  func(*rand.Rand) string
-	}{{"hits", hit}, {"aaaa", nodata}, {"miss", miss}, {"mixed", mixed}, {"short", short}}
+	}{{"hits", hit}, {"aaaa", nodata}, {"miss", miss}, {"mixed", mixed}, {"short", short}, {"zone", zone}}
 	for i, m := range mixes {
 		// One stream per file, so that adding a mix does not change the others.
 		r := rand.New(rand.NewPCG(seed, uint64(i)))

@@ -1,11 +1,13 @@
 package meshdns
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sort"
 	"testing"
 
+	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/test"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
@@ -119,6 +121,46 @@ func TestFastPathVariants(t *testing.T) {
 			if got != want || want == "" && resp.Rcode != dns.RcodeRefused || fast != (wire && want != "") {
 				t.Errorf("from %s (fast %v): %v, want %q", ns, fast, resp, want)
 			}
+		}
+	}
+}
+
+// Negative answers written as bytes say what the dns.Msg path says, and tell the metrics recorder
+// their rcode, as a dns.Msg written through it does.
+func TestFastPathNegativeAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		args, body, name string
+		qtype            uint16
+		rcode            int
+	}{
+		{"cluster.local", "", "nope.bookinfo.svc.cluster.local.", dns.TypeA, dns.RcodeNameError},
+		{"cluster.local", "ttl 5", "NoPe.svc.cluster.local.", dns.TypeAAAA, dns.RcodeNameError},
+		{"cluster.local", "", "nope.svc.Cluster.LOCAL.", dns.TypeA, dns.RcodeNameError}, // the SOA's owner as the zone's, not the question's
+		{"cluster.local", "", "productpage.bookinfo.svc.cluster.local.", dns.TypeAAAA, dns.RcodeSuccess},
+		{"svc.cluster.local", "", "productpage.bookinfo.svc.cluster.local.", dns.TypeAAAA, dns.RcodeSuccess}, // the plugin's zone's SOA
+		{"example.com", "", "nope.example.com.", dns.TypeA, dns.RcodeNameError},
+		{"", "", "not.in.the.table.", dns.TypeA, dns.RcodeNameError},
+	} {
+		m := newTestMeshDNS(t, exampleTable, tc.args, tc.body)
+		req := new(dns.Msg)
+		req.SetQuestion(tc.name, tc.qtype)
+		terminal := &wireCapture{}
+		rec := metrics.NewRecorder(terminal)
+		m.ServeDNS(context.Background(), rec, req.Copy())
+		if terminal.wire == nil {
+			t.Errorf("%s %s (zone %q): not written as bytes", tc.name, dns.TypeToString[tc.qtype], tc.args)
+			continue
+		}
+		fast := new(dns.Msg)
+		if err := fast.Unpack(terminal.wire); err != nil {
+			t.Fatal(err)
+		}
+		slow, _ := serveVia(t, m, req.Copy(), &slowOnly{})
+		if fast.String() != slow.String() || fast.Rcode != tc.rcode || len(fast.Ns) != 1 {
+			t.Errorf("%s %s (zone %q): the replies differ\nfast:\n%v\nslow:\n%v", tc.name, dns.TypeToString[tc.qtype], tc.args, fast, slow)
+		}
+		if rec.Rcode != tc.rcode {
+			t.Errorf("%s %s (zone %q): rcode %d recorded, want %d", tc.name, dns.TypeToString[tc.qtype], tc.args, rec.Rcode, tc.rcode)
 		}
 	}
 }

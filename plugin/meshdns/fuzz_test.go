@@ -12,10 +12,12 @@ import (
 // FuzzServeDNS feeds arbitrary packets to the handler over the example table: whatever parses as a
 // DNS message must get a reply or go to the next plugin, never a panic.
 func FuzzServeDNS(f *testing.F) {
-	// One instance falls through, one answers NXDOMAIN itself, so both paths get arbitrary input.
+	// One instance falls through, two answer NXDOMAIN themselves (in the root zone, in cluster.local),
+	// so every path gets arbitrary input.
 	plugins := []*MeshDNS{
 		newTestMeshDNS(f, exampleTable, "", "namespace bookinfo\nfallthrough"),
 		newTestMeshDNS(f, exampleTable, "", "namespace bookinfo"),
+		newTestMeshDNS(f, exampleTable, "cluster.local", "namespace bookinfo"),
 	}
 	for _, q := range []struct {
 		name  string
@@ -51,6 +53,9 @@ func FuzzServeDNS(f *testing.F) {
 				var reply dns.Msg
 				if err := reply.Unpack(terminal.wire); err != nil || reply.Id != req.Id || len(reply.Question) != 1 {
 					t.Fatalf("fast reply does not unpack as a reply to %v: %v\n%v", req.Question, err, reply)
+				}
+				if rec.Rcode != reply.Rcode {
+					t.Fatalf("fast reply to %v: rcode %d recorded for the metrics, %d sent", req.Question, rec.Rcode, reply.Rcode)
 				}
 			}
 		}

@@ -72,23 +72,21 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 
 	view := m.viewOf(w)
 	match := t.Lookup(q.Name, view)
-	if match.NXDomain() {
-		// Absent from a zone a source is the authority for (clusterset.local): never passed on.
-		m.counters.inc(server, outcomeNXDomain)
-		return write(w, newReply(r, dns.RcodeNameError, nil, t.SOA(match.Zone())))
+	// Absent from a zone a source is the authority for (clusterset.local), even with fallthrough, or
+	// from the plugin's zones without it: NXDOMAIN, never passed on.
+	nxdomain := !match.Found() && (match.NXDomain() || !m.Fall.Through(q.Name))
+	if !match.Found() && !nxdomain {
+		m.counters.inc(server, outcomeFallthrough)
+		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	}
-	if !match.Found() {
-		if m.Fall.Through(q.Name) {
-			m.counters.inc(server, outcomeFallthrough)
-			return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
-		}
-		m.counters.inc(server, outcomeNXDomain)
-		return write(w, newReply(r, dns.RcodeNameError, nil, t.SOA(zone)))
-	}
-
-	if fast, err := m.writeFast(w, r, t, match, zone); fast != outcomeNone {
+	negZone := soaZone(match, zone)
+	if fast, err := m.writeFast(w, r, t, match, negZone); fast != outcomeNone {
 		m.counters.inc(server, fast)
 		return sent(q.Name, err)
+	}
+	if nxdomain {
+		m.counters.inc(server, outcomeNXDomain)
+		return write(w, newReply(r, dns.RcodeNameError, nil, t.SOA(negZone)))
 	}
 	answer, hasData := t.Answer(match, q.Name, q.Qtype)
 	if alias := match.Alias(); alias != "" && q.Qtype != dns.TypeCNAME {
@@ -104,10 +102,7 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	}
 	// A known name never goes upstream: without data of the asked type it is NODATA, not NXDOMAIN.
 	m.counters.inc(server, outcomeNoData)
-	if zone == "." {
-		zone = match.Zone()
-	}
-	return write(w, newReply(r, dns.RcodeSuccess, answer, t.SOA(zone)))
+	return write(w, newReply(r, dns.RcodeSuccess, answer, t.SOA(negZone)))
 }
 
 // maxChase bounds a chain of aliases inside the table (ExternalName Services naming each other).

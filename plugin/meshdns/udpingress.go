@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coredns/coredns/core/dnsserver"
-	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metrics/vars"
 
 	"github.com/meshdns/meshdns/plugin/meshdns/ingress"
@@ -231,8 +230,9 @@ func newUDPListener(m *MeshDNS, server string, route *zoneRoute) *udpListener {
 	return &udpListener{m: m, server: server, route: route, answers: m.counters.of(server)}
 }
 
-// respond is the ingress's Respond: ServeDNS's fast path from bytes. What it declines (a name not in
-// the table, a negative answer, an alias, EDNS options, a reply too large) the chain serves.
+// respond is the ingress's Respond: ServeDNS's fast path from bytes, hits and negative answers
+// alike. What it declines (a name passed on to the next plugin, an alias, a search-domain CNAME,
+// EDNS options, a reply too large) the chain serves.
 func (l *udpListener) respond(out, query []byte, client netip.AddrPort) ([]byte, bool) {
 	var text [maxNameWire]byte // the qname's text, on the stack: q.name lives no longer than this call
 	q, ok := parseQuery(query, &text)
@@ -244,7 +244,7 @@ func (l *udpListener) respond(out, query []byte, client netip.AddrPort) ([]byte,
 		return out, false
 	}
 	m := l.m
-	zone := plugin.Zones(m.Zones).Matches(q.name)
+	zone := plainZones(m.Zones).matches(q.name)
 	if zone == "" {
 		return out, false
 	}
@@ -257,18 +257,43 @@ func (l *udpListener) respond(out, query []byte, client netip.AddrPort) ([]byte,
 		start = time.Now()
 	}
 	match := t.Lookup(q.name, m.viewFor(client.Addr().Unmap()))
-	if !match.Found() {
-		return out, false
+	if !match.Found() && !match.NXDomain() && plainZones(m.Fall.Zones).matches(q.name) != "" {
+		return out, false // the next plugin's (forward)
 	}
-	reply, result := appendReply(out, &q, t, match, zone, true)
+	reply, result := appendReply(out, &q, t, match, soaZone(match, zone), true)
 	if result == outcomeNone {
 		return out, false
 	}
 	l.answers[result].Inc()
 	if l.metrics != nil {
-		l.metrics.report(serverZone, client.Addr(), &q, len(query), len(reply), start)
+		l.metrics.report(serverZone, client.Addr(), &q, result == outcomeNXDomain, len(query), len(reply), start)
 	}
 	return reply, true
+}
+
+// plainZones are zones as the plugin keeps them, lower-case and fully qualified, matched against
+// names without escapes (as parseQuery reads them) without allocating: plugin.Zones does the same
+// through dns.CompareDomainName, which splits both names into new slices for any zone but the root.
+type plainZones []string
+
+// matches is plugin.Zones.Matches: the longest of the zones that holds qname, or "".
+func (zs plainZones) matches(qname string) string {
+	best := ""
+	for _, z := range zs {
+		if len(z) > len(best) && inZone(qname, z) {
+			best = z
+		}
+	}
+	return best
+}
+
+// inZone reports whether qname is zone or a name below it, letter case aside.
+func inZone(qname, zone string) bool {
+	if zone == "." {
+		return true
+	}
+	start := len(qname) - len(zone)
+	return (start == 0 || start > 0 && qname[start-1] == '.') && strings.EqualFold(qname[start:], zone)
 }
 
 // requestMetrics reports a query answered on the batched path in CoreDNS's request metrics, as the
@@ -279,9 +304,10 @@ type requestMetrics struct {
 }
 
 type zoneFamilyType struct {
-	zone   string
-	family string
-	qtype  uint16
+	zone     string
+	family   string
+	qtype    uint16
+	nxdomain bool // the reply's rcode: NXDOMAIN, or NOERROR
 }
 
 type requestObservers struct {
@@ -289,19 +315,23 @@ type requestObservers struct {
 	duration, respSize, reqSize prometheus.Observer
 }
 
-func (r *requestMetrics) report(zone string, client netip.Addr, q *fastQuery, reqSize, respSize int, start time.Time) {
+func (r *requestMetrics) report(zone string, client netip.Addr, q *fastQuery, nxdomain bool, reqSize, respSize int, start time.Time) {
 	family := "1"
 	if client.Is6() && !client.Is4In6() {
 		family = "2"
 	}
-	key := zoneFamilyType{zone, family, q.qtype}
+	key := zoneFamilyType{zone, family, q.qtype, nxdomain}
 	v, ok := r.byZone.Load(key)
 	if !ok {
 		const view = ""
+		rcode := "NOERROR"
+		if nxdomain {
+			rcode = "NXDOMAIN"
+		}
 		v, _ = r.byZone.LoadOrStore(key, &requestObservers{
 			count:    vars.RequestCount.WithLabelValues(r.server, zone, view, "udp", family, dns.Type(q.qtype).String()),
 			do:       vars.RequestDo.WithLabelValues(r.server, zone, view),
-			rcode:    vars.ResponseRcode.WithLabelValues(r.server, zone, view, "NOERROR", pluginName),
+			rcode:    vars.ResponseRcode.WithLabelValues(r.server, zone, view, rcode, pluginName),
 			duration: vars.RequestDuration.WithLabelValues(r.server, zone, view),
 			respSize: vars.ResponseSize.WithLabelValues(r.server, zone, view, "udp"),
 			reqSize:  vars.RequestSize.WithLabelValues(r.server, zone, view, "udp"),

@@ -94,3 +94,16 @@ func TestZoneRouteTakesTheLongestZone(t *testing.T) {
 		}
 	}
 }
+
+// plainZones match as plugin.Zones do, for the names the batched path reads.
+func TestPlainZonesMatchAsPluginZones(t *testing.T) {
+	zones := [][]string{{"."}, {"cluster.local."}, {"cluster.local.", "svc.cluster.local.", "example.com."}, {".", "local."}, nil}
+	for _, zs := range zones {
+		for _, qname := range []string{".", "cluster.local.", "CLUSTER.Local.", "a.svc.cluster.local.", "xcluster.local.", "local.",
+			"a.local.", "example.com.", "www.Example.COM.", "example.org.", "com."} {
+			if got, want := plainZones(zs).matches(qname), plugin.Zones(zs).Matches(qname); got != want {
+				t.Errorf("zones %v, %s: %q, want %q", zs, qname, got, want)
+			}
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/coredns/coredns/plugin/metrics"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/table"
+
 	"github.com/miekg/dns"
 )
 
@@ -123,12 +125,72 @@ func TestBatchedPathKeepsToItsZones(t *testing.T) {
 // FuzzBatchedPath feeds arbitrary datagrams to the batched path: it must never panic, and what it
 // answers must be exactly what ServeDNS answers.
 func FuzzBatchedPath(f *testing.F) {
-	l := batchedListener(newTestMeshDNS(f, exampleTable, "", "namespace bookinfo\nfallthrough"))
-	for _, name := range []string{"reviews.", "ReViEwS.BookInfo.svc.cluster.local.", "x.googleapis.example.svc.cluster.local.", "example.org."} {
+	// One passes absent names on, one answers NXDOMAIN for its zone.
+	listeners := []*udpListener{
+		batchedListener(newTestMeshDNS(f, exampleTable, "", "namespace bookinfo\nfallthrough")),
+		batchedListener(newTestMeshDNS(f, exampleTable, "cluster.local", "namespace bookinfo")),
+	}
+	for _, name := range []string{"reviews.", "ReViEwS.BookInfo.svc.cluster.local.", "x.googleapis.example.svc.cluster.local.", "example.org.", "nope.svc.cluster.local."} {
 		f.Add(packQuery(f, name, dns.TypeA, nil))
 		f.Add(packQuery(f, name, dns.TypeAAAA, func(m *dns.Msg) { m.SetEdns0(1232, true) }))
 	}
 	f.Fuzz(func(t *testing.T, packet []byte) {
-		sameAsServeDNS(t, l, packet)
+		for _, l := range listeners {
+			sameAsServeDNS(t, l, packet)
+		}
 	})
+}
+
+// Negative answers are the batched path's too, where the plugin answers them rather than passing
+// the name on: NXDOMAIN in its zones without fallthrough or in a zone the table is the authority
+// for, and NODATA in any zone, each with the same bytes as ServeDNS.
+func TestBatchedPathAnswersNegatives(t *testing.T) {
+	edns := func(m *dns.Msg) { m.SetEdns0(1232, true) }
+	type question struct {
+		name   string
+		qtype  uint16
+		edit   func(*dns.Msg)
+		answer bool
+	}
+	for _, tc := range []struct {
+		what      string
+		m         *MeshDNS
+		questions []question
+	}{
+		{"authority for cluster.local", newTestMeshDNS(t, exampleTable, "cluster.local", "namespace bookinfo"), []question{
+			{"nope.bookinfo.svc.cluster.local.", dns.TypeA, nil, true},
+			{"Nope.BookInfo.svc.cluster.local.", dns.TypeAAAA, edns, true},
+			{"cluster.local.", dns.TypeA, nil, true},                             // the apex holds no host: NXDOMAIN
+			{"productpage.bookinfo.svc.cluster.local.", dns.TypeAAAA, nil, true}, // NODATA, the zone's SOA
+			{"v6only.web.svc.cluster.local.", dns.TypeA, edns, true},
+			{"reviews.canary.svc.cluster.local.bookinfo.svc.cluster.local.", dns.TypeA, nil, false}, // CNAME
+			{"api.payments.example.com.", dns.TypeA, nil, false},                                    // outside the zone
+			{"reviews.", dns.TypeA, nil, false},
+		}},
+		{"the root zone without fallthrough", newTestMeshDNS(t, exampleTable, "", "namespace bookinfo"), []question{
+			{"not.in.the.table.", dns.TypeA, nil, true},
+			{"api.payments.example.com.", dns.TypeAAAA, nil, true}, // the host's own SOA
+			{"reviews.", dns.TypeAAAA, edns, true},                 // the cluster domain's
+		}},
+		{"fallthrough", newTestMeshDNS(t, exampleTable, "", "namespace bookinfo\nfallthrough"), []question{
+			{"nope.bookinfo.svc.cluster.local.", dns.TypeA, nil, false}, // the next plugin's
+			{"productpage.bookinfo.svc.cluster.local.", dns.TypeAAAA, nil, true},
+		}},
+		{"authority for a zone of the table, with fallthrough", newEntriesMeshDNS(t, []table.Entry{
+			{Host: "clusterset.local", Authoritative: true},
+			{Host: "web.shop.svc.clusterset.local", Addrs: addrs("10.42.0.1")},
+		}), []question{
+			{"nothing.shop.svc.clusterset.local.", dns.TypeA, nil, true},
+			{"shop.svc.clusterset.local.", dns.TypeA, nil, true}, // an empty non-terminal: NODATA
+			{"web.shop.svc.clusterset.local.", dns.TypeAAAA, edns, true},
+			{"nothing.example.org.", dns.TypeA, nil, false},
+		}},
+	} {
+		l := batchedListener(tc.m)
+		for _, q := range tc.questions {
+			if got := sameAsServeDNS(t, l, packQuery(t, q.name, q.qtype, q.edit)); got != q.answer {
+				t.Errorf("%s: %s %s: answered %v, want %v", tc.what, q.name, dns.TypeToString[q.qtype], got, q.answer)
+			}
+		}
+	}
 }

@@ -228,7 +228,7 @@ func TestAliases(t *testing.T) {
 		if _, n := tbl.AppendWire(nil, m, dns.TypeA); n != 0 {
 			t.Errorf("%s: an alias has no prepacked records", qname)
 		}
-		if _, ok := tbl.AppendNoData(nil, m, dns.TypeAAAA); ok {
+		if _, ok := tbl.AppendNoData(nil, m, dns.TypeAAAA, "cluster.local.", 0); ok {
 			t.Errorf("%s: an alias is never NODATA", qname)
 		}
 	}

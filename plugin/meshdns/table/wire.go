@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -94,17 +95,87 @@ func (t *Table) packSOA(zone string) []byte {
 	return buf[:off:off]
 }
 
-// AppendNoData appends the SOA of a negative answer about a direct match that has no record of
-// type qtype, and reports whether it did: false for data, a CNAME or a reverse name, which
-// AppendWire or Answer handle.
-func (t *Table) AppendNoData(dst []byte, m Match, qtype uint16) ([]byte, bool) {
-	if m.n == nil || m.target != "" || m.n.extra().alias != "" || m.n.zone.soa == nil {
+// AppendNoData appends the SOA under zone of a negative answer about a direct match that has no
+// record of type qtype, or about an empty non-terminal, and reports whether it did: false for data,
+// a CNAME or a reverse name, which AppendWire or Answer handle. The SOA is written as AppendSOA
+// writes it (at as there), or without at, when zone is the host's own, prepacked.
+func (t *Table) AppendNoData(dst []byte, m Match, qtype uint16, zone string, at int) ([]byte, bool) {
+	if m.n == nil {
+		if !m.ent || m.target != "" {
+			return dst, false
+		}
+		return t.AppendSOA(dst, zone, at)
+	}
+	if m.target != "" || m.n.extra().alias != "" || t.hasData(m.n, qtype) {
 		return dst, false
 	}
-	if t.hasData(m.n, qtype) {
+	if at == 0 && m.n.zone.soa != nil && m.n.zone.name == zone {
+		return append(dst, m.n.zone.soa...), true
+	}
+	return t.AppendSOA(dst, zone, at)
+}
+
+// AppendSOA appends the record SOA(zone) returns in wire form and reports whether it did: false,
+// with dst as it was, for a zone with escapes, which the dns.Msg path packs. With at > 0, zone's
+// name is in the message already at offset at (dst[0] being the message's first byte), and the
+// record's three names end in a pointer to it, as a server compressing its replies writes them;
+// with 0 they are written in full, as packSOA does. It allocates nothing: negative answers about
+// names outside the table are written with it.
+func (t *Table) AppendSOA(dst []byte, zone string, at int) ([]byte, bool) {
+	if len("hostmaster.")+len(zone)+1 > 255 { // the longest name SOA makes of zone, in wire form
 		return dst, false
 	}
-	return append(dst, m.n.zone.soa...), true
+	if zone == "." || at >= 0x4000 { // a pointer to the root is longer than the root; past 14 bits, none
+		at = 0
+	}
+	start := len(dst)
+	dst, ok := appendZoneName(dst, zone, at)
+	if !ok {
+		return dst[:start], false
+	}
+	dst = binary.BigEndian.AppendUint16(dst, dns.TypeSOA)
+	dst = binary.BigEndian.AppendUint16(dst, dns.ClassINET)
+	dst = binary.BigEndian.AppendUint32(dst, t.ttl)
+	length := len(dst)
+	dst = append(dst, 0, 0) // RDLENGTH, set below
+	dst = append(dst, 2, 'n', 's', 3, 'd', 'n', 's')
+	dst, _ = appendZoneName(dst, zone, at)
+	dst = append(dst, 10, 'h', 'o', 's', 't', 'm', 'a', 's', 't', 'e', 'r')
+	dst, _ = appendZoneName(dst, zone, at)
+	for _, v := range [...]uint32{t.serial, 7200, 1800, 86400, t.ttl} { // as SOA fills them in
+		dst = binary.BigEndian.AppendUint32(dst, v)
+	}
+	binary.BigEndian.PutUint16(dst[length:], uint16(len(dst)-length-2))
+	return dst, true
+}
+
+// appendZoneName appends zone as a pointer to offset at, or without at (0) in full.
+func appendZoneName(b []byte, zone string, at int) ([]byte, bool) {
+	if at > 0 {
+		return append(b, 0xc0|byte(at>>8), byte(at)), true
+	}
+	return appendPlainName(b, zone)
+}
+
+// appendPlainName appends name, fully qualified, in wire form without compression, and reports
+// false for a name with escapes or empty or overlong labels, which dns.PackDomainName handles.
+func appendPlainName(b []byte, name string) ([]byte, bool) {
+	if name == "." {
+		return append(b, 0), true
+	}
+	if len(name) > 254 || !strings.HasSuffix(name, ".") || strings.IndexByte(name, '\\') >= 0 {
+		return b, false
+	}
+	start := len(b)
+	for rest := name; rest != ""; {
+		dot := strings.IndexByte(rest, '.')
+		if dot < 1 || dot > 63 {
+			return b[:start], false
+		}
+		b = append(append(b, byte(dot)), rest[:dot]...)
+		rest = rest[dot+1:]
+	}
+	return append(b, 0), true
 }
 
 // hasData reports whether n has records of type qtype.
