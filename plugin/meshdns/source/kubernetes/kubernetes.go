@@ -569,12 +569,7 @@ func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
 		rest  []table.Entry
 	)
 	for _, k := range s.hostKeys[h] {
-		var mine []table.Entry
-		for _, e := range s.entriesOf(k) {
-			if table.CanonicalHost(e.Host) == h {
-				mine = append(mine, e)
-			}
-		}
+		mine := hostRun(s.entriesOf(k), h)
 		m, ok := s.meta[k]
 		if !ok {
 			rest = append(rest, mine...)
@@ -588,6 +583,41 @@ func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
 			exportTo: m.exportTo, field: m.field, svcHost: svcHost, entries: mine})
 	}
 	return cands, rest
+}
+
+// hostRun is the entries of es for canonical host h. An object names each host in one run (a
+// Service, then its per-pod names), so that is a subslice of es, capped so that no append reaches
+// past it, rather than a copy per host: the first snapshot redoes every host of the cluster.
+func hostRun(es []table.Entry, h string) []table.Entry {
+	i := 0
+	for i < len(es) && !isHost(es[i].Host, h) {
+		i++
+	}
+	j := i
+	for j < len(es) && isHost(es[j].Host, h) {
+		j++
+	}
+	for k := j; k < len(es); k++ {
+		if isHost(es[k].Host, h) { // the host again, after others: copy them together
+			out := slices.Clone(es[i:j])
+			for ; k < len(es); k++ {
+				if isHost(es[k].Host, h) {
+					out = append(out, es[k])
+				}
+			}
+			return out
+		}
+	}
+	if i == j {
+		return nil
+	}
+	return es[i:j:j]
+}
+
+// isHost reports whether host is canonical host h in any form, comparing lengths before it
+// lowers: most of an object's hosts differ from h in length, and sources give canonical hosts.
+func isHost(host, h string) bool {
+	return host == h || (len(host) == len(h) || len(host)+1 == len(h)) && table.CanonicalHost(host) == h
 }
 
 // setMeta records what the visibility of an object's names depends on; when that changed, so may
