@@ -231,8 +231,8 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		} else {
 			w.services = f.Core().V1().Services().Informer()
 			w.slices = f.Discovery().V1().EndpointSlices().Informer()
-			kubewatch.Must(w.services.SetTransform(kubewatch.TrimService(s.serviceNeeds())))
-			kubewatch.Must(w.slices.SetTransform(kubewatch.TrimEndpointSlice(kubewatch.SliceLabels...)))
+			kubewatch.Must(w.services.SetTransform(kubewatch.Reuse(w.services, kubewatch.TrimService(s.serviceNeeds()))))
+			kubewatch.Must(w.slices.SetTransform(kubewatch.Reuse(w.slices, kubewatch.TrimEndpointSlice(kubewatch.SliceLabels...))))
 			kubewatch.Must(w.slices.AddIndexers(indexers))
 		}
 		svcSynced := s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
@@ -253,7 +253,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
 			if withSE {
 				w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
-				kubewatch.Must(w.serviceEntries.SetTransform(trimServiceEntry))
+				kubewatch.Must(w.serviceEntries.SetTransform(kubewatch.Reuse(w.serviceEntries, trimServiceEntry)))
 				synced = append(synced, s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) }).HasSynced)
 			}
 			if withSidecars {
@@ -278,7 +278,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			}
 		}))
 		pods = f.Core().V1().Pods().Informer()
-		kubewatch.Must(pods.SetTransform(trimPod))
+		kubewatch.Must(pods.SetTransform(kubewatch.Reuse(pods, trimPod)))
 		synced = append(synced, s.handle(pods, "pods", func(any) { s.markPods() }).HasSynced)
 		started = append(started, f)
 	}
