@@ -102,7 +102,16 @@ func (s *store) entriesOf(i int) []table.Entry {
 	if s.byHost[i] == nil {
 		return s.snaps[i]
 	}
-	var out []table.Entry
+	// Sized first: this is every entry of a large mesh, which grown by appends would be copied again
+	// and again, and kept at up to twice its size, beside the table it is built into.
+	n := 0
+	for _, es := range s.byHost[i] {
+		n += len(es)
+	}
+	if n == 0 {
+		return nil // as before: no entries, not an empty list
+	}
+	out := make([]table.Entry, 0, n)
 	for _, es := range s.byHost[i] {
 		out = append(out, es...)
 	}
