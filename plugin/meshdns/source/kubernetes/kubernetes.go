@@ -82,6 +82,7 @@ type Source struct {
 	hostKeys      map[string][]string // canonical host -> the keys of the objects naming it, sorted
 	published     bool                // the first snapshot is out: send changes from now on
 	changed       map[string]bool     // canonical hosts whose entries changed in this flush
+	cands         []candidate         // entriesFor's, reused from host to host
 }
 
 // New checks the configuration (the kubeconfig must load, or the process must be in a cluster) and
@@ -553,21 +554,27 @@ func (s *Source) checked(key string, m objectMeta) objectMeta {
 
 // entriesFor gathers this source's entries for canonical host h, object by object in key order,
 // with the visibility exportTo and Sidecars give them.
+// The caller holds view for writing (a flush): the candidates' slice is reused from host to host.
 func (s *Source) entriesFor(h string) []table.Entry {
-	cands, rest := s.candidates(h)
+	cands, rest := s.appendCandidates(s.cands[:0], h)
+	s.cands = cands[:0]
 	if len(cands) == 0 {
 		return rest
 	}
-	return append(s.vis.resolve(cands), rest...)
+	out := append(s.vis.resolve(cands), rest...)
+	clear(cands) // what they point to is the store's now
+	return out
 }
 
 // candidates are the objects naming canonical host h whose visibility exportTo and Sidecars decide
 // (Services, ServiceEntries), and the entries of the others (ServiceImports, zones).
 func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
-	var (
-		cands []candidate
-		rest  []table.Entry
-	)
+	return s.appendCandidates(nil, h)
+}
+
+// appendCandidates is candidates appended to cands.
+func (s *Source) appendCandidates(cands []candidate, h string) ([]candidate, []table.Entry) {
+	var rest []table.Entry
 	for _, k := range s.hostKeys[h] {
 		mine := hostRun(s.entriesOf(k), h)
 		m, ok := s.meta[k]
