@@ -103,12 +103,15 @@ func (s *store) entriesOf(i int) []table.Entry {
 	if s.byHost[i] == nil {
 		return s.snaps[i]
 	}
+	// Sized first: this is every entry of a large mesh, which grown by appends would be copied again
+	// and again (garbage the collector marks on the serving core), and kept at up to twice its size.
 	n := 0
 	for _, es := range s.byHost[i] {
 		n += len(es)
 	}
-	// Sized once: appending would copy and discard a table's worth of entries several times over,
-	// garbage the collector then marks on the serving core.
+	if n == 0 {
+		return nil // as before: no entries, not an empty list
+	}
 	out := make([]table.Entry, 0, n)
 	var p pace.Pacer // a table's worth of entries: half a millisecond
 	for _, es := range s.byHost[i] {

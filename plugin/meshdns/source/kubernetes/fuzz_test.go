@@ -11,6 +11,7 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // FuzzParse feeds the kubernetes block any text: it parses or says why, never panics.
@@ -130,6 +131,18 @@ func FuzzVisibility(f *testing.F) {
 			if got := seen(t, entries, ns); got != strings.Join(want, ",") {
 				t.Fatalf("namespace %q sees %q, istiod's choice is %v (entries %+v)", ns, got, want, entries)
 			}
+		}
+	})
+}
+
+// FuzzDNS1123Label holds isDNS1123Label to Kubernetes's own validation.
+func FuzzDNS1123Label(f *testing.F) {
+	for _, s := range []string{"web-0", "-a", "a.b", "A", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isDNS1123Label(s), len(validation.IsDNS1123Label(s)) == 0; got != want {
+			t.Errorf("isDNS1123Label(%q) = %v, validation says %v", s, got, want)
 		}
 	})
 }

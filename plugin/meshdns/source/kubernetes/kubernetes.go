@@ -82,6 +82,7 @@ type Source struct {
 	hostKeys      map[string][]string // canonical host -> the keys of the objects naming it, sorted
 	published     bool                // the first snapshot is out: send changes from now on
 	changed       map[string]bool     // canonical hosts whose entries changed in this flush
+	cands         []candidate         // entriesFor's, reused from host to host
 }
 
 // New checks the configuration (the kubeconfig must load, or the process must be in a cluster) and
@@ -231,8 +232,8 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		} else {
 			w.services = f.Core().V1().Services().Informer()
 			w.slices = f.Discovery().V1().EndpointSlices().Informer()
-			kubewatch.Must(w.services.SetTransform(kubewatch.TrimService(s.serviceNeeds())))
-			kubewatch.Must(w.slices.SetTransform(kubewatch.TrimEndpointSlice(kubewatch.SliceLabels...)))
+			kubewatch.Must(w.services.SetTransform(kubewatch.Reuse(w.services, kubewatch.TrimService(s.serviceNeeds()))))
+			kubewatch.Must(w.slices.SetTransform(kubewatch.Reuse(w.slices, kubewatch.TrimEndpointSlice(kubewatch.SliceLabels...))))
 			kubewatch.Must(w.slices.AddIndexers(indexers))
 		}
 		svcSynced := s.handle(w.services, "services", func(obj any) { s.markService(keyOf(obj)) })
@@ -253,7 +254,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
 			if withSE {
 				w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
-				kubewatch.Must(w.serviceEntries.SetTransform(trimServiceEntry))
+				kubewatch.Must(w.serviceEntries.SetTransform(kubewatch.Reuse(w.serviceEntries, trimServiceEntry)))
 				synced = append(synced, s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) }).HasSynced)
 			}
 			if withSidecars {
@@ -278,7 +279,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			}
 		}))
 		pods = f.Core().V1().Pods().Informer()
-		kubewatch.Must(pods.SetTransform(trimPod))
+		kubewatch.Must(pods.SetTransform(kubewatch.Reuse(pods, trimPod)))
 		synced = append(synced, s.handle(pods, "pods", func(any) { s.markPods() }).HasSynced)
 		started = append(started, f)
 	}
@@ -553,28 +554,29 @@ func (s *Source) checked(key string, m objectMeta) objectMeta {
 
 // entriesFor gathers this source's entries for canonical host h, object by object in key order,
 // with the visibility exportTo and Sidecars give them.
+// The caller holds view for writing (a flush): the candidates' slice is reused from host to host.
 func (s *Source) entriesFor(h string) []table.Entry {
-	cands, rest := s.candidates(h)
+	cands, rest := s.appendCandidates(s.cands[:0], h)
+	s.cands = cands[:0]
 	if len(cands) == 0 {
 		return rest
 	}
-	return append(s.vis.resolve(cands), rest...)
+	out := append(s.vis.resolve(cands), rest...)
+	clear(cands) // what they point to is the store's now
+	return out
 }
 
 // candidates are the objects naming canonical host h whose visibility exportTo and Sidecars decide
 // (Services, ServiceEntries), and the entries of the others (ServiceImports, zones).
 func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
-	var (
-		cands []candidate
-		rest  []table.Entry
-	)
+	return s.appendCandidates(nil, h)
+}
+
+// appendCandidates is candidates appended to cands.
+func (s *Source) appendCandidates(cands []candidate, h string) ([]candidate, []table.Entry) {
+	var rest []table.Entry
 	for _, k := range s.hostKeys[h] {
-		var mine []table.Entry
-		for _, e := range s.entriesOf(k) {
-			if table.CanonicalHost(e.Host) == h {
-				mine = append(mine, e)
-			}
-		}
+		mine := hostRun(s.entriesOf(k), h)
 		m, ok := s.meta[k]
 		if !ok {
 			rest = append(rest, mine...)
@@ -588,6 +590,41 @@ func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
 			exportTo: m.exportTo, field: m.field, svcHost: svcHost, entries: mine})
 	}
 	return cands, rest
+}
+
+// hostRun is the entries of es for canonical host h. An object names each host in one run (a
+// Service, then its per-pod names), so that is a subslice of es, capped so that no append reaches
+// past it, rather than a copy per host: the first snapshot redoes every host of the cluster.
+func hostRun(es []table.Entry, h string) []table.Entry {
+	i := 0
+	for i < len(es) && !isHost(es[i].Host, h) {
+		i++
+	}
+	j := i
+	for j < len(es) && isHost(es[j].Host, h) {
+		j++
+	}
+	for k := j; k < len(es); k++ {
+		if isHost(es[k].Host, h) { // the host again, after others: copy them together
+			out := slices.Clone(es[i:j])
+			for ; k < len(es); k++ {
+				if isHost(es[k].Host, h) {
+					out = append(out, es[k])
+				}
+			}
+			return out
+		}
+	}
+	if i == j {
+		return nil
+	}
+	return es[i:j:j]
+}
+
+// isHost reports whether host is canonical host h in any form, comparing lengths before it
+// lowers: most of an object's hosts differ from h in length, and sources give canonical hosts.
+func isHost(host, h string) bool {
+	return host == h || (len(host) == len(h) || len(host)+1 == len(h)) && table.CanonicalHost(host) == h
 }
 
 // setMeta records what the visibility of an object's names depends on; when that changed, so may

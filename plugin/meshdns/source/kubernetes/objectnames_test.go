@@ -68,3 +68,31 @@ func TestFirstObjectWithMeta(t *testing.T) {
 		t.Errorf("changed %v", s.changed)
 	}
 }
+
+func TestHostRun(t *testing.T) {
+	es := []table.Entry{{Host: "a.ns.svc.cluster.local."}, {Host: "p.a.ns.svc.cluster.local."}, {Host: "P.A.ns.svc.cluster.local"},
+		{Host: "q.a.ns.svc.cluster.local."}, {Host: "p.a.ns.svc.cluster.local."}}
+	for _, tc := range []struct {
+		host string
+		want []int // indexes into es
+	}{
+		{"a.ns.svc.cluster.local.", []int{0}},
+		{"p.a.ns.svc.cluster.local.", []int{1, 2, 4}}, // a second run: copied together
+		{"q.a.ns.svc.cluster.local.", []int{3}},
+		{"r.a.ns.svc.cluster.local.", nil},
+	} {
+		got := hostRun(es, tc.host)
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: %d entries, want %d", tc.host, len(got), len(tc.want))
+			continue
+		}
+		for i, w := range tc.want {
+			if got[i].Host != es[w].Host {
+				t.Errorf("%s: entry %d is %q, want %q", tc.host, i, got[i].Host, es[w].Host)
+			}
+		}
+		if aliased := len(got) > 0 && &got[0] == &es[tc.want[0]]; aliased && cap(got) != len(got) {
+			t.Errorf("%s: cap %d past its %d entries: an append would write over the object's next", tc.host, cap(got), len(got))
+		}
+	}
+}

@@ -62,14 +62,24 @@ func serviceEntries(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, clust
 func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.EndpointSlice) []table.Entry {
 	out := []table.Entry{svc}
 	pods := map[string]int{} // hostname -> index in out
-	for _, s := range addressSlices(eps) {
+	addrSlices := addressSlices(eps)
+	n := 0 // the service's addresses at most: its entry's slice is made once, at its size
+	for _, s := range addrSlices {
+		for _, ep := range s.Endpoints {
+			if obj.Spec.PublishNotReadyAddresses || kubewatch.Ready(ep) {
+				n += len(ep.Addresses)
+			}
+		}
+	}
+	out[0].Addrs = make([]netip.Addr, 0, n)
+	for _, s := range addrSlices {
 		for _, ep := range s.Endpoints {
 			if !obj.Spec.PublishNotReadyAddresses && !kubewatch.Ready(ep) {
 				continue
 			}
 			addrs := endpointAddrs(ep)
 			out[0].Addrs = kubewatch.AppendNew(out[0].Addrs, addrs)
-			if ep.Hostname == nil || len(validation.IsDNS1123Label(*ep.Hostname)) > 0 {
+			if ep.Hostname == nil || !isDNS1123Label(*ep.Hostname) {
 				continue
 			}
 			i, ok := pods[*ep.Hostname]
@@ -84,11 +94,34 @@ func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.En
 					Namespace: obj.Namespace,
 					Cluster:   svc.Cluster,
 				})
+				if len(addrs) == 1 { // the common case: the endpoint's own slice, owned by nothing else
+					out[i].Addrs = addrs
+					continue
+				}
 			}
 			out[i].Addrs = kubewatch.AppendNew(out[i].Addrs, addrs)
 		}
 	}
 	return out
+}
+
+// isDNS1123Label is validation.IsDNS1123Label without its regular expression and error strings: it
+// is asked of every endpoint's hostname at every flush. A label is 1 to 63 of [a-z0-9-], starting
+// and ending with a letter or digit.
+func isDNS1123Label(s string) bool {
+	if len(s) == 0 || len(s) > validation.DNS1123LabelMaxLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '-' && i > 0 && i < len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // addressSlices returns the slices of eps that carry addresses (FQDN slices carry names), in name

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func service(ns, name string, clusterIPs ...string) *corev1.Service {
@@ -186,6 +187,14 @@ func TestClientIndex(t *testing.T) {
 		got, ok := c.NamespaceOf(netip.MustParseAddr(addr))
 		if got != want || ok != (want != "") {
 			t.Errorf("%s: %q %v, want %q", addr, got, ok, want)
+		}
+	}
+}
+
+func TestIsDNS1123Label(t *testing.T) {
+	for _, s := range []string{"", "a", "0", "web-0", "-a", "a-", "a--b", "A", "a.b", "a_b", "é", strings.Repeat("a", 63), strings.Repeat("a", 64), "pod-12", "1-2"} {
+		if got, want := isDNS1123Label(s), len(validation.IsDNS1123Label(s)) == 0; got != want {
+			t.Errorf("isDNS1123Label(%q) = %v, validation says %v", s, got, want)
 		}
 	}
 }

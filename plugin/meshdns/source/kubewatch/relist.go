@@ -23,3 +23,20 @@ func Unchanged(old, cur any) bool {
 	}
 	return o.GetResourceVersion() != "" && o.GetResourceVersion() == c.GetResourceVersion() && o.GetUID() == c.GetUID()
 }
+
+// Reuse is trim, except for an object the informer inf holds already at the same resource version:
+// its cached form is returned, not a new copy. A relist (after a lost watch, an API server restart)
+// brings every object back; without this each is trimmed again, and the informer holds two copies
+// of the cluster until the old ones are collected. Set it as inf's transform.
+func Reuse(inf cache.SharedIndexInformer, trim cache.TransformFunc) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		if cur, err := meta.Accessor(obj); err == nil && cur.GetResourceVersion() != "" {
+			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+				if old, ok, _ := inf.GetIndexer().GetByKey(key); ok && Unchanged(old, obj) {
+					return old, nil
+				}
+			}
+		}
+		return trim(obj)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 )
 
 func TestUnchanged(t *testing.T) {
@@ -25,6 +26,41 @@ func TestUnchanged(t *testing.T) {
 	} {
 		if got := Unchanged(c.old, c.cur); got != c.want {
 			t.Errorf("%s: Unchanged = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestReuse(t *testing.T) {
+	inf := cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Service{}, 0, cache.Indexers{})
+	trim := TrimService(ServiceNeeds{})
+	full := func(uid, rv string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: types.UID(uid), ResourceVersion: rv,
+			Annotations: map[string]string{"big": "x"}}, Spec: corev1.ServiceSpec{ClusterIP: "10.0.0.1"}}
+	}
+	reuse := Reuse(inf, trim)
+	first, _ := reuse(full("u1", "7"))
+	if err := inf.GetIndexer().Add(first); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		obj  any
+		same bool
+	}{
+		{"relisted as it was", full("u1", "7"), true},
+		{"changed", full("u1", "8"), false},
+		{"deleted and made again", full("u2", "7"), false},
+		{"a tombstone", cache.DeletedFinalStateUnknown{Key: "shop/web", Obj: full("u1", "7")}, false},
+	} {
+		got, err := reuse(c.obj)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if same := got == any(first); same != c.same {
+			t.Errorf("%s: the cached object returned: %v, want %v", c.name, same, c.same)
+		}
+		if svc, ok := got.(*corev1.Service); ok && svc.Annotations != nil {
+			t.Errorf("%s: not trimmed: %v", c.name, svc.Annotations)
 		}
 	}
 }

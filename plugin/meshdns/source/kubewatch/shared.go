@@ -126,10 +126,10 @@ func Acquire(rc *rest.Config, kube kubernetes.Interface, indexers cache.Indexers
 	if ci == nil {
 		f := informers.NewSharedInformerFactory(kube, 0)
 		ci = &ClusterInformers{rc: rc, factory: f, Services: f.Core().V1().Services().Informer(), Slices: f.Discovery().V1().EndpointSlices().Informer()}
-		if err := ci.Services.SetTransform(TrimService(shared.needs[rc])); err != nil {
+		if err := ci.Services.SetTransform(Reuse(ci.Services, TrimService(shared.needs[rc]))); err != nil {
 			return nil, nil, err
 		}
-		if err := ci.Slices.SetTransform(TrimEndpointSlice(SliceLabels...)); err != nil {
+		if err := ci.Slices.SetTransform(Reuse(ci.Slices, TrimEndpointSlice(SliceLabels...))); err != nil {
 			return nil, nil, err
 		}
 		// Set before the start, as client-go wants: the sources' own handlers cannot be.
