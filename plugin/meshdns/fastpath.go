@@ -225,7 +225,7 @@ func isWireName(b []byte, name string) bool {
 // name (no escapes) is packed here, without dns.PackDomainName, which may keep what it is given:
 // the batched path's names are bytes on the stack (parseQuery), which must not reach the heap.
 func appendName(b []byte, name string) []byte {
-	if packed, ok := appendPlainName(b, name); ok {
+	if packed, ok := table.AppendPlainName(b, name); ok {
 		return packed
 	}
 	start := len(b)
@@ -235,25 +235,4 @@ func appendName(b []byte, name string) []byte {
 		return nil
 	}
 	return b[:off]
-}
-
-// appendPlainName packs a fully qualified name without escapes or empty labels, as
-// dns.PackDomainName would, and reports false for every other name.
-func appendPlainName(b []byte, name string) ([]byte, bool) {
-	if name == "." {
-		return append(b, 0), true
-	}
-	if len(name) > maxNameWire-1 || !strings.HasSuffix(name, ".") || strings.IndexByte(name, '\\') >= 0 {
-		return b, false
-	}
-	start := len(b)
-	for rest := name; rest != ""; {
-		dot := strings.IndexByte(rest, '.')
-		if dot < 1 || dot > 63 {
-			return b[:start], false
-		}
-		b = append(append(b, byte(dot)), rest[:dot]...)
-		rest = rest[dot+1:]
-	}
-	return append(b, 0), true
 }

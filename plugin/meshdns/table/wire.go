@@ -154,12 +154,13 @@ func appendZoneName(b []byte, zone string, at int) ([]byte, bool) {
 	if at > 0 {
 		return append(b, 0xc0|byte(at>>8), byte(at)), true
 	}
-	return appendPlainName(b, zone)
+	return AppendPlainName(b, zone)
 }
 
-// appendPlainName appends name, fully qualified, in wire form without compression, and reports
-// false for a name with escapes or empty or overlong labels, which dns.PackDomainName handles.
-func appendPlainName(b []byte, name string) ([]byte, bool) {
+// AppendPlainName appends name, fully qualified, in wire form without compression, and reports
+// false for a name with escapes or empty or overlong labels, which dns.PackDomainName handles. The
+// fast path packs its names with it too.
+func AppendPlainName(b []byte, name string) ([]byte, bool) {
 	if name == "." {
 		return append(b, 0), true
 	}
