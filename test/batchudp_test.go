@@ -2,9 +2,7 @@ package test
 
 import (
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,12 +56,7 @@ func batchCorefile(port, metricsPort, table, upstream, batch, extra string) stri
 // batchedCount reads coredns_meshdns_batched_udp_datagrams_total{path} from the metrics endpoint.
 func batchedCount(t *testing.T, metricsPort, path string) int {
 	t.Helper()
-	resp, err := http.Get("http://127.0.0.1:" + metricsPort + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body := metricsBody(t, "127.0.0.1:"+metricsPort)
 	re := regexp.MustCompile(`coredns_meshdns_batched_udp_datagrams_total\{path="` + path + `"[^}]*\} (\d+)`)
 	m := re.FindSubmatch(body)
 	if m == nil {
@@ -268,12 +261,7 @@ func TestBatchedUDP(t *testing.T) {
 // endpoint, summed over the zones.
 func responsesByRcode(t *testing.T, metricsPort, rcode string) int {
 	t.Helper()
-	resp, err := http.Get("http://127.0.0.1:" + metricsPort + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body := metricsBody(t, "127.0.0.1:"+metricsPort)
 	n := 0
 	for _, m := range regexp.MustCompile(`(?m)^coredns_dns_responses_total\{([^}]*)\} (\d+)$`).FindAllSubmatch(body, -1) {
 		if strings.Contains(string(m[1]), `rcode="`+rcode+`"`) && strings.Contains(string(m[1]), `plugin="meshdns"`) {

@@ -68,14 +68,21 @@ func startMesh(t *testing.T) *meshEnv {
 	return e
 }
 
-func (e *meshEnv) metric(t *testing.T, name string) float64 {
+// metricsBody is what a Prometheus endpoint at addr serves.
+func metricsBody(t *testing.T, addr string) []byte {
 	t.Helper()
-	resp, err := http.Get("http://" + e.metrics + "/metrics")
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	return body
+}
+
+func (e *meshEnv) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	body := metricsBody(t, e.metrics)
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`)
 	m := re.FindSubmatch(body)
 	if m == nil {
