@@ -83,16 +83,20 @@ func run(n, namespaces, queries int, dir string, seed uint64) error {
 	hit := func(r *rand.Rand) string { return svcs[r.IntN(n)].host + " A" }
 	nodata := func(r *rand.Rand) string { return svcs[r.IntN(n)].host + " AAAA" } // all A-only
 	miss := func(r *rand.Rand) string { return fmt.Sprintf("name%d.example.org A", r.IntN(n)) }
-	mixed := func(r *rand.Rand) string {
-		switch p := r.IntN(100); {
-		case p < 70:
-			return hit(r)
-		case p < 85:
-			return nodata(r)
-		default:
-			return miss(r)
+	// A mix of 70 % hits, 15 % NODATA and 15 % of the third kind.
+	mixWith := func(third func(*rand.Rand) string) func(*rand.Rand) string {
+		return func(r *rand.Rand) string {
+			switch p := r.IntN(100); {
+			case p < 70:
+				return hit(r)
+			case p < 85:
+				return nodata(r)
+			default:
+				return third(r)
+			}
 		}
 	}
+	mixed := mixWith(miss)
 	// Absent names inside cluster.local: Services that do not exist, in namespaces that do (the
 	// table's services are svc0 to svc(n-1)). An authority for the zone answers them NXDOMAIN.
 	nxdomain := func(r *rand.Rand) string {
@@ -100,16 +104,7 @@ func run(n, namespaces, queries int, dir string, seed uint64) error {
 	}
 	// The mix inside the zone, which an authoritative server answers as well as a resolver: 70 %
 	// hits, 15 % NODATA, 15 % NXDOMAIN.
-	zone := func(r *rand.Rand) string {
-		switch p := r.IntN(100); {
-		case p < 70:
-			return hit(r)
-		case p < 85:
-			return nodata(r)
-		default:
-			return nxdomain(r)
-		}
-	}
+	zone := mixWith(nxdomain)
 	// Kubernetes short form name.ns: only servers that know the table's registry answer it (meshdns,
 	// Istio's proxy); a plain hosts server forwards it.
 	short := func(r *rand.Rand) string { s := svcs[r.IntN(n)]; return s.short + "." + s.ns + " A" }
