@@ -23,9 +23,11 @@ type store struct {
 
 	mu sync.Mutex // serialises updates
 	// Each source's entries: the last snapshot, or, for a source that sends changes, its entries by
-	// canonical host (the snapshot is then nil).
-	snaps  [][]table.Entry
-	byHost []map[string][]table.Entry
+	// canonical host (the snapshot is then nil). A source that gives its entries again on demand
+	// (recomputers) has neither once it has published: it is asked.
+	snaps       [][]table.Entry
+	byHost      []map[string][]table.Entry
+	recomputers []source.Recomputer
 	// index groups a snapshot by host, made when a change to another source needs it.
 	index   []map[string][]table.Entry
 	have    []bool
@@ -70,7 +72,9 @@ func (s *store) add(src source.Source, initial []table.Entry) {
 			initial = ref.(carriedRef).entries()
 		}
 	}
+	rc, _ := src.(source.Recomputer)
 	s.sources = append(s.sources, src)
+	s.recomputers = append(s.recomputers, rc)
 	s.snaps = append(s.snaps, initial)
 	s.byHost = append(s.byHost, nil)
 	s.index = append(s.index, nil)
@@ -95,11 +99,22 @@ func (s *store) primed() {
 func (r carriedRef) entries() []table.Entry {
 	r.store.mu.Lock()
 	defer r.store.mu.Unlock()
+	if r.store.asks(r.index) {
+		return r.store.entriesOf(r.index) // made for this call
+	}
 	return slices.Clone(r.store.entriesOf(r.index))
 }
 
+// asks reports whether source i's entries are asked of it rather than kept: it gives them again, and
+// the store holds no snapshot of it (one carried over a reload, until the source's first). The caller
+// holds mu.
+func (s *store) asks(i int) bool { return s.recomputers[i] != nil && s.snaps[i] == nil }
+
 // entriesOf lists source i's entries. The caller holds mu.
 func (s *store) entriesOf(i int) []table.Entry {
+	if s.asks(i) {
+		return s.recomputers[i].Entries()
+	}
 	if s.byHost[i] == nil {
 		return s.snaps[i]
 	}
@@ -194,14 +209,22 @@ func maxPending(n int) int { return max(512, n/10) }
 // change applies source i's entries for some hosts: each host's entries from every source are merged
 // again and the table updated. The caller holds mu.
 func (s *store) change(i int, hosts map[string][]table.Entry) {
-	if s.byHost[i] == nil {
+	asked := s.recomputers[i] != nil
+	if asked {
+		s.snaps[i] = nil // a carried snapshot: the source has its own entries now
+	} else if s.byHost[i] == nil {
 		s.byHost[i] = table.GroupByHost(s.snaps[i])
 		s.snaps[i] = nil
 	}
 	changed := make([]string, 0, len(hosts))
+	given := make(map[string][]table.Entry, len(hosts)) // by canonical host
 	for h, es := range hosts {
 		ch := table.CanonicalHost(h)
 		changed = append(changed, ch)
+		given[ch] = es
+		if asked {
+			continue
+		}
 		if len(es) == 0 {
 			delete(s.byHost[i], ch)
 		} else {
@@ -218,7 +241,7 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 			s.since[ch] = true
 		}
 	}
-	changes := s.merged(changed)
+	changes := s.merged(changed, i, given)
 	if cur.NeedsBuild(changes) {
 		s.rebuild()
 		return
@@ -254,13 +277,17 @@ func concat(snaps [][]table.Entry) []table.Entry {
 }
 
 // merged is, for each canonical host, its entries from every source merged: every variant of the
-// host, none when it is gone. The caller holds mu.
-func (s *store) merged(hosts []string) map[string][]table.Entry {
+// host, none when it is gone. Source own's are those given, by canonical host (own -1: none given).
+// The caller holds mu.
+func (s *store) merged(hosts []string, own int, given map[string][]table.Entry) map[string][]table.Entry {
 	changes := make(map[string][]table.Entry, len(hosts))
 	for _, ch := range hosts {
 		var all []table.Entry
 		for j := range s.sources {
-			if s.have[j] {
+			switch {
+			case j == own:
+				all = append(all, given[ch]...)
+			case s.have[j]:
 				all = append(all, s.hostEntries(j, ch)...)
 			}
 		}
@@ -279,17 +306,29 @@ func (s *store) compactInBackground(settled bool) {
 	if s.building || s.stopped {
 		return
 	}
+	// The sources that are asked for their entries are asked on the build's goroutine, not under mu:
+	// what they give may be newer than base, and the hosts changed since are folded in all the same.
 	var snaps [][]table.Entry
+	var asked []source.Recomputer
 	for i, have := range s.have {
-		if have {
+		switch {
+		case !have:
+		case s.asks(i):
+			asked = append(asked, s.recomputers[i])
+		default:
 			snaps = append(snaps, s.entriesOf(i))
 		}
 	}
-	entries, base := concat(snaps), s.base
+	base := s.base
 	s.building, s.since = true, map[string]bool{}
 	s.done.Add(1)
 	go func() {
 		defer s.done.Done()
+		for _, rc := range asked {
+			snaps = append(snaps, rc.Entries())
+		}
+		entries := concat(snaps)
+		snaps = nil
 		t := table.Build(entries, s.opts)
 		entries = nil
 		if s.serveBuilt(t, base) && settled {
@@ -314,7 +353,7 @@ func (s *store) serveBuilt(t *table.Table, base uint64) bool {
 		s.swap(t)
 		return true
 	}
-	changes := s.merged(slices.Collect(maps.Keys(since)))
+	changes := s.merged(slices.Collect(maps.Keys(since)), -1, nil)
 	if t.NeedsBuild(changes) {
 		s.rebuild()
 		return true
@@ -349,6 +388,9 @@ func (s *store) publishChanges(i int, entries []table.Entry) bool {
 
 // hostEntries returns source j's entries for canonical host h. The caller holds mu.
 func (s *store) hostEntries(j int, h string) []table.Entry {
+	if s.asks(j) {
+		return s.recomputers[j].HostEntries(h)
+	}
 	if s.byHost[j] != nil {
 		return s.byHost[j][h]
 	}
@@ -389,10 +431,15 @@ func (k *sink) Publish(entries []table.Entry) {
 	s := k.store
 	src := s.sources[k.index]
 	s.mu.Lock()
-	if !s.publishChanges(k.index, entries) {
+	// A source that is asked for its entries is built whole from what it gives, which is not kept:
+	// there is nothing to tell its changes from.
+	if s.recomputers[k.index] != nil || !s.publishChanges(k.index, entries) {
 		s.snaps[k.index], s.byHost[k.index], s.index[k.index] = entries, nil, nil
 		s.have[k.index] = true
 		s.rebuild()
+		if s.recomputers[k.index] != nil {
+			s.snaps[k.index] = nil
+		}
 	}
 	n := s.table().Len()
 	s.mu.Unlock()

@@ -3,9 +3,11 @@ package meshdns
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,5 +211,127 @@ func TestEntryEqualComparesEveryField(t *testing.T) {
 	same.Addrs = slices.Clone(base.Addrs)
 	if !base.Equal(&same) {
 		t.Error("equal entries are not Equal")
+	}
+}
+
+// recomputingSource gives its entries again on demand, as the kubernetes source does from its
+// informers: the test sets them, then has the source publish or change them.
+type recomputingSource struct {
+	idleSource
+	mu      sync.Mutex
+	entries map[string][]table.Entry // by canonical host
+	asked   int                      // calls to HostEntries and Entries
+}
+
+func (r *recomputingSource) set(host string, addrs ...string) []table.Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var es []table.Entry
+	if len(addrs) > 0 {
+		e := table.Entry{Host: host, Registry: table.RegistryKubernetes}
+		for _, a := range addrs {
+			e.Addrs = append(e.Addrs, netip.MustParseAddr(a))
+		}
+		es = []table.Entry{e}
+	}
+	if r.entries == nil {
+		r.entries = map[string][]table.Entry{}
+	}
+	r.entries[table.CanonicalHost(host)] = es
+	return es
+}
+
+func (r *recomputingSource) HostEntries(h string) []table.Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.asked++
+	return r.entries[h]
+}
+
+func (r *recomputingSource) Entries() []table.Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.asked++
+	var out []table.Entry
+	for _, h := range slices.Sorted(maps.Keys(r.entries)) {
+		out = append(out, r.entries[h]...)
+	}
+	return out
+}
+
+// TestStoreAsksRecomputers: the store keeps no copy of a recomputing source's entries, and asks it
+// when another source changes a host it names, for a whole build, and across a reload.
+func TestStoreAsksRecomputers(t *testing.T) {
+	st := newStore(table.Options{ClusterDomain: "cluster.local", TTL: 30})
+	files := idleSource{"snapshots"}
+	kube := &recomputingSource{idleSource: idleSource{"recomputed"}}
+	st.add(files, nil)
+	st.add(kube, nil)
+	st.start("test")
+	defer st.stop()
+	fileSink, kubeSink := &sink{store: st, index: 0}, &sink{store: st, index: 1}
+	want := func(host string, addrs ...string) {
+		t.Helper()
+		var w []string
+		for _, a := range addrs {
+			w = append(w, fmt.Sprintf("%s\t30\tIN\tA\t%s", host, a))
+		}
+		slices.Sort(w)
+		if got := lookupAddrs(t, st, host); !slices.Equal(got, w) {
+			t.Errorf("%s: %v, want %v", host, got, w)
+		}
+	}
+	kept := func(when string) {
+		t.Helper()
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.snaps[1] != nil || st.byHost[1] != nil || st.index[1] != nil {
+			t.Errorf("%s: the store kept the recomputing source's entries", when)
+		}
+	}
+	ext := func(host, addr string) table.Entry {
+		return table.Entry{Host: host, Addrs: []netip.Addr{netip.MustParseAddr(addr)}, Registry: table.RegistryExternal}
+	}
+	fileSink.Publish([]table.Entry{ext("web.ns.svc.cluster.local", "240.0.0.1")})
+	db := kube.set("db.ns.svc.cluster.local", "10.0.0.9")
+	kubeSink.Publish(slices.Clone(db))
+	want("db.ns.svc.cluster.local.", "10.0.0.9")
+	kept("after its snapshot")
+
+	web := kube.set("web.ns.svc.cluster.local", "10.0.0.1")
+	kubeSink.Change(map[string][]table.Entry{"web.ns.svc.cluster.local": web})
+	want("web.ns.svc.cluster.local.", "10.0.0.1") // the Service beats the other source's entry
+	kept("after a change")
+
+	// The other source changes web: the recomputing source's entries for it are asked, and they may
+	// be newer than its last change (which follows).
+	before := kube.asked
+	kube.set("web.ns.svc.cluster.local", "10.0.0.2")
+	fileSink.Publish([]table.Entry{ext("web.ns.svc.cluster.local", "240.0.0.5")})
+	if kube.asked == before {
+		t.Error("the store merged web without asking the recomputing source")
+	}
+	want("web.ns.svc.cluster.local.", "10.0.0.2")
+	kubeSink.Change(map[string][]table.Entry{"web.ns.svc.cluster.local": nil})
+	kube.set("web.ns.svc.cluster.local")
+	want("web.ns.svc.cluster.local.", "240.0.0.5") // gone from it: the other's again
+
+	// Built whole, in the background and at once: from what it gives.
+	st.mu.Lock()
+	st.compactInBackground(true)
+	st.mu.Unlock()
+	waitBuiltWhole(t, st)
+	want("db.ns.svc.cluster.local.", "10.0.0.9")
+	want("web.ns.svc.cluster.local.", "240.0.0.5")
+	if st.table().Pending() != 0 {
+		t.Errorf("pending %d after a whole build", st.table().Pending())
+	}
+	kept("after a whole build")
+
+	// A reload carries what it gives now.
+	next := newStore(st.opts)
+	next.add(kube, nil)
+	if got := next.snaps[0]; len(got) != 1 || got[0].Host != "db.ns.svc.cluster.local" {
+		t.Errorf("carried %v, want db alone", got)
 	}
 }

@@ -50,6 +50,19 @@ type ChangeSink interface {
 	Change(hosts map[string][]table.Entry)
 }
 
+// Recomputer is implemented by sources whose entries are a function of state they keep anyway (the
+// Kubernetes source's informer caches). The store then keeps no copy of what they publish, the
+// largest part of its memory otherwise, and asks again when it needs a host's entries (another
+// source changed the host) or all of them (a whole build). What they give may be newer than what
+// they last published: the change that makes it so follows. The store calls them while it holds
+// its lock, so a source must not hold a lock of its own across Publish or Change that these take.
+type Recomputer interface {
+	// HostEntries returns the source's entries for a canonical host, none when it has none.
+	HostEntries(host string) []table.Entry
+	// Entries returns every entry of the source.
+	Entries() []table.Entry
+}
+
 // ClientNamespaces is implemented by sources that know which namespaces their clients are in (the
 // pods of a Kubernetes node), so that a source whose control plane shapes its view by the asking
 // namespace (NDS) can subscribe once for each of them.

@@ -493,8 +493,20 @@ func (s *Source) flush(sink source.Sink, pods cache.SharedIndexInformer, sidecar
 	mesh := s.mesh
 	s.mu.Unlock()
 
+	// What the sink is given is made under view and handed over after it: the store may ask for
+	// entries again (HostEntries) while it holds its own lock, which it takes in Publish and Change.
 	s.view.Lock()
-	defer s.view.Unlock()
+	deliver := s.redoDirty(sink, pods, sidecarsOf, mesh, svcKeys, seKeys, impKeys, podsChanged, visChanged)
+	s.view.Unlock()
+	if deliver != nil {
+		deliver()
+	}
+}
+
+// redoDirty redoes the objects marked since the last flush and returns what to hand the sink, nil
+// when nothing changed. The caller holds view for writing.
+func (s *Source) redoDirty(sink source.Sink, pods cache.SharedIndexInformer, sidecarsOf func() []*sidecar, mesh meshDefaults,
+	svcKeys, seKeys, impKeys map[string]bool, podsChanged, visChanged bool) (deliver func()) {
 	if visChanged {
 		own, errs := namespaceSidecars(sidecarsOf())
 		for _, err := range errs {
@@ -507,7 +519,7 @@ func (s *Source) flush(sink source.Sink, pods cache.SharedIndexInformer, sidecar
 	s.flushing = true
 	defer func() {
 		s.flushing = false
-		clear(s.recent) // what the store was given is the one copy kept
+		clear(s.recent) // no copy is kept: the store asks again (HostEntries)
 	}()
 	for key := range svcKeys {
 		s.redo("s/"+key, "services")
@@ -521,22 +533,45 @@ func (s *Source) flush(sink source.Sink, pods cache.SharedIndexInformer, sidecar
 	if podsChanged && pods != nil {
 		clientsGauge.WithLabelValues(s.cfg.Cluster).Set(float64(s.clients.rebuild(pods.GetStore().List())))
 	}
+	defer clear(s.changed)
 	cs, incremental := sink.(source.ChangeSink)
 	switch {
 	case !s.published || !incremental || visChanged:
 		if s.published && len(s.changed) == 0 && !visChanged {
-			break
+			return nil
 		}
-		sink.Publish(s.snapshot())
+		entries := s.snapshot()
 		s.published = true
+		return func() { sink.Publish(entries) }
 	case len(s.changed) > 0:
 		hosts := make(map[string][]table.Entry, len(s.changed))
 		for h := range s.changed {
 			hosts[h] = s.entriesFor(h)
 		}
-		cs.Change(hosts)
+		return func() { cs.Change(hosts) }
 	}
-	clear(s.changed)
+	return nil
+}
+
+// HostEntries implements source.Recomputer: this source's entries for canonical host h, from what
+// the informers hold now. The store keeps no copy of what it was given, and asks here instead.
+func (s *Source) HostEntries(h string) []table.Entry {
+	s.view.Lock()
+	defer s.view.Unlock()
+	return s.entriesFor(h)
+}
+
+// Entries implements source.Recomputer: every entry of this source, as snapshot lists them, from
+// what the informers hold now.
+func (s *Source) Entries() []table.Entry {
+	s.view.Lock()
+	defer s.view.Unlock()
+	s.flushing = true // each object's entries kept for its other hosts, as in a flush
+	defer func() {
+		s.flushing = false
+		clear(s.recent)
+	}()
+	return s.snapshot()
 }
 
 // checked logs the exportTo values of m that istiod's validation would refuse: they apply as istiod

@@ -337,8 +337,12 @@ func TestMeshConfigWatch(t *testing.T) {
 	}
 	changed, bad := make(chan meshDefaults, 10), make(chan error, 10)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go watchMeshConfig(ctx, file, data, func(d meshDefaults) { changed <- d }, func(err error) { bad <- err })
+	watching := make(chan struct{})
+	defer func() { cancel(); <-watching }() // before meshConfigPoll is restored: the watch reads it
+	go func() {
+		defer close(watching)
+		watchMeshConfig(ctx, file, data, func(d meshDefaults) { changed <- d }, func(err error) { bad <- err })
+	}()
 	write("rootNamespace: [x]")
 	select {
 	case err := <-bad:
