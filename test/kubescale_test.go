@@ -148,7 +148,8 @@ func BenchmarkKubernetesScale(b *testing.B) {
     }`, proxy.Kubeconfig)},
 	}
 	// MESHDNS_KUBE_PROFILES=DIR: every server also runs CoreDNS's pprof plugin, and its heap profile at
-	// steady state is written to DIR, to tell what the memory is.
+	// steady state and a CPU profile of its first 5 s are written to DIR, to tell what the memory is
+	// and what the time to ready goes to.
 	profiles := os.Getenv("MESHDNS_KUBE_PROFILES")
 	for _, r := range results {
 		port, rport := freePort(b), freePort(b)
@@ -161,8 +162,20 @@ func BenchmarkKubernetesScale(b *testing.B) {
 		corefile := fmt.Sprintf(".:%s {\n    bind 127.0.0.1\n%s\n    ready %s\n%s}\n", port, r.probeSuffix, r.rdy, extra)
 		start := time.Now()
 		r.srv = startCoreDNSEnv(b, b.TempDir(), corefile, r.addr, r.env)
+		var startCPU chan error
+		if profiles != "" { // what its start spends: from serving (before its first sync) on
+			startCPU = make(chan error, 1)
+			go func() {
+				startCPU <- saveProfile("http://"+r.pprof+"/debug/pprof/profile?seconds=5", filepath.Join(profiles, strings.ReplaceAll(r.name, " ", "-")+".start.cpu"))
+			}()
+		}
 		waitHTTP(b, "http://"+r.rdy+"/ready", 5*time.Minute)
 		r.ready = time.Since(start)
+		if startCPU != nil {
+			if err := <-startCPU; err != nil {
+				b.Fatalf("CPU profile of %s's start: %v", r.name, err)
+			}
+		}
 		time.Sleep(2 * time.Second) // let the first table's garbage go
 		r.rssMiB = float64(procStatus(b, r.srv.cmd.Process.Pid, "VmRSS")) / 1024
 		if profiles != "" {
@@ -376,17 +389,28 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 // form with the runtime's memory statistics to PREFIX.heap.txt.
 func saveHeapProfile(tb testing.TB, base, prefix string) {
 	for url, path := range map[string]string{base + "/debug/pprof/heap": prefix + ".heap", base + "/debug/pprof/heap?debug=1": prefix + ".heap.txt"} {
-		resp, err := http.Get(url)
-		if err != nil {
+		if err := saveProfile(url, path); err != nil {
 			tb.Fatalf("heap profile: %v", err)
 		}
-		data, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err == nil {
-			err = os.WriteFile(path, data, 0o644)
-		}
-		if err != nil {
-			tb.Fatalf("heap profile %s: %v", path, err)
-		}
 	}
+}
+
+// saveProfile writes what url serves to path.
+func saveProfile(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }

@@ -519,7 +519,9 @@ func (s *Source) redoDirty(sink source.Sink, pods cache.SharedIndexInformer, sid
 	s.flushing = true
 	defer func() {
 		s.flushing = false
-		clear(s.recent) // no copy is kept: the store asks again (HostEntries)
+		// No copy is kept (the store asks again: HostEntries), nor the maps' room: the first flush
+		// grows them to every object and host of the cluster.
+		s.recent = nil
 	}()
 	for key := range svcKeys {
 		s.redo("s/"+key, "services")
@@ -533,7 +535,7 @@ func (s *Source) redoDirty(sink source.Sink, pods cache.SharedIndexInformer, sid
 	if podsChanged && pods != nil {
 		clientsGauge.WithLabelValues(s.cfg.Cluster).Set(float64(s.clients.rebuild(pods.GetStore().List())))
 	}
-	defer clear(s.changed)
+	defer func() { s.changed = nil }()
 	cs, incremental := sink.(source.ChangeSink)
 	switch {
 	case !s.published || !incremental || visChanged:
@@ -569,7 +571,7 @@ func (s *Source) Entries() []table.Entry {
 	s.flushing = true // each object's entries kept for its other hosts, as in a flush
 	defer func() {
 		s.flushing = false
-		clear(s.recent)
+		s.recent = nil
 	}()
 	return s.snapshot()
 }
@@ -685,10 +687,13 @@ func (s *Source) markHosts(key string) {
 // names what it named (a relist, an EndpointSlice update that moved nothing answered).
 func (s *Source) set(key string, entries []table.Entry) {
 	if s.hostKeys == nil {
-		s.hostKeys, s.hostsOf, s.sums, s.recent = map[string][]string{}, map[string][]string{}, map[string]uint64{}, map[string][]table.Entry{}
+		s.hostKeys, s.hostsOf, s.sums = map[string][]string{}, map[string][]string{}, map[string]uint64{}
 	}
 	if s.changed == nil {
 		s.changed = map[string]bool{}
+	}
+	if s.recent == nil {
+		s.recent = map[string][]table.Entry{}
 	}
 	s.recent[key] = entries
 	sum := entriesSum(entries)

@@ -115,6 +115,9 @@ func (s *Source) entriesOf(key string) []table.Entry {
 	}
 	es, _, _, _ := s.objectNames(key)
 	if s.flushing {
+		if s.recent == nil {
+			s.recent = map[string][]table.Entry{}
+		}
 		s.recent[key] = es
 	}
 	return es

@@ -43,8 +43,8 @@ func TestSetMarksChangedHostsOnly(t *testing.T) {
 	if len(s.changed) != 2 {
 		t.Fatalf("first set: changed %v", s.changed)
 	}
-	clear(s.changed)
-	clear(s.recent) // as at the end of a flush: the entries are not kept
+	s.changed = nil
+	s.recent = nil // as at the end of a flush: the entries are not kept
 	s.set("s/data/db", []table.Entry{db[0], db[1]})
 	if len(s.changed) != 0 {
 		t.Errorf("the same entries again: changed %v", s.changed)
