@@ -1,7 +1,6 @@
 package table
 
 import (
-	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -50,9 +49,6 @@ type Table struct {
 	baseLen int                // hosts of the base
 	// entDelta corrects the base's ents for the hosts added and removed since it was built.
 	entDelta map[string]int32
-	// unpruned holds the lists of revLists that pruneAncestors shortened, whole: when an overlay
-	// changes the subdomain that pruned a host, the host is back.
-	unpruned map[netip.Addr][]string
 }
 
 // name is one variant of a host with its answers prepared. It is kept small (64 bytes): a large

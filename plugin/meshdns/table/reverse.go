@@ -30,11 +30,7 @@ func (t *Table) ptr(key []byte) (hosts []string, one *name, zone string) {
 		return nil, nil, ""
 	}
 	if t.over != nil {
-		base, ok := t.unpruned[addr]
-		if !ok {
-			base = t.reverseOf(addr)
-		}
-		if hosts := t.reverseHosts(base, t.over.reverseOf(addr)); len(hosts) > 0 {
+		if hosts := t.reverseHosts(t.unprunedReverse(addr), t.over.reverseOf(addr)); len(hosts) > 0 {
 			return hosts, nil, zone
 		}
 		return nil, nil, ""
@@ -82,7 +78,9 @@ func (t *Table) addReverse(addr netip.Addr, i int32) {
 	t.rev6[addr.As16()] = t.joinReverse(ref, ok, i)
 }
 
-// joinReverse returns the reference that adds host t.all[i] to old (none unless ok).
+// joinReverse returns the reference that adds host t.all[i] to old (none unless ok). Two hosts one
+// of which is a subdomain of the other are pruned at once (pruneAncestors): a headless service and
+// each of its endpoints share every address, and a list for each would cost more than its names.
 func (t *Table) joinReverse(old int32, ok bool, i int32) int32 {
 	host := t.all[i].host
 	switch {
@@ -90,6 +88,10 @@ func (t *Table) joinReverse(old int32, ok bool, i int32) int32 {
 		return i
 	case old >= 0 && t.all[old].host == host:
 		return old // another address of the same host, or another variant of it
+	case old >= 0 && isSubdomain(host, t.all[old].host):
+		return i
+	case old >= 0 && isSubdomain(t.all[old].host, host):
+		return old
 	case old >= 0:
 		t.revLists = append(t.revLists, []string{t.all[old].host, host})
 		return ^int32(len(t.revLists) - 1)
@@ -100,33 +102,76 @@ func (t *Table) joinReverse(old int32, ok bool, i int32) int32 {
 	return old
 }
 
-// finishReverse sorts the lists of addresses several hosts share and prunes them (pruneAncestors),
-// keeping the whole lists for overlays (unpruned).
+// finishReverse sorts the lists of addresses several hosts share and prunes them (pruneAncestors).
 func (t *Table) finishReverse() {
-	var whole map[int32][]string // the lists pruning shortened, by their place in revLists
 	for i, hosts := range t.revLists {
 		slices.Sort(hosts)
-		if p := pruneAncestors(hosts); len(p) < len(hosts) {
-			if whole == nil {
-				whole = map[int32][]string{}
+		t.revLists[i] = pruneAncestors(hosts)
+	}
+}
+
+// unprunedReverse is every host of the table with the address addr that a PTR may name, before
+// pruning: the hosts it keeps, and their ancestors with addr that pruning dropped. An overlay needs
+// them: when it changes the subdomain that pruned a host, the host is back. Pruned hosts are found
+// again rather than kept, a list for every address of every headless service otherwise.
+func (t *Table) unprunedReverse(addr netip.Addr) []string {
+	kept := t.reverseOf(addr)
+	out := kept
+	for _, h := range kept {
+		for anc := parentOf(h); anc != ""; anc = parentOf(anc) {
+			if c, ok := t.names[anc]; ok && c.strength == 0 && c.n.host == anc && c.n.reversedAt(addr) {
+				if len(out) == len(kept) {
+					out = slices.Clone(kept) // kept may be the table's own list
+				}
+				out = append(out, anc)
 			}
-			whole[int32(i)], t.revLists[i] = hosts, p
 		}
 	}
-	if whole == nil {
-		return
+	return out
+}
+
+// reversedAt reports whether a PTR of addr may name n's host: a variant every client sees has it.
+func (n *name) reversedAt(addr netip.Addr) bool {
+	for v := n; v != nil; {
+		if (v.more == nil || v.more.vis == nil) && v.hasAddr(addr) {
+			return true
+		}
+		chain := v.extra().chain
+		if chain == nil {
+			break
+		}
+		v = chain.next
 	}
-	t.unpruned = make(map[netip.Addr][]string)
-	for k, ref := range t.rev4 {
-		if hosts, ok := whole[^ref]; ref < 0 && ok {
-			t.unpruned[netip.AddrFrom4(k)] = hosts
+	return false
+}
+
+// hasAddr reports whether addr is among n's prepacked records.
+func (n *name) hasAddr(addr netip.Addr) bool {
+	recs, size := n.a(), wireA
+	if addr.Is6() {
+		recs, size = n.aaaa(), wireAAAA
+	}
+	want := addr.AsSlice()
+	for ; len(recs) >= size; recs = recs[size:] {
+		if string(ip(recs, size)) == string(want) {
+			return true
 		}
 	}
-	for k, ref := range t.rev6 {
-		if hosts, ok := whole[^ref]; ref < 0 && ok {
-			t.unpruned[netip.AddrFrom16(k)] = hosts
-		}
+	return false
+}
+
+// parentOf is the name above canonical host h, "" above a top-level one.
+func parentOf(h string) string {
+	i := strings.IndexByte(h, '.')
+	if i < 0 || i == len(h)-1 {
+		return ""
 	}
+	return h[i+1:]
+}
+
+// isSubdomain reports whether canonical host sub is a proper subdomain of canonical host of.
+func isSubdomain(sub, of string) bool {
+	return len(sub) > len(of) && strings.HasSuffix(sub, of) && sub[len(sub)-len(of)-1] == '.'
 }
 
 // pruneAncestors drops from sorted hosts those with a subdomain among them: an address that names a
@@ -137,7 +182,7 @@ func pruneAncestors(hosts []string) []string {
 	for _, h := range hosts {
 		ancestor := false
 		for _, o := range hosts {
-			if len(o) > len(h) && strings.HasSuffix(o, h) && o[len(o)-len(h)-1] == '.' {
+			if isSubdomain(o, h) {
 				ancestor = true
 				break
 			}
