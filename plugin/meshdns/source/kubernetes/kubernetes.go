@@ -79,10 +79,10 @@ type Source struct {
 	sums          map[string]uint64            // key -> entriesSum of its entries
 	recent        map[string][]table.Entry     // key -> its entries, set or computed in this flush
 	flushing      bool
-	hostKeys      map[string][]string // canonical host -> the keys of the objects naming it, sorted
-	published     bool                // the first snapshot is out: send changes from now on
-	changed       map[string]bool     // canonical hosts whose entries changed in this flush
-	cands         []candidate         // entriesFor's, reused from host to host
+	hostKeys      map[string]keyList // canonical host -> the keys of the objects naming it
+	published     bool               // the first snapshot is out: send changes from now on
+	changed       map[string]bool    // canonical hosts whose entries changed in this flush
+	cands         []candidate        // entriesFor's, reused from host to host
 }
 
 // New checks the configuration (the kubeconfig must load, or the process must be in a cluster) and
@@ -612,7 +612,7 @@ func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
 // appendCandidates is candidates appended to cands.
 func (s *Source) appendCandidates(cands []candidate, h string) ([]candidate, []table.Entry) {
 	var rest []table.Entry
-	for _, k := range s.hostKeys[h] {
+	for k := range s.hostKeys[h].all() {
 		mine := hostRun(s.entriesOf(k), h)
 		m, ok := s.meta[k]
 		if !ok {
@@ -687,7 +687,7 @@ func (s *Source) markHosts(key string) {
 // names what it named (a relist, an EndpointSlice update that moved nothing answered).
 func (s *Source) set(key string, entries []table.Entry) {
 	if s.hostKeys == nil {
-		s.hostKeys, s.hostsOf, s.sums = map[string][]string{}, map[string][]string{}, map[string]uint64{}
+		s.hostKeys, s.hostsOf, s.sums = map[string]keyList{}, map[string][]string{}, map[string]uint64{}
 	}
 	if s.changed == nil {
 		s.changed = map[string]bool{}
@@ -702,8 +702,9 @@ func (s *Source) set(key string, entries []table.Entry) {
 	}
 	for _, h := range s.hostsOf[key] {
 		s.changed[h] = true
-		s.hostKeys[h] = deleteSorted(s.hostKeys[h], key)
-		if len(s.hostKeys[h]) == 0 {
+		if l := s.hostKeys[h].without(key); l != "" {
+			s.hostKeys[h] = l
+		} else {
 			delete(s.hostKeys, h)
 		}
 	}
@@ -720,23 +721,9 @@ func (s *Source) set(key string, entries []table.Entry) {
 			hosts = append(hosts, h)
 		}
 		s.changed[h] = true
-		s.hostKeys[h] = insertSorted(s.hostKeys[h], key)
+		s.hostKeys[h] = s.hostKeys[h].with(key)
 	}
 	s.hostsOf[key], s.sums[key] = slices.Clip(hosts), sum
-}
-
-func insertSorted(keys []string, k string) []string {
-	if i, found := slices.BinarySearch(keys, k); !found {
-		return slices.Insert(keys, i, k)
-	}
-	return keys
-}
-
-func deleteSorted(keys []string, k string) []string {
-	if i, found := slices.BinarySearch(keys, k); found {
-		return slices.Delete(keys, i, i+1)
-	}
-	return keys
 }
 
 // snapshot lists every entry, host by host in order, objects in key order: the same objects always
