@@ -25,7 +25,8 @@ import (
 // BenchmarkKubernetesScale loads a real kube-apiserver with 10k Services (a fifth of them headless,
 // with 50k endpoints between them) and 20k Pods over 200 nodes, then starts meshdns's kubernetes
 // source and CoreDNS's own kubernetes plugin (the peer, in the same binary) against it, and measures
-// for each: time to ready, resident memory, the time and CPU from one Service created to its answer,
+// for each: time to ready (the better of two starts), resident memory (and of it what is not the
+// binary's pages), the time and CPU from one Service created to its answer,
 // and, across an API server restart that forces every informer to list again, the peak memory and
 // the time until a change made during the outage is answered. MESHDNS_SCALE scales the object
 // counts (0.05 in CI). Run with -benchtime 1x.
@@ -107,6 +108,7 @@ func BenchmarkKubernetesScale(b *testing.B) {
 		name                   string
 		ready                  time.Duration
 		rssMiB                 float64
+		anonMiB                float64 // of rssMiB, what is not the binary's own pages (RssAnon)
 		change                 []time.Duration
 		cpuPerChange           time.Duration
 		steadyMiB, peakMiB     float64       // around the relist
@@ -160,7 +162,16 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			extra = "    pprof " + r.pprof + "\n"
 		}
 		corefile := fmt.Sprintf(".:%s {\n    bind 127.0.0.1\n%s\n    ready %s\n%s}\n", port, r.probeSuffix, r.rdy, extra)
+		// Ready is the better of two starts: the first server started after the load, or after
+		// another's, met an API server and a machine still busy with what came before.
 		start := time.Now()
+		r.srv = startCoreDNSEnv(b, b.TempDir(), corefile, r.addr, r.env)
+		waitHTTP(b, "http://"+r.rdy+"/ready", 5*time.Minute)
+		first := time.Since(start)
+		r.srv.cmd.Process.Kill()
+		err := <-r.srv.done
+		r.srv.done <- err // for the cleanup, which waits for it too
+		start = time.Now()
 		r.srv = startCoreDNSEnv(b, b.TempDir(), corefile, r.addr, r.env)
 		var startCPU chan error
 		if profiles != "" { // what its start spends: from serving (before its first sync) on
@@ -170,7 +181,7 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			}()
 		}
 		waitHTTP(b, "http://"+r.rdy+"/ready", 5*time.Minute)
-		r.ready = time.Since(start)
+		r.ready = min(first, time.Since(start))
 		if startCPU != nil {
 			if err := <-startCPU; err != nil {
 				b.Fatalf("CPU profile of %s's start: %v", r.name, err)
@@ -178,6 +189,7 @@ func BenchmarkKubernetesScale(b *testing.B) {
 		}
 		time.Sleep(2 * time.Second) // let the first table's garbage go
 		r.rssMiB = float64(procStatus(b, r.srv.cmd.Process.Pid, "VmRSS")) / 1024
+		r.anonMiB = float64(procStatus(b, r.srv.cmd.Process.Pid, "RssAnon")) / 1024
 		if profiles != "" {
 			saveHeapProfile(b, "http://"+r.pprof, filepath.Join(profiles, strings.ReplaceAll(r.name, " ", "-")))
 		}
@@ -224,10 +236,20 @@ func BenchmarkKubernetesScale(b *testing.B) {
 	// versions, so every informer lists again: the peak memory of that, against steady, and the time
 	// until the change made during the outage is answered.
 	// The store builds the table whole 10 s after the last change (its compaction): steady is after it.
+	// Steady is the least RSS over a few seconds after it: on a loaded machine the build, and the
+	// memory it gives back after it, may end later.
 	time.Sleep(storeCompaction)
+	for range 16 {
+		for _, r := range results {
+			rss := float64(procStatus(b, r.srv.cmd.Process.Pid, "VmRSS")) / 1024
+			if r.steadyMiB == 0 || rss < r.steadyMiB {
+				r.steadyMiB = rss
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	for _, r := range results {
 		pid := r.srv.cmd.Process.Pid
-		r.steadyMiB = float64(procStatus(b, pid, "VmRSS")) / 1024
 		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
 			b.Fatalf("resetting the peak RSS of %s: %v", r.name, err)
 		}
@@ -274,10 +296,10 @@ func BenchmarkKubernetesScale(b *testing.B) {
 
 	var out strings.Builder
 	fmt.Fprintf(&out, "%d Services (%d headless, %d endpoints), %d Pods on %d nodes\n", services, headless, headless*endpointsEach, pods, nodes)
-	fmt.Fprintf(&out, "%-28s %12s %10s %18s %14s\n", "", "ready", "RSS MiB", "change->answer p50", "CPU/change")
+	fmt.Fprintf(&out, "%-28s %12s %10s %10s %18s %14s\n", "", "ready", "RSS MiB", "anon MiB", "change->answer p50", "CPU/change")
 	for _, r := range results {
 		slices.Sort(r.change)
-		fmt.Fprintf(&out, "%-28s %12v %10.1f %18v %14v\n", r.name, r.ready.Round(time.Millisecond), r.rssMiB,
+		fmt.Fprintf(&out, "%-28s %12v %10.1f %10.1f %18v %14v\n", r.name, r.ready.Round(time.Millisecond), r.rssMiB, r.anonMiB,
 			r.change[len(r.change)/2].Round(time.Millisecond), r.cpuPerChange.Round(time.Millisecond))
 	}
 	fmt.Fprintf(&out, "relist (API server restarted, a Service made during the outage):\n")
@@ -288,8 +310,8 @@ func BenchmarkKubernetesScale(b *testing.B) {
 	}
 	m, p := results[0], results[1]
 	for _, r := range []*result{results[0], results[2], results[3]} {
-		fmt.Fprintf(&out, "%s / peer: ready %.2f, RSS %.2f, change->answer %.2f, relist peak %.2f\n", r.name,
-			r.ready.Seconds()/p.ready.Seconds(), r.rssMiB/p.rssMiB,
+		fmt.Fprintf(&out, "%s / peer: ready %.2f, RSS %.2f (anon %.2f), change->answer %.2f, relist peak %.2f\n", r.name,
+			r.ready.Seconds()/p.ready.Seconds(), r.rssMiB/p.rssMiB, r.anonMiB/p.anonMiB,
 			r.change[len(r.change)/2].Seconds()/p.change[len(p.change)/2].Seconds(), r.peakMiB/p.peakMiB)
 	}
 	b.Log("\n" + out.String())
