@@ -3,6 +3,7 @@ package meshdns
 import (
 	"context"
 	"maps"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -324,6 +325,11 @@ func (s *store) compactInBackground(settled bool) {
 	s.done.Add(1)
 	go func() {
 		defer s.done.Done()
+		if settled {
+			// The burst that settled (a relist, a rollout) left its garbage uncollected: collected
+			// first, its memory takes the build's, which would otherwise land on top of it.
+			runtime.GC()
+		}
 		for _, rc := range asked {
 			snaps = append(snaps, rc.Entries())
 		}
