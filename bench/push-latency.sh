@@ -26,8 +26,12 @@
 #        TRACE=1 bench/push-latency.sh    (then one more run of each mode at the first rate, with an
 #                                          execution trace of the server read by bench/tracegaps: what
 #                                          held its P, and for how long at a stretch; needs curl)
+#        PEER=nsd bench/push-latency.sh   (a third mode in each round: NSD serving the same names from
+#                                          one zone, on the server's core, through the same client: this
+#                                          harness's p99 for a C server that never changes; needs nsd)
 # Settings (environment): NAMES ROUNDS DURATION RATE RATE_PCT SAT_SECONDS INTERVAL ROTATE SOCKETS
-#   OUTSTANDING NICE SERVER_CPU CLIENT_CPU STUB_CPU BASE_PORT BIN BUILD KEEP_TMP RECORD; defaults below.
+#   OUTSTANDING NICE SERVER_CPU CLIENT_CPU STUB_CPU BASE_PORT BIN BUILD KEEP_TMP RECORD PEER; defaults
+#   below.
 #   Without RATE, a SAT_SECONDS closed-loop run (no pushes) measures saturation and RATE is RATE_PCT
 #   of it. RATE may list several rates ("30000 sat", sat standing for RATE_PCT of the measured
 #   saturation): each gets its rounds, all in one results block.
@@ -59,15 +63,19 @@ BUILD=${BUILD:-0}                 # 1: rebuild bin/coredns even if it looks up t
 KEEP_TMP=${KEEP_TMP:-0}           # 1: keep the generated data, logs and latencies
 TRACE=${TRACE:-0}                 # 1: a traced run of each mode after the measured ones (not measured)
 RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE-push-latency.txt (QUICK: 0)
+PEER=${PEER:-}                    # nsd: also measure NSD with the same names, in each round
 
 ((ROUNDS >= 1 && DURATION >= 1 && SAT_SECONDS >= 1)) ||
 	{ echo "push-latency.sh: ROUNDS, DURATION and SAT_SECONDS must be at least 1" >&2; exit 1; }
+[[ -z $PEER || $PEER == nsd ]] || { echo "push-latency.sh: PEER must be nsd or empty" >&2; exit 1; }
 [[ -z $RATE || $RATE =~ ^([1-9][0-9]*|sat)( ([1-9][0-9]*|sat))*$ ]] || { echo "push-latency.sh: RATE must be positive integers or sat" >&2; exit 1; }
 STUB_PORT=$BASE_PORT
 MESH_PORT=$((BASE_PORT + 1))
 ADS_PORT=$((BASE_PORT + 2))
 METRICS_PORT=$((BASE_PORT + 3))
 PPROF_PORT=$((BASE_PORT + 4))
+PEER_PORT=$((BASE_PORT + 5))
+LOAD_PORT=$MESH_PORT # where run_load sends: meshdns, or the peer in its mode
 WARMUP=$((DURATION < 2 ? DURATION : 2))
 
 die() {
@@ -79,6 +87,11 @@ die() {
 for tool in go dig; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
 done
+NSD=
+if [[ $PEER == nsd ]]; then
+	NSD=$(command -v nsd || echo /usr/sbin/nsd)
+	[[ -x $NSD ]] || die "PEER=nsd needs nsd (Debian's nsd package)"
+fi
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 setup_pinning push-latency.sh
@@ -243,7 +256,7 @@ stop_run() {
 # itself, so that a signal's trap runs at once.
 run_load() {
 	local secs=$1 rate=$2 out=$3 t0 t1
-	(pinned "$CLIENT_CPU" nice -n "$NICE" "$TMP/loadgen" -server "127.0.0.1:$MESH_PORT" -d "$QUERIES" \
+	(pinned "$CLIENT_CPU" nice -n "$NICE" "$TMP/loadgen" -server "127.0.0.1:$LOAD_PORT" -d "$QUERIES" \
 		-rate "$rate" -duration "${secs}s" -warmup "${WARMUP}s" -timeout 2s -sockets "$SOCKETS" \
 		-outstanding "$OUTSTANDING" >"$out" 2>&1) &
 	LOAD_PID=$!
@@ -260,9 +273,77 @@ run_load() {
 	SERVER_CPU_PCT=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v s="$secs" 'BEGIN { printf "%.0f", 100 * d / hz / s }')
 }
 
-# cpu_ticks: the CPU time coredns of the current run used so far, in clock ticks.
+# The peer: NSD with one zone, cluster.local, holding the table's names and addresses (gentable's
+# hosts file), in the foreground, without privilege drop, with minimal responses and no rate limit,
+# as compare.sh runs it. start_peer puts it in RUN_PIDS[1], where cpu_ticks looks for the server.
+write_peer_config() {
+	{
+		echo '$TTL 30'
+		echo '@ IN SOA ns.cluster.local. hostmaster.cluster.local. 1 3600 600 86400 30'
+		echo '@ IN NS ns.cluster.local.'
+		echo 'ns IN A 127.0.0.1'
+		awk '!/^#/ && NF == 2 { print $2 ". IN A " $1 }' "$TMP/hosts"
+	} >"$TMP/cluster.local.zone"
+	cat >"$TMP/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1
+    port: $PEER_PORT
+    do-ip6: no
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "$TMP"
+    database: ""
+    pidfile: "$TMP/nsd.pid"
+    zonelistfile: "$TMP/nsd.zonelist"
+    xfrdfile: "$TMP/nsd.xfrd"
+    xfrdir: "$TMP"
+    verbosity: 1
+    minimal-responses: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: cluster.local
+    zonefile: cluster.local.zone
+EOF
+}
+
+start_peer() {
+	local i
+	answers "$PEER_PORT" && die "something already answers on 127.0.0.1:$PEER_PORT; set BASE_PORT"
+	(pinned "$SERVER_CPU" nice -n "$NICE" "$NSD" -d -c "$TMP/nsd.conf" >"$TMP/nsd.log" 2>&1) &
+	RUN_PIDS=("" $!) # no ndspush: nothing in its place
+	for ((i = 0; i < 100; i++)); do
+		[[ -n $(dig @127.0.0.1 -p "$PEER_PORT" +time=1 +tries=1 +short svc0.ns0.svc.cluster.local A 2>/dev/null) ]] && return 0
+		sleep 0.1
+	done
+	cat "$TMP/nsd.log" >&2
+	die "nsd did not answer a table name within 10s"
+}
+
+stop_peer() {
+	kill "${RUN_PIDS[1]}" 2>/dev/null || true
+	wait "${RUN_PIDS[1]}" 2>/dev/null || true
+	RUN_PIDS=()
+	COUNTS=nsd
+}
+
+# cpu_ticks: the CPU time the server of the current run (coredns, or nsd and the processes it forks
+# to serve) used so far, in clock ticks: the run's process and all below it.
 cpu_ticks() {
-	awk '{ print $14 + $15 }' "/proc/${RUN_PIDS[1]}/stat" 2>/dev/null || echo 0
+	local pids=("${RUN_PIDS[1]}") i=0 children
+	while ((i < ${#pids[@]})); do
+		children=$(cat /proc/"${pids[i]}"/task/*/children 2>/dev/null || true)
+		# shellcheck disable=SC2206 # the children's pids, one word each
+		pids+=($children)
+		i=$((i + 1))
+	done
+	# utime and stime are the 14th and 15th fields, counted after the name in parentheses, which may
+	# hold spaces ("nsd: server 1").
+	{ (cd /proc && cat $(printf '%s/stat ' "${pids[@]}")) 2>/dev/null || true; } |
+		awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
 }
 
 # field KEY OUT: the value of KEY in loadgen's key=value line.
@@ -280,6 +361,7 @@ rcvbuf_errors() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 start_stub
+[[ -z $PEER ]] || write_peer_config
 
 if [[ -z $RATE || " $RATE " == *" sat "* ]]; then
 	start_run 0
@@ -311,19 +393,29 @@ echo "$HEADER" | tee -a "$RESULTS" >&2
 
 declare -A MODE_INTERVAL=([push]=$INTERVAL [none]=0)
 for rate in $RATE; do
-	: >"$TMP/runs.$rate.push" && : >"$TMP/runs.$rate.none"
+	: >"$TMP/runs.$rate.push" && : >"$TMP/runs.$rate.none" && : >"$TMP/runs.$rate.$PEER"
 	for ((r = 1; r <= ROUNDS; r++)); do
-		order="push none"
-		((r % 2 == 0)) && order="none push" # alternate, to spread drift on a noisy machine
+		order="push none${PEER:+ $PEER}"
+		((r % 2 == 0)) && order="${PEER:+$PEER }none push" # alternate, to spread drift on a noisy machine
 		for mode in $order; do
-			start_run "${MODE_INTERVAL[$mode]}"
-			read_pushes
+			if [[ $mode == "$PEER" ]]; then
+				start_peer
+				LOAD_PORT=$PEER_PORT APPLIED=0 REJECTED=0 GCS=0
+			else
+				start_run "${MODE_INTERVAL[$mode]}"
+				read_pushes
+			fi
 			before=$APPLIED rejected_before=$REJECTED gcs_before=$GCS drops_before=$(rcvbuf_errors)
 			run_load "$DURATION" "$rate" "$TMP/run.out"
-			read_pushes
+			if [[ $mode == "$PEER" ]]; then
+				stop_peer
+				LOAD_PORT=$MESH_PORT
+			else
+				read_pushes
+				stop_run
+			fi
 			after=$APPLIED rejected_after=$REJECTED drops=$(($(rcvbuf_errors) - drops_before))
 			gcs=$((GCS - gcs_before))
-			stop_run
 			counts=$COUNTS
 			[[ $KEEP_TMP == 1 ]] && cp "$TMP/run.out" "$TMP/run-$rate-$mode-$r.out"
 			applied=$((after - before))
@@ -352,7 +444,7 @@ col() { cut -d' ' -f"$2" "$TMP/runs.$1" | median; }
 sum() { awk -v c="$2" '{ s += $c } END { print s + 0 }' "$TMP/runs.$1"; }
 TABLE=$(printf '%-6s %-5s %8s %8s %8s %8s %9s %10s %6s %5s %6s %7s' rate mode p50_ms p90_ms p99_ms p99.9_ms max_ms sendlag99 cpu% gcs lost pushes)
 for rate in $RATE; do
-	for mode in push none; do
+	for mode in push none $PEER; do
 		f=$rate.$mode
 		TABLE+=$'\n'$(printf '%-6s %-5s %8.3f %8.3f %8.3f %8.3f %9.3f %10.3f %6s %5s %6s %7s' "$rate" "$mode" "$(col "$f" 3)" "$(col "$f" 4)" \
 			"$(col "$f" 5)" "$(col "$f" 6)" "$(col "$f" 7)" "$(col "$f" 8)" "$(col "$f" 10)" "$(sum "$f" 11)" "$(sum "$f" 2)" "$(sum "$f" 12)")
@@ -362,6 +454,10 @@ for rate in $RATE; do
 		awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
 	TABLE+=$'\n'$(awk -v a="$(col "$rate.push" 5)" -v b="$(col "$rate.none" 5)" -v rr="$rr" -v rate="$rate" \
 		'BEGIN { printf "rate %d: p99(push)/p99(none) = %.2f (rounds %s)", rate, a / b, rr }')
+	if [[ -n $PEER ]]; then
+		TABLE+=$'\n'$(awk -v a="$(col "$rate.none" 5)" -v b="$(col "$rate.$PEER" 5)" -v rate="$rate" -v peer="$PEER" \
+			'BEGIN { printf "rate %d: p99(none)/p99(%s) = %.2f (the same client and core serving a C server)", rate, peer, a / b }')
+	fi
 done
 TABLE+=$'\n'"medians over rounds; lost, gcs (the server's garbage collections) and pushes summed"
 echo "$TABLE" | tee -a "$RESULTS"
