@@ -394,36 +394,10 @@ EOF
 if has knot "${SERVER_LIST[@]}"; then
 	knotc -c "$TMP/knot.conf" conf-check >"$TMP/knotc.log" 2>&1 || { cat "$TMP/knotc.log" >&2; die "knot.conf does not check"; }
 fi
-# NSD: nsd -d (foreground), no privilege drop or chroot, no database (the zone read from its file),
-# its state files in $TMP, minimal responses (no NS in the authority of answers, as the others), and
-# response rate limiting off (on by default at 200 qps a source: dnsperf's NODATA were dropped). Knot
-# limits rates only with mod-rrl, not loaded.
-# MULTISOCKET=N: N server processes, each on its own SO_REUSEPORT socket.
-cat >"$TMP/nsd.conf" <<EOF
-server:
-    ip-address: 127.0.0.1
-    port: ${PORT[nsd]}
-    do-ip6: no
-    server-count: $((MULTISOCKET > 0 ? MULTISOCKET : 1))
-    reuseport: $( ((MULTISOCKET > 1)) && echo yes || echo no)
-    username: ""
-    chroot: ""
-    zonesdir: "$TMP"
-    database: ""
-    pidfile: "$TMP/nsd.pid"
-    zonelistfile: "$TMP/nsd.zonelist"
-    xfrdfile: "$TMP/nsd.xfrd"
-    xfrdir: "$TMP"
-    verbosity: 1
-    minimal-responses: yes
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-remote-control:
-    control-enable: no
-zone:
-    name: cluster.local
-    zonefile: cluster.local.zone
-EOF
+# NSD as write_nsd_conf sets it up: its rate limiting off, or dnsperf's NODATA were dropped (Knot
+# limits rates only with mod-rrl, not loaded). MULTISOCKET=N: N server processes, each on its own
+# SO_REUSEPORT socket.
+write_nsd_conf "$TMP" "${PORT[nsd]}" $((MULTISOCKET > 0 ? MULTISOCKET : 1))
 
 # answers PORT: whether a DNS server answers on 127.0.0.1:PORT.
 answers() {

@@ -274,8 +274,8 @@ run_load() {
 }
 
 # The peer: NSD with one zone, cluster.local, holding the table's names and addresses (gentable's
-# hosts file), in the foreground, without privilege drop, with minimal responses and no rate limit,
-# as compare.sh runs it. start_peer puts it in RUN_PIDS[1], where cpu_ticks looks for the server.
+# hosts file), one server process, as compare.sh runs it (write_nsd_conf). start_peer puts it in
+# RUN_PIDS[1], where cpu_ticks looks for the server.
 write_peer_config() {
 	{
 		echo '$TTL 30'
@@ -284,30 +284,7 @@ write_peer_config() {
 		echo 'ns IN A 127.0.0.1'
 		awk '!/^#/ && NF == 2 { print $2 ". IN A " $1 }' "$TMP/hosts"
 	} >"$TMP/cluster.local.zone"
-	cat >"$TMP/nsd.conf" <<EOF
-server:
-    ip-address: 127.0.0.1
-    port: $PEER_PORT
-    do-ip6: no
-    server-count: 1
-    username: ""
-    chroot: ""
-    zonesdir: "$TMP"
-    database: ""
-    pidfile: "$TMP/nsd.pid"
-    zonelistfile: "$TMP/nsd.zonelist"
-    xfrdfile: "$TMP/nsd.xfrd"
-    xfrdir: "$TMP"
-    verbosity: 1
-    minimal-responses: yes
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-remote-control:
-    control-enable: no
-zone:
-    name: cluster.local
-    zonefile: cluster.local.zone
-EOF
+	write_nsd_conf "$TMP" "$PEER_PORT" 1
 }
 
 start_peer() {

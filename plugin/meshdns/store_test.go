@@ -56,6 +56,19 @@ func lookupAddrs(t *testing.T, st *store, host string) []string {
 	return out
 }
 
+// wantAddrs checks that st answers host's A question with addrs, in any order.
+func wantAddrs(t *testing.T, st *store, host string, addrs ...string) {
+	t.Helper()
+	var w []string
+	for _, a := range addrs {
+		w = append(w, fmt.Sprintf("%s\t30\tIN\tA\t%s", host, a))
+	}
+	slices.Sort(w)
+	if got := lookupAddrs(t, st, host); !slices.Equal(got, w) {
+		t.Errorf("%s: %v, want %v", host, got, w)
+	}
+}
+
 // TestStoreChanges checks that changes from one source are merged with what other sources have for
 // the same host, by the same rules as whole snapshots, both as overlays and once rebuilt whole.
 func TestStoreChanges(t *testing.T) {
@@ -79,14 +92,7 @@ func TestStoreChanges(t *testing.T) {
 	}
 	want := func(host string, addrs ...string) {
 		t.Helper()
-		var w []string
-		for _, a := range addrs {
-			w = append(w, fmt.Sprintf("%s\t30\tIN\tA\t%s", host, a))
-		}
-		slices.Sort(w)
-		if got := lookupAddrs(t, st, host); !slices.Equal(got, w) {
-			t.Errorf("%s: %v, want %v", host, got, w)
-		}
+		wantAddrs(t, st, host, addrs...)
 	}
 	web := table.Entry{Host: "web.ns.svc.cluster.local", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, Registry: table.RegistryKubernetes}
 	kubeSink.Change(map[string][]table.Entry{"web.ns.svc.cluster.local": {web}})
@@ -272,14 +278,7 @@ func TestStoreAsksRecomputers(t *testing.T) {
 	fileSink, kubeSink := &sink{store: st, index: 0}, &sink{store: st, index: 1}
 	want := func(host string, addrs ...string) {
 		t.Helper()
-		var w []string
-		for _, a := range addrs {
-			w = append(w, fmt.Sprintf("%s\t30\tIN\tA\t%s", host, a))
-		}
-		slices.Sort(w)
-		if got := lookupAddrs(t, st, host); !slices.Equal(got, w) {
-			t.Errorf("%s: %v, want %v", host, got, w)
-		}
+		wantAddrs(t, st, host, addrs...)
 	}
 	kept := func(when string) {
 		t.Helper()
