@@ -279,7 +279,7 @@ func index(entries []Entry, opt Options, zones map[string]string, merged bool) (
 		if repeated {
 			return nil, false
 		}
-		if n.more == nil || n.more.vis == nil {
+		if n.seenByAll() {
 			// A PTR would show a limited variant's name and address to every client: only these have them.
 			for _, a := range addrs {
 				t.addReverse(a.Unmap(), int32(i))

@@ -118,8 +118,11 @@ func (t *Table) isENT(key []byte) bool {
 // seenBy reports whether a client in view v may see n: a name limited to some namespaces is absent
 // for the clients of the others.
 func (n *name) seenBy(v *View) bool {
-	return n.more == nil || n.more.vis == nil || n.more.vis.sees(v.Namespace)
+	return n.seenByAll() || n.more.vis.sees(v.Namespace)
 }
+
+// seenByAll reports whether every client sees n: only such a name has PTRs.
+func (n *name) seenByAll() bool { return n.more == nil || n.more.vis == nil }
 
 // How a key reached a name: which of a variant's keys to check it against.
 const (
@@ -131,7 +134,7 @@ const (
 // variantFor returns the variant of the host whose first variant is n that answers key for a client
 // in view v: the first that claims key and that v sees; nil when there is none.
 func (n *name) variantFor(key []byte, by int, v *View) *name {
-	if n.more == nil || n.more.vis == nil {
+	if n.seenByAll() {
 		// Every client sees n: Merge left no other variant.
 		if by == byShort && !n.short {
 			return nil

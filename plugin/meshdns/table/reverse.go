@@ -133,7 +133,7 @@ func (t *Table) unprunedReverse(addr netip.Addr) []string {
 // reversedAt reports whether a PTR of addr may name n's host: a variant every client sees has it.
 func (n *name) reversedAt(addr netip.Addr) bool {
 	for v := n; v != nil; {
-		if (v.more == nil || v.more.vis == nil) && v.hasAddr(addr) {
+		if v.seenByAll() && v.hasAddr(addr) {
 			return true
 		}
 		chain := v.extra().chain
