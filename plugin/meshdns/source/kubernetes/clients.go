@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-
-	corev1 "k8s.io/api/core/v1"
 )
 
 // clientIndex maps the address of a pod to its namespace, so that a query's source address tells the
@@ -43,23 +41,13 @@ func (c *clientIndex) ClientNamespaces() ([]string, bool, <-chan struct{}) {
 	return c.namespaces, c.synced, c.changed
 }
 
-// rebuild indexes pods by every address they have, both families. Host-network pods are left out:
-// they share the node's address with every other such pod, whatever their namespaces, and so do
-// pods that are done, whose addresses may already belong to new pods.
+// rebuild indexes pods by every address they have as clients (clientPod), both families.
 func (c *clientIndex) rebuild(pods []any) int {
 	m := make(map[netip.Addr]string, len(pods))
 	for _, obj := range pods {
-		p, ok := obj.(*corev1.Pod)
-		if !ok || p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-			continue
-		}
-		ips := p.Status.PodIPs
-		if len(ips) == 0 && p.Status.PodIP != "" {
-			ips = []corev1.PodIP{{IP: p.Status.PodIP}}
-		}
-		for _, ip := range ips {
-			if a, err := netip.ParseAddr(ip.IP); err == nil {
-				m[a.Unmap()] = p.Namespace
+		if p, ok := obj.(*clientPod); ok {
+			for _, a := range p.addrs {
+				m[a] = p.Namespace
 			}
 		}
 	}

@@ -8,9 +8,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func pod(ns, ip string, hostNetwork bool, phase corev1.PodPhase) *corev1.Pod {
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"}, Spec: corev1.PodSpec{HostNetwork: hostNetwork},
-		Status: corev1.PodStatus{Phase: phase, PodIP: ip}}
+func pod(ns, ip string, hostNetwork bool, phase corev1.PodPhase) *clientPod {
+	return newClientPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"}, Spec: corev1.PodSpec{HostNetwork: hostNetwork},
+		Status: corev1.PodStatus{Phase: phase, PodIP: ip}})
 }
 
 func closed(ch <-chan struct{}) bool {

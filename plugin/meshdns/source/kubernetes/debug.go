@@ -147,7 +147,7 @@ func (s *Source) explain(ex *VisibilityExplanation) {
 	ex.Visible = len(winners) > 0
 	ex.Answer = answerOf(winners)
 	for i, c := range cands {
-		o := ObjectExplanation{Object: c.object, ExportTo: exs[i].values, ExportToFrom: exs[i].from, Exported: ch.exported[i],
+		o := ObjectExplanation{Object: c.object(), ExportTo: exs[i].values, ExportToFrom: exs[i].from, Exported: ch.exported[i],
 			Imported: ch.imported[i], ImportedBy: ch.importedBy[i], Answers: slices.Contains(ch.winners, i)}
 		switch {
 		case !o.Exported:

@@ -74,7 +74,7 @@ func FuzzServiceImport(f *testing.F) {
 		if err := json.Unmarshal([]byte(slice), &es); err != nil {
 			return
 		}
-		entries, _ := serviceImportEntries(newServiceImport(u), []*discoveryv1.EndpointSlice{&es}, DefaultClustersetZone, "local")
+		entries, _ := serviceImportEntries(newServiceImport(u), keptSlices([]*discoveryv1.EndpointSlice{&es}), DefaultClustersetZone, "local")
 		hosts := map[string]bool{}
 		for _, e := range entries {
 			if err := table.ValidateHost(e.Host); err != nil {

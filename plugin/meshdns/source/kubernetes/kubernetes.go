@@ -582,7 +582,7 @@ func (s *Source) checked(key string, m objectMeta) objectMeta {
 	if old, ok := s.meta[key]; ok && slices.Equal(old.exportTo, m.exportTo) {
 		return m // said already: EndpointSlice changes redo a Service's names again and again
 	}
-	for _, err := range checkExportTo(m.exportTo, m.object, m.field) {
+	for _, err := range checkExportTo(m.exportTo, m.object(), m.field) {
 		invalidTotal.WithLabelValues(s.cfg.Cluster, "exportto").Inc()
 		log.Warningf("%s: %v", s, err)
 	}
@@ -619,12 +619,11 @@ func (s *Source) appendCandidates(cands []candidate, h string) ([]candidate, []t
 			rest = append(rest, mine...)
 			continue
 		}
-		svcHost := m.svcHost
-		if svcHost == "" {
-			svcHost = h
+		svcHost := h                  // a ServiceEntry's hosts are each their own
+		if m.kube && s.cfg.Sidecars { // only Sidecars read it
+			svcHost = m.name + "." + m.ns + ".svc." + s.clusterDomain
 		}
-		cands = append(cands, candidate{key: k, object: m.object, ns: m.ns, kube: m.kube, created: m.created,
-			exportTo: m.exportTo, field: m.field, svcHost: svcHost, entries: mine})
+		cands = append(cands, candidate{key: k, objectMeta: m, svcHost: svcHost, entries: mine})
 	}
 	return cands, rest
 }

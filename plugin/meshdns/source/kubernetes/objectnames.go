@@ -8,8 +8,6 @@ import (
 	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -34,19 +32,19 @@ func (s *Source) objectNames(key string) (entries []table.Entry, m objectMeta, h
 	switch kind {
 	case "s":
 		obj, _, _ := w.services.GetIndexer().GetByKey(rest)
-		svc, ok := obj.(*corev1.Service)
+		svc, ok := obj.(*kubewatch.Service)
 		if !ok {
 			return nil, m, false, nil
 		}
-		var eps []*discoveryv1.EndpointSlice
-		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		var eps []*kubewatch.EndpointSlice
+		if svc.Headless() {
 			eps = slicesOf(w.slices, kubewatch.ServiceIndex, rest)
 		}
 		entries, err := serviceEntries(svc, eps, s.clusterDomain, s.cfg.Cluster)
 		if err != nil {
 			errs = []error{err}
 		}
-		return entries, serviceMeta(svc, s.clusterDomain), true, errs
+		return entries, serviceMeta(svc), true, errs
 	case "e":
 		if w.serviceEntries == nil {
 			return nil, m, false, nil
@@ -67,7 +65,7 @@ func (s *Source) objectNames(key string) (entries []table.Entry, m objectMeta, h
 		if !ok {
 			return nil, m, false, nil
 		}
-		var eps []*discoveryv1.EndpointSlice
+		var eps []*kubewatch.EndpointSlice
 		if si.Headless {
 			eps = slicesOf(w.slices, importIndex, rest)
 		}
@@ -78,11 +76,11 @@ func (s *Source) objectNames(key string) (entries []table.Entry, m objectMeta, h
 }
 
 // slicesOf lists the EndpointSlices the informer indexes under key in index.
-func slicesOf(inf cache.SharedIndexInformer, index, key string) []*discoveryv1.EndpointSlice {
+func slicesOf(inf cache.SharedIndexInformer, index, key string) []*kubewatch.EndpointSlice {
 	objs, _ := inf.GetIndexer().ByIndex(index, key)
-	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	out := make([]*kubewatch.EndpointSlice, 0, len(objs))
 	for _, o := range objs {
-		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+		if es, ok := o.(*kubewatch.EndpointSlice); ok {
 			out = append(out, es)
 		}
 	}

@@ -62,7 +62,7 @@ func TestSetMarksChangedHostsOnly(t *testing.T) {
 // TestFirstObjectWithMeta is the first flush's order: an object's visibility, then its entries.
 func TestFirstObjectWithMeta(t *testing.T) {
 	s := &Source{cfg: &Config{}, meta: map[string]objectMeta{}}
-	s.setMeta("s/shop/web", serviceMeta(service("shop", "web", "10.96.0.1"), "cluster.local"))
+	s.setMeta("s/shop/web", serviceMeta(kept(service("shop", "web", "10.96.0.1"))))
 	s.set("s/shop/web", []table.Entry{{Host: "web.shop.svc.cluster.local."}})
 	if len(s.changed) != 1 || len(s.snapshot()) != 1 {
 		t.Errorf("changed %v", s.changed)

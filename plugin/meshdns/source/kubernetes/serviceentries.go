@@ -114,6 +114,6 @@ func parseIPs(ss []string) []netip.Addr {
 
 // serviceEntryMeta is what the visibility of a ServiceEntry's names depends on.
 func serviceEntryMeta(se *serviceEntry) objectMeta {
-	return objectMeta{object: "serviceentry " + se.Namespace + "/" + se.Name, ns: se.Namespace, created: se.CreationTimestamp.Time,
+	return objectMeta{name: se.Name, ns: se.Namespace, created: se.CreationTimestamp.Time,
 		exportTo: se.ExportTo, field: "spec.exportTo"}
 }

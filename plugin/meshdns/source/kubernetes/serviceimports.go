@@ -9,7 +9,6 @@ import (
 
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -118,7 +117,7 @@ func zoneEntries(zone string) []table.Entry {
 // Nothing disambiguates to one cluster's backends (<clusterid>.<svc>...): the table answers NXDOMAIN.
 // A headless import without ready endpoints has no name at all (NXDOMAIN too, as the spec says).
 // localCluster stands for slices without a source-cluster label.
-func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, zone, localCluster string) ([]table.Entry, []error) {
+func serviceImportEntries(si *serviceImport, eps []*kubewatch.EndpointSlice, zone, localCluster string) ([]table.Entry, []error) {
 	host := si.Name + "." + si.Namespace + ".svc." + zone
 	what := fmt.Sprintf("serviceimport %s/%s", si.Namespace, si.Name)
 	var errs []error
@@ -146,7 +145,7 @@ func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, z
 		out = append(out, e)
 		perEndpoint := map[string]int{} // host -> index in out
 		for _, s := range addressSlices(eps) {
-			cluster := s.Labels[labelSourceCluster]
+			cluster := s.Label(labelSourceCluster)
 			if cluster == "" {
 				cluster = localCluster
 			}
@@ -155,10 +154,10 @@ func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, z
 				continue
 			}
 			for _, ep := range s.Endpoints {
-				if !kubewatch.Ready(ep) {
+				if !ep.Ready {
 					continue
 				}
-				addrs := endpointAddrs(ep)
+				addrs := ep.Addrs
 				if len(addrs) == 0 {
 					continue
 				}
@@ -168,7 +167,7 @@ func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, z
 				}
 				hostname := endpointHostname(ep, addrs[0])
 				if hostname == "" {
-					errs = append(errs, fmt.Errorf("%s: endpointslice %s: hostname %q is not a DNS label; only the service name carries its addresses", what, s.Name, *ep.Hostname))
+					errs = append(errs, fmt.Errorf("%s: endpointslice %s: hostname %q is not a DNS label; only the service name carries its addresses", what, s.Name, ep.Hostname))
 					continue
 				}
 				h := hostname + "." + cluster + "." + host
@@ -211,12 +210,12 @@ func serviceImportEntries(si *serviceImport, eps []*discoveryv1.EndpointSlice, z
 // endpointHostname is the name of an endpoint in its per-endpoint record: its hostname, or else one
 // made from its address as CoreDNS's kubernetes plugin makes it (10-1-2-3, fd00--1). "" when the
 // hostname given is not a DNS label.
-func endpointHostname(ep discoveryv1.Endpoint, a netip.Addr) string {
-	if ep.Hostname != nil && *ep.Hostname != "" {
-		if len(validation.IsDNS1123Label(*ep.Hostname)) > 0 {
+func endpointHostname(ep kubewatch.Endpoint, a netip.Addr) string {
+	if ep.Hostname != "" {
+		if len(validation.IsDNS1123Label(ep.Hostname)) > 0 {
 			return ""
 		}
-		return *ep.Hostname
+		return ep.Hostname
 	}
 	if a.Is4() {
 		return strings.ReplaceAll(a.String(), ".", "-")

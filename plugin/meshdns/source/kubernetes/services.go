@@ -19,7 +19,7 @@ import (
 // (every family) of a Service with a virtual IP; for a headless Service the ready endpoints of its
 // EndpointSlices (all of them with publishNotReadyAddresses) and one name per endpoint hostname; for an
 // ExternalName Service a CNAME to its external name.
-func serviceEntries(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, clusterDomain, cluster string) ([]table.Entry, error) {
+func serviceEntries(svc *kubewatch.Service, eps []*kubewatch.EndpointSlice, clusterDomain, cluster string) ([]table.Entry, error) {
 	// Fully qualified and lower case, as the table files it: its canonical form is then no copy.
 	host := svc.Name + "." + svc.Namespace + ".svc." + clusterDomain + "."
 	e := table.Entry{
@@ -30,20 +30,16 @@ func serviceEntries(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, clust
 		Cluster:   cluster,
 	}
 	switch {
-	case svc.Spec.Type == corev1.ServiceTypeExternalName:
-		if err := table.ValidateHost(svc.Spec.ExternalName); err != nil || svc.Spec.ExternalName[0] == '*' {
-			return nil, fmt.Errorf("service %s/%s: externalName %q is not a host name", svc.Namespace, svc.Name, svc.Spec.ExternalName)
+	case svc.Type == corev1.ServiceTypeExternalName:
+		if err := table.ValidateHost(svc.ExternalName); err != nil || svc.ExternalName[0] == '*' {
+			return nil, fmt.Errorf("service %s/%s: externalName %q is not a host name", svc.Namespace, svc.Name, svc.ExternalName)
 		}
-		e.Alias = svc.Spec.ExternalName
+		e.Alias = svc.ExternalName
 		return []table.Entry{e}, nil
-	case svc.Spec.ClusterIP == corev1.ClusterIPNone:
+	case svc.Headless():
 		return headlessEntries(e, svc, eps), nil
 	}
-	ips := svc.Spec.ClusterIPs
-	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
-		ips = []string{svc.Spec.ClusterIP}
-	}
-	for _, s := range ips {
+	for _, s := range svc.ClusterIPs {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
 			return nil, fmt.Errorf("service %s/%s: clusterIP %q: %v", svc.Namespace, svc.Name, s, err)
@@ -59,42 +55,44 @@ func serviceEntries(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, clust
 // headlessEntries fills the headless Service's entry svc with its endpoints and adds the per-pod
 // names <hostname>.<service>.<ns>.svc.<domain>. Slices of one Service may repeat an endpoint (one
 // slice per family, or while the controller moves endpoints): addresses are merged.
-func headlessEntries(svc table.Entry, obj *corev1.Service, eps []*discoveryv1.EndpointSlice) []table.Entry {
+func headlessEntries(svc table.Entry, obj *kubewatch.Service, eps []*kubewatch.EndpointSlice) []table.Entry {
 	out := []table.Entry{svc}
 	pods := map[string]int{} // hostname -> index in out
 	addrSlices := addressSlices(eps)
 	n := 0 // the service's addresses at most: its entry's slice is made once, at its size
 	for _, s := range addrSlices {
 		for _, ep := range s.Endpoints {
-			if obj.Spec.PublishNotReadyAddresses || kubewatch.Ready(ep) {
-				n += len(ep.Addresses)
+			if obj.PublishNotReadyAddresses || ep.Ready {
+				n += len(ep.Addrs)
 			}
 		}
 	}
 	out[0].Addrs = make([]netip.Addr, 0, n)
 	for _, s := range addrSlices {
 		for _, ep := range s.Endpoints {
-			if !obj.Spec.PublishNotReadyAddresses && !kubewatch.Ready(ep) {
+			if !obj.PublishNotReadyAddresses && !ep.Ready {
 				continue
 			}
-			addrs := endpointAddrs(ep)
+			addrs := ep.Addrs
 			out[0].Addrs = kubewatch.AppendNew(out[0].Addrs, addrs)
-			if ep.Hostname == nil || !isDNS1123Label(*ep.Hostname) {
+			if !isDNS1123Label(ep.Hostname) {
 				continue
 			}
-			i, ok := pods[*ep.Hostname]
+			i, ok := pods[ep.Hostname]
 			if !ok {
 				i = len(out)
-				pods[*ep.Hostname] = i
-				host := *ep.Hostname + "." + svc.Host // hostname.name.ns.svc.domain.
+				pods[ep.Hostname] = i
+				host := ep.Hostname + "." + svc.Host // hostname.name.ns.svc.domain.
 				out = append(out, table.Entry{
 					Host:      host,
 					Registry:  table.RegistryKubernetes,
-					ShortName: host[:len(*ep.Hostname)+1+len(obj.Name)], // hostname.name, sharing Host's bytes
+					ShortName: host[:len(ep.Hostname)+1+len(obj.Name)], // hostname.name, sharing Host's bytes
 					Namespace: obj.Namespace,
 					Cluster:   svc.Cluster,
 				})
-				if len(addrs) == 1 { // the common case: the endpoint's own slice, owned by nothing else
+				if len(addrs) == 1 {
+					// The common case: the informer's own address, shared (the table only reads
+					// it; the slice is exactly its length, so a later append copies).
 					out[i].Addrs = addrs
 					continue
 				}
@@ -126,32 +124,20 @@ func isDNS1123Label(s string) bool {
 
 // addressSlices returns the slices of eps that carry addresses (FQDN slices carry names), in name
 // order: endpoints then come in slice order, so the answer order does not depend on the informer.
-func addressSlices(eps []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
-	out := make([]*discoveryv1.EndpointSlice, 0, len(eps))
+func addressSlices(eps []*kubewatch.EndpointSlice) []*kubewatch.EndpointSlice {
+	out := make([]*kubewatch.EndpointSlice, 0, len(eps))
 	for _, s := range eps {
 		if s.AddressType == discoveryv1.AddressTypeIPv4 || s.AddressType == discoveryv1.AddressTypeIPv6 {
 			out = append(out, s)
 		}
 	}
-	slices.SortFunc(out, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-// endpointAddrs returns an endpoint's addresses that parse as IPs.
-func endpointAddrs(ep discoveryv1.Endpoint) []netip.Addr {
-	var out []netip.Addr
-	for _, s := range ep.Addresses {
-		if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, a)
-		}
-	}
+	slices.SortFunc(out, func(a, b *kubewatch.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
 // serviceMeta is what the visibility of a Service's names depends on: the per-pod names of a
 // headless Service are seen with the Service.
-func serviceMeta(svc *corev1.Service, clusterDomain string) objectMeta {
-	return objectMeta{object: "service " + svc.Namespace + "/" + svc.Name, ns: svc.Namespace, kube: true,
-		created: svc.CreationTimestamp.Time, exportTo: splitExportTo(svc.Annotations[exportToAnnotation]),
-		field: "annotation " + exportToAnnotation, svcHost: svc.Name + "." + svc.Namespace + ".svc." + clusterDomain}
+func serviceMeta(svc *kubewatch.Service) objectMeta {
+	return objectMeta{name: svc.Name, ns: svc.Namespace, kube: true, created: svc.CreationTime().Time,
+		exportTo: splitExportTo(svc.Annotations[exportToAnnotation]), field: "annotation " + exportToAnnotation}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,20 @@ func service(ns, name string, clusterIPs ...string) *corev1.Service {
 		svc.Spec.ClusterIP, svc.Spec.ClusterIPs = clusterIPs[0], clusterIPs
 	}
 	return svc
+}
+
+// kept is svc as the shared informer keeps it for this source.
+func kept(svc *corev1.Service) *kubewatch.Service {
+	return kubewatch.NewService(svc, (&Source{}).serviceNeeds())
+}
+
+// keptSlices are the slices as the informer keeps them.
+func keptSlices(in []*discoveryv1.EndpointSlice) []*kubewatch.EndpointSlice {
+	var out []*kubewatch.EndpointSlice
+	for _, s := range in {
+		out = append(out, kubewatch.NewEndpointSlice(s, kubewatch.SliceLabels...))
+	}
+	return out
 }
 
 type ep struct {
@@ -106,7 +121,7 @@ func TestServiceEntries(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := serviceEntries(tc.svc, slices.Clone(tc.slices), "cluster.local", "c1")
+			got, err := serviceEntries(kept(tc.svc), keptSlices(tc.slices), "cluster.local", "c1")
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want one with %q", err, tc.wantErr)
@@ -168,7 +183,7 @@ func TestClientIndex(t *testing.T) {
 		for _, ip := range ips {
 			p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip})
 		}
-		return p
+		return newClientPod(p)
 	}
 	var c clientIndex
 	if _, ok := c.NamespaceOf(netip.MustParseAddr("10.0.0.1")); ok {

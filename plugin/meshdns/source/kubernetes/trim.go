@@ -1,6 +1,8 @@
 package kubernetes
 
 import (
+	"net/netip"
+
 	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,16 +16,37 @@ import (
 // EndpointSlices are kept by kubewatch's transforms (kubewatch.TrimService, TrimEndpointSlice), which
 // the shared informers of a cluster use.
 
+// clientPod is what the pod informer keeps of a Pod (1,240 bytes, its spec and status): its
+// addresses as a client, none for a host-network pod (it has the node's, shared with every other
+// such pod, whatever their namespaces) or one that is done (its addresses may be new pods' already).
+type clientPod struct {
+	kubewatch.Meta
+	addrs []netip.Addr // both families, unmapped
+}
+
+func newClientPod(p *corev1.Pod) *clientPod {
+	out := &clientPod{Meta: kubewatch.MetaOf(&p.ObjectMeta)}
+	if p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return out
+	}
+	ips := p.Status.PodIPs
+	if len(ips) == 0 && p.Status.PodIP != "" {
+		ips = []corev1.PodIP{{IP: p.Status.PodIP}}
+	}
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip.IP); err == nil {
+			out.addrs = append(out.addrs, a.Unmap())
+		}
+	}
+	return out
+}
+
 func trimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
-		return obj, nil
+		return obj, nil // a tombstone, or kept already
 	}
-	return &corev1.Pod{
-		ObjectMeta: kubewatch.Meta(&p.ObjectMeta),
-		Spec:       corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
-		Status:     corev1.PodStatus{Phase: p.Status.Phase, PodIPs: p.Status.PodIPs, PodIP: p.Status.PodIP},
-	}, nil
+	return newClientPod(p), nil
 }
 
 func trimServiceEntry(obj any) (any, error) {

@@ -111,31 +111,35 @@ func splitExportTo(s string) []string {
 
 // candidate is one object's names for a host, with what its visibility is decided by.
 type candidate struct {
-	key      string // "s/ns/name" or "e/ns/name"
-	object   string // "service ns/name", "serviceentry ns/name", for the debug endpoint
-	ns       string
-	kube     bool // a Kubernetes Service: preferred over ServiceEntries
-	created  time.Time
-	exportTo []string // as written; nil: the mesh default
-	field    string   // where exportTo is written
-	svcHost  string   // the host Sidecar egress hosts are matched against (a Service's, for its per-pod names)
-	entries  []table.Entry
+	key string // "s/ns/name" or "e/ns/name"
+	objectMeta
+	svcHost string // the host Sidecar egress hosts are matched against (a Service's, for its per-pod names)
+	entries []table.Entry
 }
 
 // objectMeta is what the visibility of one object's names depends on, kept beside its entries.
+// A large cluster has one per Service: its strings are the informer's, shared, and what is made of
+// them (object, the Service's host) is made when asked.
 type objectMeta struct {
-	object   string
-	ns       string
-	kube     bool
+	name, ns string
+	kube     bool // a Kubernetes Service (else a ServiceEntry): preferred over ServiceEntries
 	created  time.Time
-	exportTo []string
-	field    string
-	svcHost  string // "" for a ServiceEntry: each host is its own
+	exportTo []string // as written; nil: the mesh default
+	field    string   // where exportTo is written
+}
+
+// object names the object for logs and the debug endpoint: "service ns/name", "serviceentry ns/name".
+func (m objectMeta) object() string {
+	kind := "serviceentry"
+	if m.kube {
+		kind = "service"
+	}
+	return kind + " " + m.ns + "/" + m.name
 }
 
 func (m objectMeta) equal(o objectMeta) bool {
-	return m.object == o.object && m.ns == o.ns && m.kube == o.kube && m.created.Equal(o.created) &&
-		slices.Equal(m.exportTo, o.exportTo) && m.field == o.field && m.svcHost == o.svcHost
+	return m.name == o.name && m.ns == o.ns && m.kube == o.kube && m.created.Equal(o.created) &&
+		slices.Equal(m.exportTo, o.exportTo) && m.field == o.field
 }
 
 // visibility is the state visibility is decided by, beyond the objects: the mesh defaults and the

@@ -31,16 +31,16 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // svcCand is a Service ns/name (host name.ns.svc.cluster.local) with exportTo annotation value ann.
 func svcCand(ns, name, ann string, age int, addr string) candidate {
 	h := name + "." + ns + ".svc.cluster.local"
-	m := serviceMeta(svcWith(ns, name, ann), "cluster.local")
-	return candidate{key: "s/" + ns + "/" + name, object: m.object, ns: ns, kube: true, created: t0.Add(time.Duration(age) * time.Minute),
-		exportTo: m.exportTo, field: m.field, svcHost: h,
+	m := serviceMeta(kept(svcWith(ns, name, ann)))
+	m.created = t0.Add(time.Duration(age) * time.Minute)
+	return candidate{key: "s/" + ns + "/" + name, objectMeta: m, svcHost: h,
 		entries: []table.Entry{{Host: h, Addrs: []netip.Addr{netip.MustParseAddr(addr)}, Registry: table.RegistryKubernetes, Namespace: ns, ShortName: name}}}
 }
 
 // seCand is a ServiceEntry ns/name for host with spec.exportTo exportTo.
 func seCand(ns, name, host string, exportTo []string, age int, addr string) candidate {
-	return candidate{key: "e/" + ns + "/" + name, object: "serviceentry " + ns + "/" + name, ns: ns, created: t0.Add(time.Duration(age) * time.Minute),
-		exportTo: exportTo, field: "spec.exportTo", svcHost: host,
+	return candidate{key: "e/" + ns + "/" + name, objectMeta: objectMeta{name: name, ns: ns, created: t0.Add(time.Duration(age) * time.Minute),
+		exportTo: exportTo, field: "spec.exportTo"}, svcHost: host,
 		entries: []table.Entry{{Host: host, Addrs: []netip.Addr{netip.MustParseAddr(addr)}, Registry: table.RegistryExternal}}}
 }
 
@@ -369,7 +369,7 @@ func TestDebugVisibility(t *testing.T) {
 	s := &Source{cfg: &Config{Sidecars: true}, meta: map[string]objectMeta{}}
 	s.vis = visWith(t, "", sidecarOf("front", "default", 0, false, []string{"./*"}))
 	web := svcWith("shop", "web", ".")
-	s.meta["s/shop/web"] = serviceMeta(web, "cluster.local")
+	s.meta["s/shop/web"] = serviceMeta(kept(web))
 	s.set("s/shop/web", []table.Entry{{Host: "web.shop.svc.cluster.local", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, Registry: table.RegistryKubernetes}})
 	ask := func(q string) VisibilityExplanation {
 		rec := httptest.NewRecorder()
@@ -390,7 +390,7 @@ func TestDebugVisibility(t *testing.T) {
 		t.Errorf("shop: %+v", ex)
 	}
 	// Exported to everyone, front's Sidecar still hides it.
-	s.meta["s/shop/web"] = serviceMeta(svcWith("shop", "web", ""), "cluster.local")
+	s.meta["s/shop/web"] = serviceMeta(kept(svcWith("shop", "web", "")))
 	ex = ask("host=web.shop.svc.cluster.local&namespace=front")
 	if ex.Visible || !strings.Contains(ex.Objects[0].Why, "not imported by Sidecar front/default: no egress host matches") ||
 		!strings.Contains(ex.Objects[0].ExportToFrom, "defaultServiceExportTo") {

@@ -5,46 +5,93 @@ import (
 	"slices"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
 // ServiceIndex indexes EndpointSlices by the "ns/name" of their Service (SliceService).
 const ServiceIndex = "service"
 
-// Meta keeps what every trimmed object keeps of its metadata: the informers keep only what names
-// are built from, and annotations and managed fields would be most of a large cluster's memory.
-func Meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		CreationTimestamp: m.CreationTimestamp}
+// EndpointSlice is what the informers keep of a discoveryv1.EndpointSlice: its address type, the
+// labels asked for, and of each endpoint its addresses, parsed, readiness and hostname.
+type EndpointSlice struct {
+	Meta
+	AddressType discoveryv1.AddressType
+	Endpoints   []Endpoint
+	// labels are the labels kept, as key, value pairs: a map of one entry is some 300 bytes, and a
+	// cluster has an EndpointSlice for every Service with a selector.
+	labels []string
 }
 
-// TrimEndpointSlice is the transform keeping of an EndpointSlice its address type, the labels
-// given, and its endpoints' addresses, Ready condition and hostname.
+// Label is the value of the label key, if kept.
+func (s *EndpointSlice) Label(key string) string {
+	for i := 0; i+1 < len(s.labels); i += 2 {
+		if s.labels[i] == key {
+			return s.labels[i+1]
+		}
+	}
+	return ""
+}
+
+// GetLabels implements metav1.Object: the labels kept, as a new map.
+func (s *EndpointSlice) GetLabels() map[string]string {
+	m := make(map[string]string, len(s.labels)/2)
+	for i := 0; i+1 < len(s.labels); i += 2 {
+		m[s.labels[i]] = s.labels[i+1]
+	}
+	return m
+}
+
+// Endpoint is an endpoint of an EndpointSlice: 48 bytes and its address, where the API's is 96 and
+// strings and pointers for each field.
+type Endpoint struct {
+	// Addrs are the addresses that parse as IPs (not an FQDN slice's), each slice exactly its
+	// length: a name's entry may share it.
+	Addrs    []netip.Addr
+	Hostname string // "" when it has none
+	Ready    bool   // the Ready condition; the API defines a missing one as ready
+}
+
+// NewEndpointSlice is the EndpointSlice kept of s, with the labels named in labels.
+func NewEndpointSlice(s *discoveryv1.EndpointSlice, labels ...string) *EndpointSlice {
+	out := &EndpointSlice{Meta: MetaOf(&s.ObjectMeta), AddressType: s.AddressType, Endpoints: make([]Endpoint, len(s.Endpoints))}
+	for _, k := range labels {
+		if v, ok := s.Labels[k]; ok {
+			out.labels = append(out.labels, k, v) // the caller's key: the decoded one is not kept
+		}
+	}
+	out.labels = slices.Clip(out.labels)
+	n := 0
+	for _, ep := range s.Endpoints {
+		n += len(ep.Addresses)
+	}
+	addrs := make([]netip.Addr, 0, n) // one array for all the slice's addresses
+	for i, ep := range s.Endpoints {
+		e := Endpoint{Ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready}
+		if ep.Hostname != nil {
+			e.Hostname = *ep.Hostname
+		}
+		from := len(addrs)
+		for _, a := range ep.Addresses {
+			if addr, err := netip.ParseAddr(a); err == nil {
+				addrs = append(addrs, addr)
+			}
+		}
+		if len(addrs) > from {
+			e.Addrs = addrs[from:len(addrs):len(addrs)]
+		}
+		out.Endpoints[i] = e
+	}
+	return out
+}
+
+// TrimEndpointSlice is the informers' transform to an EndpointSlice kept with labels.
 func TrimEndpointSlice(labels ...string) cache.TransformFunc {
 	return func(obj any) (any, error) {
 		s, ok := obj.(*discoveryv1.EndpointSlice)
 		if !ok {
-			return obj, nil // a tombstone: DeletedFinalStateUnknown
+			return obj, nil // a tombstone (DeletedFinalStateUnknown), or kept already
 		}
-		out := &discoveryv1.EndpointSlice{ObjectMeta: Meta(&s.ObjectMeta), AddressType: s.AddressType}
-		for _, l := range labels {
-			if v, ok := s.Labels[l]; ok {
-				if out.Labels == nil {
-					out.Labels = make(map[string]string, 1)
-				}
-				out.Labels[l] = v
-			}
-		}
-		out.Endpoints = make([]discoveryv1.Endpoint, len(s.Endpoints))
-		for i, ep := range s.Endpoints {
-			out.Endpoints[i] = discoveryv1.Endpoint{
-				Addresses:  ep.Addresses,
-				Conditions: discoveryv1.EndpointConditions{Ready: ep.Conditions.Ready},
-				Hostname:   ep.Hostname,
-			}
-		}
-		return out, nil
+		return NewEndpointSlice(s, labels...), nil
 	}
 }
 
@@ -54,11 +101,11 @@ func SliceKey(obj any, label string) string {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	es, ok := obj.(*discoveryv1.EndpointSlice)
+	es, ok := obj.(*EndpointSlice)
 	if !ok {
 		return ""
 	}
-	name := es.Labels[label]
+	name := es.Label(label)
 	if name == "" {
 		return ""
 	}
@@ -78,11 +125,6 @@ func SliceServiceKey(obj any) string { return SliceKey(obj, discoveryv1.LabelSer
 
 // SliceService is the ServiceIndex index function.
 func SliceService(obj any) ([]string, error) { return SliceIndex(obj, discoveryv1.LabelServiceName) }
-
-// Ready reads an endpoint's Ready condition; the API defines a missing one as ready.
-func Ready(ep discoveryv1.Endpoint) bool {
-	return ep.Conditions.Ready == nil || *ep.Conditions.Ready
-}
 
 // AppendNew appends to dst the addresses of src it does not hold yet.
 func AppendNew(dst, src []netip.Addr) []netip.Addr {

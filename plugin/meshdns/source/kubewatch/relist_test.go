@@ -59,7 +59,7 @@ func TestReuse(t *testing.T) {
 		if same := got == any(first); same != c.same {
 			t.Errorf("%s: the cached object returned: %v, want %v", c.name, same, c.same)
 		}
-		if svc, ok := got.(*corev1.Service); ok && svc.Annotations != nil {
+		if svc, ok := got.(*Service); ok && svc.Annotations != nil {
 			t.Errorf("%s: not trimmed: %v", c.name, svc.Annotations)
 		}
 	}

@@ -2,73 +2,15 @@ package kubewatch
 
 import (
 	"context"
-	"slices"
 	"sync"
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
-	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
-
-// ServiceNeeds is what a source reads of Services beyond their names and addresses, which
-// TrimService always keeps.
-type ServiceNeeds struct {
-	Annotations []string // the annotations read (exportTo)
-	Labels      bool     // every label (an export label, chosen in the Corefile)
-	Gateway     bool     // external IPs and the load balancer's status (east-west gateways)
-}
-
-func (n ServiceNeeds) union(o ServiceNeeds) ServiceNeeds {
-	for _, a := range o.Annotations {
-		if !slices.Contains(n.Annotations, a) {
-			n.Annotations = append(slices.Clip(n.Annotations), a)
-		}
-	}
-	n.Labels = n.Labels || o.Labels
-	n.Gateway = n.Gateway || o.Gateway
-	return n
-}
-
-// TrimService is the transform keeping of a Service its names and addresses and what needs says.
-func TrimService(needs ServiceNeeds) cache.TransformFunc {
-	return func(obj any) (any, error) {
-		svc, ok := obj.(*corev1.Service)
-		if !ok {
-			return obj, nil // a tombstone: DeletedFinalStateUnknown
-		}
-		m := Meta(&svc.ObjectMeta)
-		for _, a := range needs.Annotations {
-			if v, ok := svc.Annotations[a]; ok {
-				if m.Annotations == nil {
-					m.Annotations = make(map[string]string, 1)
-				}
-				m.Annotations[a] = v
-			}
-		}
-		if needs.Labels {
-			m.Labels = svc.Labels
-		}
-		out := &corev1.Service{
-			ObjectMeta: m,
-			Spec: corev1.ServiceSpec{
-				Type:                     svc.Spec.Type,
-				ClusterIP:                svc.Spec.ClusterIP,
-				ClusterIPs:               svc.Spec.ClusterIPs,
-				ExternalName:             svc.Spec.ExternalName,
-				PublishNotReadyAddresses: svc.Spec.PublishNotReadyAddresses,
-			},
-		}
-		if needs.Gateway {
-			out.Spec.ExternalIPs = svc.Spec.ExternalIPs
-			out.Status.LoadBalancer = svc.Status.LoadBalancer
-		}
-		return out, nil
-	}
-}
 
 // SliceLabels are the EndpointSlice labels the shared informer keeps: the Service's name, and for
 // MCS the ServiceImport's and the source cluster's.

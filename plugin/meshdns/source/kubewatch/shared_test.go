@@ -41,8 +41,8 @@ func TestSharedInformers(t *testing.T) {
 		t.Fatal("not synced")
 	}
 	obj, ok, _ := a.Services.GetStore().GetByKey("istio-system/gw")
-	svc, _ := obj.(*corev1.Service)
-	if !ok || svc == nil || svc.Labels["x"] != "y" || len(svc.Annotations) != 1 || len(svc.Spec.ExternalIPs) != 1 || len(svc.Spec.ClusterIPs) != 1 {
+	svc, _ := obj.(*Service)
+	if !ok || svc == nil || svc.Labels["x"] != "y" || len(svc.Annotations) != 1 || len(svc.GatewayIPs) != 1 || len(svc.ClusterIPs) != 1 {
 		t.Fatalf("kept %+v: want what both sources read, and only that", svc)
 	}
 	releaseA()

@@ -205,7 +205,7 @@ func (w *clusterWatch) exported() map[string]exportedService {
 	out := map[string]exportedService{}
 	key, value, hasValue := strings.Cut(w.mc.ExportLabel, "=")
 	for _, obj := range w.services.GetStore().List() {
-		svc, ok := obj.(*corev1.Service)
+		svc, ok := obj.(*kubewatch.Service)
 		if !ok {
 			continue
 		}
@@ -224,16 +224,16 @@ func (w *clusterWatch) exported() map[string]exportedService {
 			}
 		}
 		es := exportedService{}
-		for _, s := range svc.Spec.ClusterIPs {
+		for _, s := range svc.ClusterIPs {
 			if a, err := netip.ParseAddr(s); err == nil {
 				es.clusterIPs = append(es.clusterIPs, a)
 			}
 		}
 		objs, _ := w.slices.GetIndexer().ByIndex(kubewatch.ServiceIndex, k)
 		for _, o := range objs {
-			if sl, ok := o.(*discoveryv1.EndpointSlice); ok {
+			if sl, ok := o.(*kubewatch.EndpointSlice); ok {
 				for _, ep := range sl.Endpoints {
-					if kubewatch.Ready(ep) && len(ep.Addresses) > 0 {
+					if ep.Ready && len(ep.Addrs) > 0 {
 						es.ready++
 					}
 				}
@@ -254,14 +254,12 @@ func (w *clusterWatch) gateway() []netip.Addr {
 	if !ok {
 		return nil
 	}
-	svc := obj.(*corev1.Service)
-	var out []netip.Addr
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(in.IP); err == nil {
-			out = kubewatch.AppendNew(out, []netip.Addr{a})
-		}
+	svc, ok := obj.(*kubewatch.Service)
+	if !ok {
+		return nil
 	}
-	for _, s := range svc.Spec.ExternalIPs {
+	var out []netip.Addr
+	for _, s := range svc.GatewayIPs {
 		if a, err := netip.ParseAddr(s); err == nil {
 			out = kubewatch.AppendNew(out, []netip.Addr{a})
 		}
