@@ -145,16 +145,20 @@ func (n *name) variantFor(key []byte, by int, v *View) *name {
 }
 
 func (n *name) laterVariant(key []byte, by int, v *View) *name {
-	for {
+	for ; n != nil; n = n.nextVariant() {
 		if n.seenBy(v) && n.claims(key, by) {
 			return n
 		}
-		chain := n.extra().chain
-		if chain == nil || chain.next == nil {
-			return nil
-		}
-		n = chain.next
 	}
+	return nil
+}
+
+// nextVariant is the variant of n's host chained after n, nil after the last.
+func (n *name) nextVariant() *name {
+	if chain := n.extra().chain; chain != nil {
+		return chain.next
+	}
+	return nil
 }
 
 // claims reports whether variant n claims key, reached by.

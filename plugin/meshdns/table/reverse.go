@@ -132,15 +132,10 @@ func (t *Table) unprunedReverse(addr netip.Addr) []string {
 
 // reversedAt reports whether a PTR of addr may name n's host: a variant every client sees has it.
 func (n *name) reversedAt(addr netip.Addr) bool {
-	for v := n; v != nil; {
+	for v := n; v != nil; v = v.nextVariant() {
 		if v.seenByAll() && v.hasAddr(addr) {
 			return true
 		}
-		chain := v.extra().chain
-		if chain == nil {
-			break
-		}
-		v = chain.next
 	}
 	return false
 }

@@ -52,15 +52,11 @@ type Source struct {
 	clients *clientIndex // nil unless cfg.Clients
 	tokens  tokenClient
 
-	mu        sync.Mutex
-	dirtySvc  map[string]bool // "ns/name" of Services whose names must be recomputed
-	dirtySE   map[string]bool // "ns/name" of ServiceEntries likewise
-	dirtyImp  map[string]bool // "ns/name" of ServiceImports likewise
-	dirtyPods bool
-	dirtyVis  bool         // a Sidecar or the mesh config changed: every host's visibility is redone
-	mesh      meshDefaults // the last good mesh config
-	meshData  []byte       // its content
-	meshRead  bool         // the mesh ConfigMap's first state is in
+	mu       sync.Mutex
+	dirty    dirty        // what changed since the last flush
+	mesh     meshDefaults // the last good mesh config
+	meshData []byte       // its content
+	meshRead bool         // the mesh ConfigMap's first state is in
 	// debug are the handlers other sources of this cluster serve on our debug endpoint, by path
 	// (multicluster's /multicluster); set at setup, before Run.
 	debug map[string]http.Handler
@@ -192,7 +188,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		}
 	}
 
-	s.dirtySvc, s.dirtySE, s.dirtyImp = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	s.dirty = newDirty()
 	s.clusterDomain = strings.ToLower(strings.Trim(s.cfg.ClusterDomain, "."))
 	byNS := map[string]*nsInformers{}
 	var synced []cache.InformerSynced
@@ -333,8 +329,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	}
 	s.view.Unlock()
 	s.mu.Lock()
-	s.dirtyPods = true
-	s.dirtyVis = true
+	s.dirty.pods, s.dirty.vis = true, true
 	s.mu.Unlock()
 	if z := s.cfg.ClustersetZone; z != "" {
 		s.view.Lock()
@@ -362,7 +357,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		go watchMeshConfig(ctx, s.cfg.MeshConfig, s.meshData, func(d meshDefaults) {
 			log.Infof("%s: mesh config %s read again", s, s.cfg.MeshConfig)
 			s.mu.Lock()
-			s.mesh, s.dirtyVis = d, true
+			s.mesh, s.dirty.vis = d, true
 			s.mu.Unlock()
 			s.signal()
 		}, func(err error) {
@@ -445,35 +440,35 @@ func (s *Source) handle(inf cache.SharedIndexInformer, resource string, mark fun
 
 func (s *Source) markService(key string) {
 	s.mu.Lock()
-	s.dirtySvc[key] = true
+	s.dirty.svc[key] = true
 	s.mu.Unlock()
 	s.signal()
 }
 
 func (s *Source) markServiceEntry(key string) {
 	s.mu.Lock()
-	s.dirtySE[key] = true
+	s.dirty.se[key] = true
 	s.mu.Unlock()
 	s.signal()
 }
 
 func (s *Source) markImport(key string) {
 	s.mu.Lock()
-	s.dirtyImp[key] = true
+	s.dirty.imp[key] = true
 	s.mu.Unlock()
 	s.signal()
 }
 
 func (s *Source) markVisibility() {
 	s.mu.Lock()
-	s.dirtyVis = true
+	s.dirty.vis = true
 	s.mu.Unlock()
 	s.signal()
 }
 
 func (s *Source) markPods() {
 	s.mu.Lock()
-	s.dirtyPods = true
+	s.dirty.pods = true
 	s.mu.Unlock()
 	s.signal()
 }
@@ -488,26 +483,37 @@ func (s *Source) signal() {
 // flush redoes the entries of the objects changed since the last flush and publishes the result.
 func (s *Source) flush(sink source.Sink, pods cache.SharedIndexInformer, sidecarsOf func() []*sidecar) {
 	s.mu.Lock()
-	svcKeys, seKeys, impKeys, podsChanged, visChanged := s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods, s.dirtyVis
-	s.dirtySvc, s.dirtySE, s.dirtyImp, s.dirtyPods, s.dirtyVis = map[string]bool{}, map[string]bool{}, map[string]bool{}, false, false
+	d := s.dirty
+	s.dirty = newDirty()
 	mesh := s.mesh
 	s.mu.Unlock()
 
 	// What the sink is given is made under view and handed over after it: the store may ask for
 	// entries again (HostEntries) while it holds its own lock, which it takes in Publish and Change.
 	s.view.Lock()
-	deliver := s.redoDirty(sink, pods, sidecarsOf, mesh, svcKeys, seKeys, impKeys, podsChanged, visChanged)
+	deliver := s.redoDirty(sink, pods, sidecarsOf, mesh, d)
 	s.view.Unlock()
 	if deliver != nil {
 		deliver()
 	}
 }
 
-// redoDirty redoes the objects marked since the last flush and returns what to hand the sink, nil
-// when nothing changed. The caller holds view for writing.
+// dirty is what changed since the last flush.
+type dirty struct {
+	svc, se, imp map[string]bool // "ns/name" of Services, ServiceEntries, ServiceImports to redo
+	pods         bool            // the client index is rebuilt
+	vis          bool            // a Sidecar or the mesh config changed: every host's visibility is redone
+}
+
+func newDirty() dirty {
+	return dirty{svc: map[string]bool{}, se: map[string]bool{}, imp: map[string]bool{}}
+}
+
+// redoDirty redoes what d marks and returns what to hand the sink, nil when nothing changed. The
+// caller holds view for writing.
 func (s *Source) redoDirty(sink source.Sink, pods cache.SharedIndexInformer, sidecarsOf func() []*sidecar, mesh meshDefaults,
-	svcKeys, seKeys, impKeys map[string]bool, podsChanged, visChanged bool) (deliver func()) {
-	if visChanged {
+	d dirty) (deliver func()) {
+	if d.vis {
 		own, errs := namespaceSidecars(sidecarsOf())
 		for _, err := range errs {
 			invalidTotal.WithLabelValues(s.cfg.Cluster, "sidecars").Inc()
@@ -523,23 +529,23 @@ func (s *Source) redoDirty(sink source.Sink, pods cache.SharedIndexInformer, sid
 		// grows them to every object and host of the cluster.
 		s.recent = nil
 	}()
-	for key := range svcKeys {
+	for key := range d.svc {
 		s.redo("s/"+key, "services")
 	}
-	for key := range seKeys {
+	for key := range d.se {
 		s.redo("e/"+key, "serviceentries")
 	}
-	for key := range impKeys {
+	for key := range d.imp {
 		s.redo("i/"+key, "serviceimports")
 	}
-	if podsChanged && pods != nil {
+	if d.pods && pods != nil {
 		clientsGauge.WithLabelValues(s.cfg.Cluster).Set(float64(s.clients.rebuild(pods.GetStore().List())))
 	}
 	defer func() { s.changed = nil }()
 	cs, incremental := sink.(source.ChangeSink)
 	switch {
-	case !s.published || !incremental || visChanged:
-		if s.published && len(s.changed) == 0 && !visChanged {
+	case !s.published || !incremental || d.vis:
+		if s.published && len(s.changed) == 0 && !d.vis {
 			return nil
 		}
 		entries := s.snapshot()

@@ -160,6 +160,6 @@ func (s *Source) meshConfigMapChanged(store cache.Store) {
 	if s.meshRead {
 		log.Infof("%s: mesh config %s changed", s, where)
 	}
-	s.mesh, s.meshData, s.meshRead, s.dirtyVis = d, data, true, true
+	s.mesh, s.meshData, s.meshRead, s.dirty.vis = d, data, true, true
 	s.signal() // does not block
 }
