@@ -56,18 +56,24 @@ func serviceEntries(svc *kubewatch.Service, eps []*kubewatch.EndpointSlice, clus
 // names <hostname>.<service>.<ns>.svc.<domain>. Slices of one Service may repeat an endpoint (one
 // slice per family, or while the controller moves endpoints): addresses are merged.
 func headlessEntries(svc table.Entry, obj *kubewatch.Service, eps []*kubewatch.EndpointSlice) []table.Entry {
-	out := []table.Entry{svc}
-	pods := map[string]int{} // hostname -> index in out
 	addrSlices := addressSlices(eps)
-	n := 0 // the service's addresses at most: its entry's slice is made once, at its size
+	// The service's addresses and its per-pod names at most: its entry's addresses and the entries
+	// are each made once, at their size (growing them by appends was most of a first flush's garbage).
+	n, named := 0, 0
 	for _, s := range addrSlices {
 		for _, ep := range s.Endpoints {
 			if obj.PublishNotReadyAddresses || ep.Ready {
 				n += len(ep.Addrs)
+				if isDNS1123Label(ep.Hostname) {
+					named++
+				}
 			}
 		}
 	}
+	out := make([]table.Entry, 1, 1+named)
+	out[0] = svc
 	out[0].Addrs = make([]netip.Addr, 0, n)
+	pods := make(map[string]int, named) // hostname -> index in out
 	for _, s := range addrSlices {
 		for _, ep := range s.Endpoints {
 			if !obj.PublishNotReadyAddresses && !ep.Ready {

@@ -21,7 +21,7 @@ func Unchanged(old, cur any) bool {
 	if err != nil {
 		return false
 	}
-	return o.GetResourceVersion() != "" && o.GetResourceVersion() == c.GetResourceVersion() && o.GetUID() == c.GetUID()
+	return o.GetResourceVersion() != "" && o.GetResourceVersion() == c.GetResourceVersion() && uidSumOf(o) == uidSumOf(c)
 }
 
 // Reuse is trim, except for an object the informer inf holds already at the same resource version:

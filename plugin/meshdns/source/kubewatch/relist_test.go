@@ -23,6 +23,12 @@ func TestUnchanged(t *testing.T) {
 		{"deleted and made again", svc("1", "7"), svc("2", "7"), false},
 		{"no version", svc("1", ""), svc("1", ""), false},
 		{"not an object", "x", svc("1", "7"), false},
+		// Kept objects hold a checksum of the UID, not the UID: the same answers, kept or not.
+		{"kept, relisted as it was", NewService(svc("1", "7"), ServiceNeeds{}), svc("1", "7"), true},
+		{"kept, made again", NewService(svc("1", "7"), ServiceNeeds{}), svc("2", "7"), false},
+		{"both kept, made again", NewService(svc("1", "7"), ServiceNeeds{}), NewService(svc("2", "7"), ServiceNeeds{}), false},
+		{"both kept, changed", NewService(svc("1", "7"), ServiceNeeds{}), NewService(svc("1", "8"), ServiceNeeds{}), false},
+		{"both kept, as it was", NewService(svc("1", "7"), ServiceNeeds{}), NewService(svc("1", "7"), ServiceNeeds{}), true},
 	} {
 		if got := Unchanged(c.old, c.cur); got != c.want {
 			t.Errorf("%s: Unchanged = %v, want %v", c.name, got, c.want)
