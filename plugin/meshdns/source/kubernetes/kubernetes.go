@@ -71,11 +71,10 @@ type Source struct {
 	// key: "s/ns/name", "e/ns/name", "i/ns/name" or "z/zone" (objectnames.go).
 	informersOf   func(ns string) *nsInformers // nil until Run has them
 	clusterDomain string                       // lower case, no dots around
-	hostsOf       map[string][]string          // key -> the canonical hosts its entries name
 	sums          map[string]uint64            // key -> entriesSum of its entries
 	recent        map[string][]table.Entry     // key -> its entries, set or computed in this flush
 	flushing      bool
-	hostKeys      map[string]keyList // canonical host -> the keys of the objects naming it
+	hosts         hostIndex          // which objects name which canonical hosts
 	published     bool               // the first snapshot is out: send changes from now on
 	changed       map[string]bool    // canonical hosts whose entries changed in this flush
 	cands         []candidate        // entriesFor's, reused from host to host
@@ -618,7 +617,7 @@ func (s *Source) candidates(h string) ([]candidate, []table.Entry) {
 // appendCandidates is candidates appended to cands.
 func (s *Source) appendCandidates(cands []candidate, h string) ([]candidate, []table.Entry) {
 	var rest []table.Entry
-	for k := range s.hostKeys[h].all() {
+	for k := range s.hosts.keys(h) {
 		mine := hostRun(s.entriesOf(k), h)
 		m, ok := s.meta[k]
 		if !ok {
@@ -683,7 +682,7 @@ func (s *Source) markHosts(key string) {
 	if s.changed == nil {
 		s.changed = map[string]bool{}
 	}
-	for _, h := range s.hostsOf[key] {
+	for _, h := range s.hosts.hosts(key) {
 		s.changed[h] = true
 	}
 }
@@ -691,8 +690,8 @@ func (s *Source) markHosts(key string) {
 // set records the entries of one object, and which hosts changed with it: none when the object
 // names what it named (a relist, an EndpointSlice update that moved nothing answered).
 func (s *Source) set(key string, entries []table.Entry) {
-	if s.hostKeys == nil {
-		s.hostKeys, s.hostsOf, s.sums = map[string]keyList{}, map[string][]string{}, map[string]uint64{}
+	if s.sums == nil {
+		s.sums = map[string]uint64{}
 	}
 	if s.changed == nil {
 		s.changed = map[string]bool{}
@@ -705,40 +704,31 @@ func (s *Source) set(key string, entries []table.Entry) {
 	if old, ok := s.sums[key]; ok && old == sum {
 		return
 	}
-	for _, h := range s.hostsOf[key] {
+	for _, h := range s.hosts.hosts(key) {
 		s.changed[h] = true
-		if l := s.hostKeys[h].without(key); l != "" {
-			s.hostKeys[h] = l
-		} else {
-			delete(s.hostKeys, h)
-		}
 	}
 	if len(entries) == 0 {
-		delete(s.hostsOf, key)
+		s.hosts.remove(key)
 		delete(s.sums, key)
 		delete(s.meta, key)
 		return
 	}
-	var hosts []string
+	hosts := make([]string, 0, len(entries))
 	for _, e := range entries {
 		h := table.CanonicalHost(e.Host)
-		if !slices.Contains(hosts, h) {
+		if len(hosts) == 0 || hosts[len(hosts)-1] != h { // an object names a host in one run
 			hosts = append(hosts, h)
 		}
 		s.changed[h] = true
-		s.hostKeys[h] = s.hostKeys[h].with(key)
 	}
-	s.hostsOf[key], s.sums[key] = slices.Clip(hosts), sum
+	s.hosts.set(key, orderHosts(hosts))
+	s.sums[key] = sum
 }
 
 // snapshot lists every entry, host by host in order, objects in key order: the same objects always
 // make the same table.
 func (s *Source) snapshot() []table.Entry {
-	hosts := make([]string, 0, len(s.hostKeys))
-	for h := range s.hostKeys {
-		hosts = append(hosts, h)
-	}
-	slices.Sort(hosts)
+	hosts := s.hosts.all()
 	out := make([]table.Entry, 0, len(hosts))
 	for _, h := range hosts {
 		out = append(out, s.entriesFor(h)...)

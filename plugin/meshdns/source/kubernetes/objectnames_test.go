@@ -50,12 +50,12 @@ func TestSetMarksChangedHostsOnly(t *testing.T) {
 		t.Errorf("the same entries again: changed %v", s.changed)
 	}
 	s.set("s/data/db", db[:1])
-	if len(s.changed) != 2 || len(s.hostKeys) != 1 || len(s.hostsOf["s/data/db"]) != 1 {
-		t.Errorf("a per-pod name gone: changed %v, hosts %v", s.changed, s.hostKeys)
+	if len(s.changed) != 2 || len(s.hosts.all()) != 1 || len(s.hosts.hosts("s/data/db")) != 1 {
+		t.Errorf("a per-pod name gone: changed %v, hosts %v", s.changed, s.hosts.all())
 	}
 	s.set("s/data/db", nil)
-	if len(s.hostKeys) != 0 || len(s.hostsOf) != 0 || len(s.sums) != 0 {
-		t.Errorf("deleted: hosts %v, by key %v", s.hostKeys, s.hostsOf)
+	if !s.hosts.empty() || len(s.hosts.named) != 0 || len(s.sums) != 0 {
+		t.Errorf("deleted: hosts %v, by key %v", s.hosts.named, s.hosts.hostsOf)
 	}
 }
 
