@@ -93,6 +93,7 @@ func (s *store) primed() {
 	}
 	if !s.ready.Swap(true) {
 		close(s.readyCh)
+		settleGC()
 	}
 }
 
@@ -193,6 +194,7 @@ func (s *store) rebuild() {
 	s.swap(table.Build(concat(snaps), s.opts))
 	if ready && !s.ready.Swap(true) {
 		close(s.readyCh)
+		settleGC()
 	}
 }
 
