@@ -74,10 +74,10 @@ type Source struct {
 	sums          map[string]uint64            // key -> entriesSum of its entries
 	recent        map[string][]table.Entry     // key -> its entries, set or computed in this flush
 	flushing      bool
-	hosts         hostIndex          // which objects name which canonical hosts
-	published     bool               // the first snapshot is out: send changes from now on
-	changed       map[string]bool    // canonical hosts whose entries changed in this flush
-	cands         []candidate        // entriesFor's, reused from host to host
+	hosts         hostIndex       // which objects name which canonical hosts
+	published     bool            // the first snapshot is out: send changes from now on
+	changed       map[string]bool // canonical hosts whose entries changed in this flush
+	cands         []candidate     // entriesFor's, reused from host to host
 }
 
 // New checks the configuration (the kubeconfig must load, or the process must be in a cluster) and
