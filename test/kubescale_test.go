@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,6 +187,9 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			if err := <-startCPU; err != nil {
 				b.Fatalf("CPU profile of %s's start: %v", r.name, err)
 			}
+		}
+		if m := regexp.MustCompile(`synced in [^\n]*`).FindString(r.srv.out.String()); m != "" {
+			b.Logf("%s: %s", r.name, m) // where meshdns's time to ready went
 		}
 		time.Sleep(2 * time.Second) // let the first table's garbage go
 		r.rssMiB = float64(procStatus(b, r.srv.cmd.Process.Pid, "VmRSS")) / 1024

@@ -158,6 +158,7 @@ type nsInformers struct {
 func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	runStart := time.Now()
 	kube, err := kubernetes.NewForConfig(s.rest)
 	if err != nil {
 		sink.Reject(fmt.Errorf("kubernetes client: %w", err))
@@ -318,6 +319,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	if !kubewatch.WaitSynced(ctx, synced) {
 		return // stopped before the first sync
 	}
+	listed := time.Now()
 	// The handlers have marked every object of the first lists: the first flush indexes them all.
 	s.view.Lock()
 	s.informersOf = func(ns string) *nsInformers {
@@ -351,7 +353,11 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	}
 	flush := func() { s.flush(sink, pods, sidecarsOf) }
 	flush()
-	log.Infof("%s: synced in %v", s, time.Since(begin).Round(time.Millisecond))
+	// Where the time to ready goes: asking what the cluster serves and starting the informers, the
+	// lists, the first table.
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	log.Infof("%s: synced in %v (set-up %v, lists %v, first table %v)", s, ms(time.Since(runStart)),
+		ms(begin.Sub(runStart)), ms(listed.Sub(begin)), ms(time.Since(listed)))
 	if s.cfg.MeshConfig != "" {
 		go watchMeshConfig(ctx, s.cfg.MeshConfig, s.meshData, func(d meshDefaults) {
 			log.Infof("%s: mesh config %s read again", s, s.cfg.MeshConfig)
