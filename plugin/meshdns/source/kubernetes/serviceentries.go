@@ -1,11 +1,10 @@
 package kubernetes
 
 import (
-	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
-
 	"fmt"
 	"net/netip"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

@@ -1,12 +1,11 @@
 package kubernetes
 
 import (
-	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
-
 	"fmt"
 	"net/netip"
 	"strings"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

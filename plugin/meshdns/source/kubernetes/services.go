@@ -1,13 +1,12 @@
 package kubernetes
 
 import (
-	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
-
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/source/kubewatch"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
 
 	corev1 "k8s.io/api/core/v1"
