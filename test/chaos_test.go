@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -125,8 +126,11 @@ func TestChaos(t *testing.T) {
 				unreachable.Add(1)
 				continue
 			}
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
+				// When, and what the ready plugin said was not ready: to place it in the chaos.
+				t.Logf("/ready %d at %s: %s", resp.StatusCode, time.Now().Format("15:04:05.000"), strings.TrimSpace(string(body)))
 				notReady.Add(1)
 			}
 		}
