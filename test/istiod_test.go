@@ -38,12 +38,18 @@ func addrsOf(t testing.TB, addr, name string, qtype uint16) []string {
 // resolvesTo waits until addr answers name with exactly want.
 func resolvesTo(t *testing.T, addr, name string, qtype uint16, want ...string) {
 	t.Helper()
+	resolvesWithin(t, 15*time.Second, addr, name, qtype, want...)
+}
+
+// resolvesWithin is resolvesTo waiting up to within.
+func resolvesWithin(t *testing.T, within time.Duration, addr, name string, qtype uint16, want ...string) {
+	t.Helper()
 	slices.Sort(want)
 	start := time.Now()
 	defer func() {
 		t.Logf("%s %s answered as wanted after %s", name, dns.TypeToString[qtype], time.Since(start).Round(time.Millisecond))
 	}()
-	eventually(t, 15*time.Second, fmt.Sprintf("%s %s -> %v", name, dns.TypeToString[qtype], want), func() error {
+	eventually(t, within, fmt.Sprintf("%s %s -> %v", name, dns.TypeToString[qtype], want), func() error {
 		if got := addrsOf(t, addr, name, qtype); !slices.Equal(got, want) {
 			return fmt.Errorf("got %v", got)
 		}
