@@ -147,6 +147,3 @@ func (x *hostIndex) all() []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
-
-// empty reports whether no object names any host.
-func (x *hostIndex) empty() bool { return len(x.hostsOf) == 0 }

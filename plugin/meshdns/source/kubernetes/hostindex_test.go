@@ -52,7 +52,7 @@ func TestHostIndex(t *testing.T) {
 	for _, k := range []string{"s/data/db", "e/data/pin", "e/data/two"} {
 		x.remove(k)
 	}
-	if !x.empty() || len(x.named) != 0 || len(x.all()) != 0 {
+	if len(x.hostsOf) != 0 || len(x.named) != 0 || len(x.all()) != 0 {
 		t.Errorf("every object removed: named %q, hostsOf %q", x.named, x.hostsOf)
 	}
 }

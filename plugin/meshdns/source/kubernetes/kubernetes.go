@@ -710,9 +710,7 @@ func (s *Source) set(key string, entries []table.Entry) {
 	if old, ok := s.sums[key]; ok && old == sum {
 		return
 	}
-	for _, h := range s.hosts.hosts(key) {
-		s.changed[h] = true
-	}
+	s.markHosts(key)
 	if len(entries) == 0 {
 		s.hosts.remove(key)
 		delete(s.sums, key)

@@ -54,7 +54,7 @@ func TestSetMarksChangedHostsOnly(t *testing.T) {
 		t.Errorf("a per-pod name gone: changed %v, hosts %v", s.changed, s.hosts.all())
 	}
 	s.set("s/data/db", nil)
-	if !s.hosts.empty() || len(s.hosts.named) != 0 || len(s.sums) != 0 {
+	if len(s.hosts.hostsOf) != 0 || len(s.hosts.named) != 0 || len(s.sums) != 0 {
 		t.Errorf("deleted: hosts %v, by key %v", s.hosts.named, s.hosts.hostsOf)
 	}
 }
