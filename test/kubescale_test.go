@@ -39,71 +39,8 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			b.Fatalf("MESHDNS_SCALE=%q: want a positive number", s)
 		}
 	}
-	n := func(full int) int { return max(1, int(float64(full)*scale)) }
-	services, headless, endpointsEach, pods, nodes := n(10000), n(2000), 25, n(20000), 200
 	stack := realstack.Start(b, realstack.Options{WithoutIstiod: true})
-
-	begin := time.Now()
-	namespaces := max(1, services/100)
-	if err := parallel(16, namespaces, func(i int) error { return stack.EnsureNamespace(fmt.Sprintf("ns-%d", i)) }); err != nil {
-		b.Fatal(err)
-	}
-	err := parallel(16, services, func(i int) error {
-		ns, name := fmt.Sprintf("ns-%d", i%namespaces), fmt.Sprintf("svc-%d", i)
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
-		if i < headless {
-			svc.Spec.ClusterIP = corev1.ClusterIPNone
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := stack.Kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		if i >= headless {
-			return nil
-		}
-		es := &discoveryv1.EndpointSlice{
-			ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
-			AddressType: discoveryv1.AddressTypeIPv4,
-		}
-		for j := range endpointsEach {
-			ready := j%10 != 0
-			host := fmt.Sprintf("%s-%d", name, j)
-			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-				Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", 100+i/256%100, i%256, j+1)},
-				Hostname:   &host,
-				Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-			})
-		}
-		_, err := stack.Kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{})
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	err = parallel(16, pods, func(i int) error {
-		ns := fmt.Sprintf("ns-%d", i%namespaces)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		p, err := stack.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("pod-%d", i)},
-			Spec: corev1.PodSpec{NodeName: fmt.Sprintf("node-%d", i%nodes),
-				Containers: []corev1.Container{{Name: "app", Image: "realstack.invalid/none"}}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			return err
-		}
-		ip := fmt.Sprintf("10.%d.%d.%d", 200+i/65536, i/256%256, i%256)
-		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
-		_, err = stack.Kube.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("loaded %d Services (%d headless, %d endpoints), %d Pods on %d nodes in %v",
-		services, headless, headless*endpointsEach, pods, nodes, time.Since(begin).Round(time.Second))
+	cluster := loadKubeScale(b, stack, scale)
 
 	type result struct {
 		name                   string
@@ -299,7 +236,7 @@ func BenchmarkKubernetesScale(b *testing.B) {
 	}
 
 	var out strings.Builder
-	fmt.Fprintf(&out, "%d Services (%d headless, %d endpoints), %d Pods on %d nodes\n", services, headless, headless*endpointsEach, pods, nodes)
+	fmt.Fprintln(&out, cluster)
 	fmt.Fprintf(&out, "%-28s %12s %10s %10s %18s %14s\n", "", "ready", "RSS MiB", "anon MiB", "change->answer p50", "CPU/change")
 	for _, r := range results {
 		slices.Sort(r.change)
@@ -337,6 +274,76 @@ const relistSettle = 5 * time.Second
 
 // storeCompaction outlasts the store's compactAfter (10 s): the whole table built once changes stop.
 const storeCompaction = 11 * time.Second
+
+// loadKubeScale creates BenchmarkKubernetesScale's cluster in stack, its object counts times scale:
+// 10k Services (a fifth headless, 25 endpoints each), 20k Pods over 200 nodes. It returns what it made.
+func loadKubeScale(b *testing.B, stack *realstack.Stack, scale float64) (cluster string) {
+	n := func(full int) int { return max(1, int(float64(full)*scale)) }
+	services, headless, endpointsEach, pods, nodes := n(10000), n(2000), 25, n(20000), 200
+
+	begin := time.Now()
+	namespaces := max(1, services/100)
+	if err := parallel(16, namespaces, func(i int) error { return stack.EnsureNamespace(fmt.Sprintf("ns-%d", i)) }); err != nil {
+		b.Fatal(err)
+	}
+	err := parallel(16, services, func(i int) error {
+		ns, name := fmt.Sprintf("ns-%d", i%namespaces), fmt.Sprintf("svc-%d", i)
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+		if i < headless {
+			svc.Spec.ClusterIP = corev1.ClusterIPNone
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := stack.Kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if i >= headless {
+			return nil
+		}
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+		}
+		for j := range endpointsEach {
+			ready := j%10 != 0
+			host := fmt.Sprintf("%s-%d", name, j)
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", 100+i/256%100, i%256, j+1)},
+				Hostname:   &host,
+				Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+			})
+		}
+		_, err := stack.Kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = parallel(16, pods, func(i int) error {
+		ns := fmt.Sprintf("ns-%d", i%namespaces)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		p, err := stack.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("pod-%d", i)},
+			Spec: corev1.PodSpec{NodeName: fmt.Sprintf("node-%d", i%nodes),
+				Containers: []corev1.Container{{Name: "app", Image: "realstack.invalid/none"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		ip := fmt.Sprintf("10.%d.%d.%d", 200+i/65536, i/256%256, i%256)
+		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
+		_, err = stack.Kube.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cluster = fmt.Sprintf("%d Services (%d headless, %d endpoints), %d Pods on %d nodes", services, headless, headless*endpointsEach, pods, nodes)
+	b.Logf("loaded %s in %v", cluster, time.Since(begin).Round(time.Second))
+	return cluster
+}
 
 // parallel runs fn(0..n-1) on workers goroutines and returns the first error.
 func parallel(workers, n int, fn func(i int) error) error {

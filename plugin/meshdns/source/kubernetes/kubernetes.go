@@ -78,6 +78,16 @@ type Source struct {
 	published     bool            // the first snapshot is out: send changes from now on
 	changed       map[string]bool // canonical hosts whose entries changed in this flush
 	cands         []candidate     // entriesFor's, reused from host to host
+	firstTable    flushTimes      // where the first flush's time went, for the log
+}
+
+// flushTimes splits a flush: the changed objects' entries redone, the snapshot of every host, the
+// sink's table built from it.
+type flushTimes struct{ redo, snapshot, publish time.Duration }
+
+func (t flushTimes) String() string {
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("redo %v, snapshot %v, publish %v", ms(t.redo), ms(t.snapshot), ms(t.publish))
 }
 
 // New checks the configuration (the kubeconfig must load, or the process must be in a cluster) and
@@ -164,6 +174,11 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		sink.Reject(fmt.Errorf("kubernetes client: %w", err))
 		return
 	}
+	plain, err := kubewatch.PlainClient(s.rest) // for Services
+	if err != nil {
+		sink.Reject(fmt.Errorf("kubernetes client: %w", err))
+		return
+	}
 	// Custom resources the cluster does not serve are left out (and said so): their informers would
 	// never sync, and the source never be ready.
 	withSE := s.cfg.ServiceEntries && s.serves(kube, serviceEntryGVR, "Istio's CRDs are not installed: ServiceEntries are not watched")
@@ -191,7 +206,13 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	s.dirty = newDirty()
 	s.clusterDomain = strings.ToLower(strings.Trim(s.cfg.ClusterDomain, "."))
 	byNS := map[string]*nsInformers{}
-	var synced []cache.InformerSynced
+	var (
+		synced      []cache.InformerSynced
+		syncedNames []string // the resource of each, for the log
+	)
+	waitFor := func(resource string, f cache.InformerSynced) {
+		synced, syncedNames = append(synced, f), append(syncedNames, resource)
+	}
 	var started []interface {
 		Start(<-chan struct{})
 		Shutdown()
@@ -218,7 +239,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		if ns == metav1.NamespaceAll {
 			// The whole cluster: its Services and EndpointSlices are listed and cached once for this
 			// source and the block's multicluster source.
-			ci, release, err := kubewatch.Acquire(s.rest, kube, indexers)
+			ci, release, err := kubewatch.Acquire(s.rest, kube, plain, indexers)
 			if err != nil {
 				sink.Reject(fmt.Errorf("kubernetes informers: %w", err))
 				return
@@ -226,7 +247,9 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 			defer release()
 			w.services, w.slices = ci.Services, ci.Slices
 		} else {
-			w.services = f.Core().V1().Services().Informer()
+			sf := informers.NewSharedInformerFactoryWithOptions(plain, 0, informers.WithNamespace(ns))
+			started = append(started, sf)
+			w.services = sf.Core().V1().Services().Informer()
 			w.slices = f.Discovery().V1().EndpointSlices().Informer()
 			kubewatch.Must(w.services.SetTransform(kubewatch.Reuse(w.services, kubewatch.TrimService(s.serviceNeeds()))))
 			kubewatch.Must(w.slices.SetTransform(kubewatch.Reuse(w.slices, kubewatch.TrimEndpointSlice(kubewatch.SliceLabels...))))
@@ -244,24 +267,25 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		// Before release: the shared informers may outlive this source.
 		defer w.services.RemoveEventHandler(svcSynced)
 		defer w.slices.RemoveEventHandler(slicesSynced)
-		synced = append(synced, svcSynced.HasSynced, slicesSynced.HasSynced)
+		waitFor("services", svcSynced.HasSynced)
+		waitFor("endpointslices", slicesSynced.HasSynced)
 		started = append(started, f)
 		if dyn != nil {
 			df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
 			if withSE {
 				w.serviceEntries = df.ForResource(serviceEntryGVR).Informer()
 				kubewatch.Must(w.serviceEntries.SetTransform(kubewatch.Reuse(w.serviceEntries, trimServiceEntry)))
-				synced = append(synced, s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) }).HasSynced)
+				waitFor("serviceentries", s.handle(w.serviceEntries, "serviceentries", func(obj any) { s.markServiceEntry(keyOf(obj)) }).HasSynced)
 			}
 			if withSidecars {
 				w.sidecars = df.ForResource(sidecarGVR).Informer()
 				kubewatch.Must(w.sidecars.SetTransform(trimSidecar))
-				synced = append(synced, s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() }).HasSynced)
+				waitFor("sidecars", s.handle(w.sidecars, "sidecars", func(any) { s.markVisibility() }).HasSynced)
 			}
 			if !importGVR.Empty() {
 				w.imports = df.ForResource(importGVR).Informer()
 				kubewatch.Must(w.imports.SetTransform(trimServiceImport))
-				synced = append(synced, s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) }).HasSynced)
+				waitFor("serviceimports", s.handle(w.imports, "serviceimports", func(obj any) { s.markImport(keyOf(obj)) }).HasSynced)
 			}
 			started = append(started, df)
 		}
@@ -276,7 +300,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		}))
 		pods = f.Core().V1().Pods().Informer()
 		kubewatch.Must(pods.SetTransform(kubewatch.Reuse(pods, trimPod)))
-		synced = append(synced, s.handle(pods, "pods", func(any) { s.markPods() }).HasSynced)
+		waitFor("pods", s.handle(pods, "pods", func(any) { s.markPods() }).HasSynced)
 		started = append(started, f)
 	}
 	if ref := s.cfg.MeshConfigMap; ref != "" {
@@ -288,7 +312,7 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		cmsSynced := s.handle(cms, "configmaps", func(any) { s.meshConfigMapChanged(cms.GetStore()) })
 		// Its first state, even "none", is in before the first table: no name shows before the
 		// mesh's exportTo default says who may see it.
-		synced = append(synced, func() bool {
+		waitFor("configmaps", func() bool {
 			if !cmsSynced.HasSynced() {
 				return false
 			}
@@ -316,7 +340,8 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	defer func() { cancel(); <-probing }()
 
 	begin := time.Now()
-	if !kubewatch.WaitSynced(ctx, synced) {
+	took, ok := kubewatch.WaitSyncedTimed(ctx, synced)
+	if !ok {
 		return // stopped before the first sync
 	}
 	listed := time.Now()
@@ -356,8 +381,8 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 	// Where the time to ready goes: asking what the cluster serves and starting the informers, the
 	// lists, the first table.
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	log.Infof("%s: synced in %v (set-up %v, lists %v, first table %v)", s, ms(time.Since(runStart)),
-		ms(begin.Sub(runStart)), ms(listed.Sub(begin)), ms(time.Since(listed)))
+	log.Infof("%s: synced in %v (set-up %v, lists %v: %s; first table %v: %s)", s, ms(time.Since(runStart)),
+		ms(begin.Sub(runStart)), ms(listed.Sub(begin)), listTimes(syncedNames, took), ms(time.Since(listed)), s.firstTable)
 	if s.cfg.MeshConfig != "" {
 		go watchMeshConfig(ctx, s.cfg.MeshConfig, s.meshData, func(d meshDefaults) {
 			log.Infof("%s: mesh config %s read again", s, s.cfg.MeshConfig)
@@ -393,6 +418,23 @@ func (s *Source) Run(ctx context.Context, sink source.Sink) {
 		last = time.Now()
 		flush()
 	}
+}
+
+// listTimes says when each resource's first list was in, the slowest of its namespaces.
+func listTimes(resources []string, took []time.Duration) string {
+	slowest := map[string]time.Duration{}
+	var order []string
+	for i, r := range resources {
+		if _, ok := slowest[r]; !ok {
+			order = append(order, r)
+		}
+		slowest[r] = max(slowest[r], took[i])
+	}
+	parts := make([]string, len(order))
+	for i, r := range order {
+		parts[i] = fmt.Sprintf("%s %v", r, slowest[r].Round(time.Millisecond))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // serves reports whether the cluster serves the resource gvr, logging why not with why when it is
@@ -495,11 +537,18 @@ func (s *Source) flush(sink source.Sink, pods cache.SharedIndexInformer, sidecar
 
 	// What the sink is given is made under view and handed over after it: the store may ask for
 	// entries again (HostEntries) while it holds its own lock, which it takes in Publish and Change.
+	first := !s.published
+	start := time.Now()
 	s.view.Lock()
 	deliver := s.redoDirty(sink, pods, sidecarsOf, mesh, d)
 	s.view.Unlock()
+	made := time.Now()
 	if deliver != nil {
 		deliver()
+	}
+	if first {
+		s.firstTable.redo = made.Sub(start) - s.firstTable.snapshot
+		s.firstTable.publish = time.Since(made)
 	}
 }
 
@@ -553,7 +602,11 @@ func (s *Source) redoDirty(sink source.Sink, pods cache.SharedIndexInformer, sid
 		if s.published && len(s.changed) == 0 && !d.vis {
 			return nil
 		}
+		start := time.Now()
 		entries := s.snapshot()
+		if !s.published {
+			s.firstTable.snapshot = time.Since(start)
+		}
 		s.published = true
 		return func() { sink.Publish(entries) }
 	case len(s.changed) > 0:

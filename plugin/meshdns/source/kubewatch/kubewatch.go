@@ -63,19 +63,31 @@ func ServesResource(kube kubernetes.Interface, gvr schema.GroupVersionResource, 
 // WaitSynced waits until every informer has synced, checking every 10 ms: client-go's own wait
 // checks every 100 ms, which would be most of the time to ready on a small cluster.
 func WaitSynced(ctx context.Context, synced []cache.InformerSynced) bool {
+	_, ok := WaitSyncedTimed(ctx, synced)
+	return ok
+}
+
+// WaitSyncedTimed is WaitSynced, also returning how long each informer took to sync: where the time
+// to ready goes.
+func WaitSyncedTimed(ctx context.Context, synced []cache.InformerSynced) ([]time.Duration, bool) {
+	start := time.Now()
+	took := make([]time.Duration, len(synced))
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		done := true
-		for _, f := range synced {
-			done = done && f()
+		for i, f := range synced {
+			if took[i] == 0 && f() {
+				took[i] = max(time.Since(start), 1)
+			}
+			done = done && took[i] != 0
 		}
 		if done {
-			return true
+			return took, true
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return took, false
 		case <-tick.C:
 		}
 	}
@@ -87,4 +99,17 @@ func Must(err error) {
 	if err != nil {
 		panic(err)
 	}
+}
+
+// PlainClient is a client of cluster rc that asks for its streams uncompressed, for Services. The
+// API server compresses a watch event by event, flushing each: a Service's event (about 500 bytes)
+// then carries its own Huffman tables, and the stream of a first list is barely smaller for it (10k
+// Services: 5.00 MB plain, 4.62 MB gzipped) while both ends spend CPU on every event, most of the
+// time to sync on a busy node (bench-kube: Services in 0.39-0.46 s plain, 0.85-1.05 s gzipped).
+// EndpointSlices, a kilobyte or more of repeated fields each, shrink five times: they keep the
+// compressed client.
+func PlainClient(rc *rest.Config) (kubernetes.Interface, error) {
+	plain := rest.CopyConfig(rc)
+	plain.DisableCompression = true
+	return kubernetes.NewForConfig(plain)
 }

@@ -23,8 +23,8 @@ var SliceLabels = []string{discoveryv1.LabelServiceName, "multicluster.kubernete
 type ClusterInformers struct {
 	Services, Slices cache.SharedIndexInformer
 
-	rc      *rest.Config
-	factory informers.SharedInformerFactory
+	rc        *rest.Config
+	factories []informers.SharedInformerFactory // Services', EndpointSlices'
 	cancel  context.CancelFunc
 	users   int
 }
@@ -59,15 +59,18 @@ func Want(rc *rest.Config, needs ServiceNeeds) {
 }
 
 // Acquire returns the shared informers of cluster rc, running, with the indexers given added (an
-// index already there is kept). Call release when done: the last release stops them. Handlers added
+// index already there is kept): the Services watched through plain (PlainClient), the EndpointSlices
+// through kube. Call release when done: the last release stops them. Handlers added
 // to them must be removed before release, as the informers may outlive their source.
-func Acquire(rc *rest.Config, kube kubernetes.Interface, indexers cache.Indexers) (ci *ClusterInformers, release func(), err error) {
+func Acquire(rc *rest.Config, kube, plain kubernetes.Interface, indexers cache.Indexers) (ci *ClusterInformers, release func(), err error) {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	ci = shared.active[rc]
 	if ci == nil {
+		sf := informers.NewSharedInformerFactory(plain, 0)
 		f := informers.NewSharedInformerFactory(kube, 0)
-		ci = &ClusterInformers{rc: rc, factory: f, Services: f.Core().V1().Services().Informer(), Slices: f.Discovery().V1().EndpointSlices().Informer()}
+		ci = &ClusterInformers{rc: rc, factories: []informers.SharedInformerFactory{sf, f},
+			Services: sf.Core().V1().Services().Informer(), Slices: f.Discovery().V1().EndpointSlices().Informer()}
 		if err := ci.Services.SetTransform(Reuse(ci.Services, TrimService(shared.needs[rc]))); err != nil {
 			return nil, nil, err
 		}
@@ -99,7 +102,9 @@ func Acquire(rc *rest.Config, kube kubernetes.Interface, indexers cache.Indexers
 	if ci.users == 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		ci.cancel = cancel
-		ci.factory.Start(ctx.Done())
+		for _, f := range ci.factories {
+			f.Start(ctx.Done())
+		}
 	}
 	ci.users++
 	var once sync.Once
@@ -117,6 +122,8 @@ func (ci *ClusterInformers) release() {
 	shared.mu.Unlock()
 	if last {
 		ci.cancel()
-		ci.factory.Shutdown()
+		for _, f := range ci.factories {
+			f.Shutdown()
+		}
 	}
 }

@@ -20,11 +20,11 @@ func TestSharedInformers(t *testing.T) {
 	})
 	Want(rc, ServiceNeeds{Annotations: []string{"networking.istio.io/exportTo"}})
 	Want(rc, ServiceNeeds{Labels: true, Gateway: true})
-	a, releaseA, err := Acquire(rc, kube, cache.Indexers{ServiceIndex: SliceService})
+	a, releaseA, err := Acquire(rc, kube, kube, cache.Indexers{ServiceIndex: SliceService})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, releaseB, err := Acquire(rc, kube, cache.Indexers{ServiceIndex: SliceService, "other": SliceService})
+	b, releaseB, err := Acquire(rc, kube, kube, cache.Indexers{ServiceIndex: SliceService, "other": SliceService})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestSharedInformers(t *testing.T) {
 	}
 	releaseA()
 	releaseA() // twice is once
-	if c, releaseC, _ := Acquire(rc, kube, nil); c != a {
+	if c, releaseC, _ := Acquire(rc, kube, kube, nil); c != a {
 		t.Error("released by one of two users: stopped")
 	} else {
 		releaseC()

@@ -68,6 +68,10 @@ func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc
 	if err != nil {
 		return nil, err
 	}
+	plain, err := kubewatch.PlainClient(rc) // for Services
+	if err != nil {
+		return nil, err
+	}
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return nil, err
@@ -76,15 +80,21 @@ func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc
 	w := &clusterWatch{id: id, network: network, locality: loc, mc: mc, changed: changed, kube: kube, stopped: make(chan struct{}), lastOK: time.Now()}
 	f := informers.NewSharedInformerFactory(kube, 0)
 	indexers := cache.Indexers{kubewatch.ServiceIndex: kubewatch.SliceService}
+	factories := []interface {
+		Start(<-chan struct{})
+		Shutdown()
+	}{f}
 	release := func() {}
 	if local {
-		ci, rel, err := kubewatch.Acquire(rc, kube, indexers)
+		ci, rel, err := kubewatch.Acquire(rc, kube, plain, indexers)
 		if err != nil {
 			return nil, err
 		}
 		w.services, w.slices, release = ci.Services, ci.Slices, rel
 	} else {
-		w.services = f.Core().V1().Services().Informer()
+		sf := informers.NewSharedInformerFactory(plain, 0)
+		factories = append(factories, sf)
+		w.services = sf.Core().V1().Services().Informer()
 		w.slices = f.Discovery().V1().EndpointSlices().Informer()
 		kubewatch.Must(w.services.SetTransform(kubewatch.TrimService(serviceNeeds)))
 		kubewatch.Must(w.slices.SetTransform(kubewatch.TrimEndpointSlice(discoveryv1.LabelServiceName)))
@@ -94,10 +104,7 @@ func newClusterWatch(id string, rc *rest.Config, mc *Config, network string, loc
 		o.FieldSelector = "metadata.name=" + mc.GatewayNS
 	}))
 	w.namespaces = nf.Core().V1().Namespaces().Informer()
-	factories := []interface {
-		Start(<-chan struct{})
-		Shutdown()
-	}{f, nf}
+	factories = append(factories, nf)
 	var df dynamicinformer.DynamicSharedInformerFactory
 	for _, gvr := range serviceExportGVRs {
 		// A cluster that cannot be asked gets no ServiceExport watch: it is made again when the
