@@ -25,8 +25,8 @@ type ClusterInformers struct {
 
 	rc        *rest.Config
 	factories []informers.SharedInformerFactory // Services', EndpointSlices'
-	cancel  context.CancelFunc
-	users   int
+	cancel    context.CancelFunc
+	users     int
 }
 
 var log = clog.NewWithPlugin("meshdns")
