@@ -26,11 +26,11 @@ import (
 // BenchmarkKubernetesScale loads a real kube-apiserver with 10k Services (a fifth of them headless,
 // with 50k endpoints between them) and 20k Pods over 200 nodes, then starts meshdns's kubernetes
 // source and CoreDNS's own kubernetes plugin (the peer, in the same binary) against it, and measures
-// for each: time to ready (the better of two starts), resident memory (and of it what is not the
+// for each: time to ready (the best of three starts), resident memory (and of it what is not the
 // binary's pages), the time and CPU from one Service created to its answer,
-// and, across an API server restart that forces every informer to list again, the peak memory and
-// the time until a change made during the outage is answered. MESHDNS_SCALE scales the object
-// counts (0.05 in CI). Run with -benchtime 1x.
+// and, across an API server restart that forces every informer to list again, the peak memory, the
+// CPU and the time until a change made during the outage is answered. MESHDNS_SCALE scales the
+// object counts (0.05 in CI). Run with -benchtime 1x.
 func BenchmarkKubernetesScale(b *testing.B) {
 	scale := 1.0
 	if s := os.Getenv("MESHDNS_SCALE"); s != "" {
@@ -52,6 +52,7 @@ func BenchmarkKubernetesScale(b *testing.B) {
 		steadyMiB, peakMiB     float64       // around the relist
 		compactedMiB           float64       // the peak with the table's compaction after the relist's change
 		relistAnswer           time.Duration // from the resolvers' reconnection to the outage's change answered
+		relistCPU              time.Duration // from the outage to the peak's reading: the relist's cost
 		srv                    *server
 		addr, rdy, probeSuffix string
 		pprof                  string
@@ -91,7 +92,8 @@ func BenchmarkKubernetesScale(b *testing.B) {
 	// steady state and a CPU profile of its first 5 s are written to DIR, to tell what the memory is
 	// and what the time to ready goes to.
 	profiles := os.Getenv("MESHDNS_KUBE_PROFILES")
-	for _, r := range results {
+	corefiles := make([]string, len(results))
+	for i, r := range results {
 		port, rport := freePort(b), freePort(b)
 		r.addr, r.rdy = "127.0.0.1:"+port, "127.0.0.1:"+rport
 		extra := ""
@@ -99,18 +101,28 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			r.pprof = "127.0.0.1:" + freePort(b)
 			extra = "    pprof " + r.pprof + "\n"
 		}
-		corefile := fmt.Sprintf(".:%s {\n    bind 127.0.0.1\n%s\n    ready %s\n%s}\n", port, r.probeSuffix, r.rdy, extra)
-		// Ready is the better of two starts: the first server started after the load, or after
-		// another's, met an API server and a machine still busy with what came before.
+		corefiles[i] = fmt.Sprintf(".:%s {\n    bind 127.0.0.1\n%s\n    ready %s\n%s}\n", port, r.probeSuffix, r.rdy, extra)
+	}
+	// Ready is the best of three starts. The first two of each are made with no other resolver
+	// running, taking turns, and each is stopped once ready: a start beside resolvers still busy with
+	// their own (the first table's garbage, a compaction) measured them too, and one in five runs
+	// took twice its time. The third start is the one kept for the rest.
+	for range 2 {
+		for i, r := range results {
+			start := time.Now()
+			srv := startCoreDNSEnv(b, b.TempDir(), corefiles[i], r.addr, r.env)
+			waitHTTP(b, "http://"+r.rdy+"/ready", 5*time.Minute)
+			if took := time.Since(start); r.ready == 0 || took < r.ready {
+				r.ready = took
+			}
+			srv.cmd.Process.Kill()
+			err := <-srv.done
+			srv.done <- err // for the cleanup, which waits for it too
+		}
+	}
+	for i, r := range results {
 		start := time.Now()
-		r.srv = startCoreDNSEnv(b, b.TempDir(), corefile, r.addr, r.env)
-		waitHTTP(b, "http://"+r.rdy+"/ready", 5*time.Minute)
-		first := time.Since(start)
-		r.srv.cmd.Process.Kill()
-		err := <-r.srv.done
-		r.srv.done <- err // for the cleanup, which waits for it too
-		start = time.Now()
-		r.srv = startCoreDNSEnv(b, b.TempDir(), corefile, r.addr, r.env)
+		r.srv = startCoreDNSEnv(b, b.TempDir(), corefiles[i], r.addr, r.env)
 		var startCPU chan error
 		if profiles != "" { // what its start spends: from serving (before its first sync) on
 			startCPU = make(chan error, 1)
@@ -119,7 +131,7 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			}()
 		}
 		waitHTTP(b, "http://"+r.rdy+"/ready", 5*time.Minute)
-		r.ready = min(first, time.Since(start))
+		r.ready = min(r.ready, time.Since(start))
 		if startCPU != nil {
 			if err := <-startCPU; err != nil {
 				b.Fatalf("CPU profile of %s's start: %v", r.name, err)
@@ -195,6 +207,10 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			b.Fatalf("resetting the peak RSS of %s: %v", r.name, err)
 		}
 	}
+	cpuBeforeRelist := make([]time.Duration, len(results))
+	for i, r := range results {
+		cpuBeforeRelist[i] = procCPU(b, r.srv.cmd.Process.Pid)
+	}
 	proxy.Cut()
 	outage := time.Now()
 	stack.StopAPIServer()
@@ -226,8 +242,9 @@ func BenchmarkKubernetesScale(b *testing.B) {
 	// Every informer has its own backoff: some relist after the first answer. The peak is read once
 	// they all had the time to.
 	time.Sleep(relistSettle)
-	for _, r := range results {
+	for i, r := range results {
 		r.peakMiB = float64(procStatus(b, r.srv.cmd.Process.Pid, "VmHWM")) / 1024
+		r.relistCPU = procCPU(b, r.srv.cmd.Process.Pid) - cpuBeforeRelist[i]
 	}
 	// And the compaction the change made during the outage brings, apart.
 	time.Sleep(storeCompaction)
@@ -244,16 +261,16 @@ func BenchmarkKubernetesScale(b *testing.B) {
 			r.change[len(r.change)/2].Round(time.Millisecond), r.cpuPerChange.Round(time.Millisecond))
 	}
 	fmt.Fprintf(&out, "relist (API server restarted, a Service made during the outage):\n")
-	fmt.Fprintf(&out, "%-28s %12s %10s %10s %18s %22s\n", "", "steady MiB", "peak MiB", "peak/steady", "reconnect->answer", "peak with compaction")
+	fmt.Fprintf(&out, "%-28s %12s %10s %10s %18s %11s %22s\n", "", "steady MiB", "peak MiB", "peak/steady", "reconnect->answer", "relist CPU", "peak with compaction")
 	for _, r := range results {
-		fmt.Fprintf(&out, "%-28s %12.1f %10.1f %10.2f %18v %22.1f\n", r.name, r.steadyMiB, r.peakMiB, r.peakMiB/r.steadyMiB,
-			r.relistAnswer.Round(time.Millisecond), r.compactedMiB)
+		fmt.Fprintf(&out, "%-28s %12.1f %10.1f %10.2f %18v %11v %22.1f\n", r.name, r.steadyMiB, r.peakMiB, r.peakMiB/r.steadyMiB,
+			r.relistAnswer.Round(time.Millisecond), r.relistCPU.Round(10*time.Millisecond), r.compactedMiB)
 	}
 	m, p := results[0], results[1]
 	for _, r := range []*result{results[0], results[2], results[3]} {
-		fmt.Fprintf(&out, "%s / peer: ready %.2f, RSS %.2f (anon %.2f), change->answer %.2f, relist peak %.2f\n", r.name,
+		fmt.Fprintf(&out, "%s / peer: ready %.2f, RSS %.2f (anon %.2f), change->answer %.2f, relist peak %.2f, relist CPU %.2f\n", r.name,
 			r.ready.Seconds()/p.ready.Seconds(), r.rssMiB/p.rssMiB, r.anonMiB/p.anonMiB,
-			r.change[len(r.change)/2].Seconds()/p.change[len(p.change)/2].Seconds(), r.peakMiB/p.peakMiB)
+			r.change[len(r.change)/2].Seconds()/p.change[len(p.change)/2].Seconds(), r.peakMiB/p.peakMiB, r.relistCPU.Seconds()/p.relistCPU.Seconds())
 	}
 	b.Log("\n" + out.String())
 	recordResult(b, "kubescale", out.String())

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshdns/meshdns/plugin/meshdns/gctarget"
 	"github.com/meshdns/meshdns/plugin/meshdns/pace"
 	"github.com/meshdns/meshdns/plugin/meshdns/source"
 	"github.com/meshdns/meshdns/plugin/meshdns/table"
@@ -93,7 +94,7 @@ func (s *store) primed() {
 	}
 	if !s.ready.Swap(true) {
 		close(s.readyCh)
-		settleGC()
+		gctarget.Settle()
 	}
 }
 
@@ -194,7 +195,7 @@ func (s *store) rebuild() {
 	s.swap(table.Build(concat(snaps), s.opts))
 	if ready && !s.ready.Swap(true) {
 		close(s.readyCh)
-		settleGC()
+		gctarget.Settle()
 	}
 }
 
