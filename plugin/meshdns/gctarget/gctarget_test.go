@@ -43,8 +43,9 @@ func waitFor(t *testing.T, r *recorder, want []int) {
 }
 
 func TestRelistLowersThenRestores(t *testing.T) {
-	p, r := newPolicy(false, 500*time.Millisecond) // long beside the stream's gaps, even on a loaded machine
-	p.relisting()                                  // the first lists: nothing is held yet, nothing changes
+	// A quiet period long beside the stream's gaps below, even on a loaded machine.
+	p, r := newPolicy(false, 500*time.Millisecond)
+	p.relisting() // the first lists: nothing is held yet, nothing changes
 	if got := r.targets(); len(got) != 0 {
 		t.Fatalf("before the first table: set %v", got)
 	}
