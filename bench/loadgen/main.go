@@ -129,16 +129,13 @@ type run struct {
 	// the kernel timestamps answers with it, and the monotonic clock may drift from it during a run
 
 	sent, received atomic.Int64
-	measureFrom    atomic.Int64 // first query whose latency counts (after the warmup)
-	measureTo      atomic.Int64 // one past the last: set when the measured time is over
 }
 
 type sock struct {
 	conn *ipv4.PacketConn
 	mu   sync.Mutex
-	lat  []int64 // ns from due to answered, measured queries only
+	lat  []int64 // ns from due to answered, every query answered within the timeout
 	seq  []int64 // the query of each lat
-	late int64   // answers after the timeout: lost, whatever arrived later
 }
 
 func (r *run) open(server string, n int) error {
@@ -205,8 +202,6 @@ func pct(v []int64, p float64) float64 {
 func (r *run) measure(warmup, duration, timeout time.Duration) result {
 	r.start = time.Now().Add(10 * time.Millisecond)
 	r.startNs = r.start.UnixNano()
-	r.measureFrom.Store(-1)
-	r.measureTo.Store(1 << 62)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i, s := range r.socks {
@@ -224,12 +219,10 @@ func (r *run) measure(warmup, duration, timeout time.Duration) result {
 
 	time.Sleep(time.Until(r.start.Add(warmup)))
 	from := r.sent.Load()
-	r.measureFrom.Store(from)
 	answeredBefore := r.received.Load()
 	t0 := time.Now()
 	time.Sleep(duration)
 	to := r.sent.Load()
-	r.measureTo.Store(to)
 	elapsed := time.Since(t0)
 	answeredDuring := r.received.Load() - answeredBefore
 	close(stop)
@@ -249,10 +242,11 @@ func (r *run) measure(warmup, duration, timeout time.Duration) result {
 	}
 	for _, s := range r.socks {
 		s.mu.Lock()
-		// A receiver reads the window's end once per batch: a batch read as the window closed may
-		// hold answers to queries sent after it, which the window's sent count lacks.
+		// The receivers keep every answer, and the window is applied here, once both its ends are
+		// known: a receiver that read them itself, as the window opened, would miss the answers to
+		// queries sent while the window's start was being set (seen as a few queries lost per run).
 		for j, k := range s.seq {
-			if k >= to {
+			if k < from || k >= to {
 				continue
 			}
 			res.answered++
@@ -354,7 +348,6 @@ func (r *run) receive(i int, s *sock, timeout time.Duration) {
 		}
 		now := time.Now()
 		r.received.Add(int64(got))
-		from, to := r.measureFrom.Load(), r.measureTo.Load()
 		s.mu.Lock()
 		for _, m := range msgs[:got] {
 			if m.N < 12 {
@@ -367,13 +360,12 @@ func (r *run) receive(i int, s *sock, timeout time.Duration) {
 			}
 			// The latest query of this socket and ID due before the answer came.
 			k := r.latestQuery(int64(i), id, at, n)
-			if k < 0 || from < 0 || k < from || k >= to {
+			if k < 0 {
 				continue
 			}
 			lat := at.UnixNano() - r.dueNs(k)
 			if lat > int64(timeout) {
-				s.late++
-				continue
+				continue // lost: an answer after the timeout is no answer
 			}
 			s.lat = append(s.lat, lat)
 			s.seq = append(s.seq, k)
