@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -437,15 +436,7 @@ func TestAmbientIstiod(t *testing.T) {
 	resolvesFrom(t, db0, addr, "reviews.", "10.96.50.1")
 	resolvesFrom(t, shopper2, addr, "cart.", cartIP)
 	// A Corefile reload while istiod is down: the new instance has the table and knows the clients.
-	if err := srv.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 15*time.Second, "the reload done", func() error {
-		if !strings.Contains(srv.out.String(), "[INFO] Reloading complete") {
-			return fmt.Errorf("no reload in the log yet")
-		}
-		return nil
-	})
+	srv.reload(t)
 	resolvesTo(t, addr, "db-0.db.default.svc.cluster.local.", dns.TypeA, db0)
 	resolvesFrom(t, shopper2, addr, "cart.", cartIP)
 	createSelectorService(t, stack, "default", "ratings", "10.96.50.2")

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -198,7 +197,7 @@ func TestBatchedUDP(t *testing.T) {
 		if err := os.WriteFile(corefile, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		on.cmd.Process.Signal(syscall.SIGUSR1)
+		on.reload(t)
 	}
 	time.Sleep(500 * time.Millisecond)
 	close(stop)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -215,10 +214,7 @@ func TestChaos(t *testing.T) {
 	step(fmt.Sprintf("%d reloads under load", reloads))
 	reload := func() {
 		t.Helper()
-		if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(400 * time.Millisecond)
+		s.reload(t)
 	}
 	reload()
 	time.Sleep(time.Second)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -234,10 +233,7 @@ func TestKubernetesReloads(t *testing.T) {
 
 	reload := func() {
 		t.Helper()
-		if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
+		s.reload(t)
 		for _, name := range []string{"reviews.default.svc.cluster.local.", "ratings.default.svc.cluster.local."} {
 			if got := addrsOf(t, addr, name, dns.TypeA); len(got) != 1 {
 				t.Fatalf("%s right after a reload: %v", name, got)

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -264,13 +263,7 @@ func TestMulticluster(t *testing.T) {
 
 	// A reload (SIGUSR1): the new instance takes over the names, the debug endpoint and the gauges,
 	// which the old one's stopping must not reset.
-	must(srv.cmd.Process.Signal(syscall.SIGUSR1))
-	eventually(t, 15*time.Second, "the reloaded instance serving", func() error {
-		if !strings.Contains(srv.out.String(), "Reloading complete") {
-			return fmt.Errorf("no reload in the log yet")
-		}
-		return nil
-	})
+	srv.reload(t)
 	time.Sleep(time.Second) // the old instance stops after the new one started
 	waitAnswer("web.shop.global.", westGW, 10*time.Second)
 	eventually(t, 10*time.Second, "gauges after the reload", func() error {

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,10 +43,7 @@ func reloadsKeepOneStream(t *testing.T, s *server, srv *ndstest.Server, pprofPor
 	t.Helper()
 	reload = func() {
 		t.Helper()
-		if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
+		s.reload(t)
 		eventually(t, 10*time.Second, "answers after a reload", answered)
 	}
 	oneStream := func(when string) {

@@ -154,6 +154,26 @@ func (s *server) stop(t testing.TB) {
 	s.done <- err // for the cleanup's wait
 }
 
+// reload sends SIGUSR1 and waits until the binary has finished that reload. CoreDNS takes one
+// signal at a time and holds at most one more while it reloads: a test that signals again before a
+// slow reload is done (a loaded machine, a new instance waiting for its sources) loses a reload.
+func (s *server) reload(t testing.TB) {
+	t.Helper()
+	ended := func() int {
+		out := s.out.String()
+		return strings.Count(out, "[INFO] Reloading complete") + strings.Count(out, "[ERROR] Restart failed")
+	}
+	before := ended()
+	if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ended() == before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a reload (SIGUSR1) did not end within 30s:\n%s", s.out)
+		}
+	}
+}
+
 // upstream is a real DNS server standing in for the resolvers behind forward. It answers every A
 // question with 192.0.2.53 and counts the questions it saw, so tests can tell what was forwarded.
 type upstream struct {
