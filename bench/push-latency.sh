@@ -21,6 +21,13 @@
 # against the server's CPU time; when the client could not fill the server's core, the capacity is
 # its answered rate over the share of the core it used (marked "estimated").
 #
+# The client's latencies count what its core does besides: on two cores, ndspush shares the client's
+# (encoding each push, and the kernel's loopback TCP carrying it), and a push to a bystander process
+# on that core raised the client's p99 at 30k q/s as much as a push to the server did (2026-12-04).
+# So each run also reads the server's own latency histogram over the measured window (server p99:
+# from the kernel's receive timestamp of each query to its answer handed back to the kernel), and
+# the push/none ratio is given for both.
+#
 # Usage: bench/push-latency.sh            (from anywhere; about 3 minutes)
 #        QUICK=1 bench/push-latency.sh    (CI smoke: 3s runs, 1 round)
 #        TRACE=1 bench/push-latency.sh    (then one more run of each mode at the first rate, with an
@@ -30,7 +37,8 @@
 #                                          one zone, on the server's core, through the same client: this
 #                                          harness's p99 for a C server that never changes; needs nsd)
 # Settings (environment): NAMES ROUNDS DURATION RATE RATE_PCT SAT_SECONDS INTERVAL ROTATE SOCKETS
-#   OUTSTANDING NICE SERVER_CPU CLIENT_CPU STUB_CPU BASE_PORT BIN BUILD KEEP_TMP RECORD PEER; defaults
+#   OUTSTANDING NICE SERVER_CPU CLIENT_CPU STUB_CPU BASE_PORT BIN BUILD KEEP_TMP RECORD PEER
+#   SERVER_ENV; defaults
 #   below.
 #   Without RATE, a SAT_SECONDS closed-loop run (no pushes) measures saturation and RATE is RATE_PCT
 #   of it. RATE may list several rates ("30000 sat", sat standing for RATE_PCT of the measured
@@ -63,6 +71,7 @@ BUILD=${BUILD:-0}                 # 1: rebuild bin/coredns even if it looks up t
 KEEP_TMP=${KEEP_TMP:-0}           # 1: keep the generated data, logs and latencies
 TRACE=${TRACE:-0}                 # 1: a traced run of each mode after the measured ones (not measured)
 RECORD=${RECORD:-1}               # 1: append the results to bench/results/DATE-push-latency.txt (QUICK: 0)
+SERVER_ENV=${SERVER_ENV:-}        # VAR=VALUE words added to coredns's environment (GOMAXPROCS=2, GODEBUG=...)
 PEER=${PEER:-}                    # nsd: also measure NSD with the same names, in each round
 
 ((ROUNDS >= 1 && DURATION >= 1 && SAT_SECONDS >= 1)) ||
@@ -223,7 +232,8 @@ start_run() {
 		cat "$TMP/ndspush.log" >&2
 		die "ndspush did not come up on port $ADS_PORT"
 	}
-	(pinned "$SERVER_CPU" nice -n "$NICE" "$BIN" -quiet -conf "$TMP/Corefile.meshdns" >"$TMP/meshdns.log" 2>&1) &
+	# shellcheck disable=SC2086 # SERVER_ENV is a list of VAR=VALUE words
+	(pinned "$SERVER_CPU" nice -n "$NICE" env $SERVER_ENV "$BIN" -quiet -conf "$TMP/Corefile.meshdns" >"$TMP/meshdns.log" 2>&1) &
 	RUN_PIDS+=($!)
 	for ((i = 0; i < 150; i++)); do
 		table_answers && return 0
@@ -250,6 +260,35 @@ stop_run() {
 	COUNTS=$(sed -n 's/^ndspush: total //p' "$TMP/ndspush.log")
 }
 
+# server_latency: the server's own latency histogram (coredns_meshdns_batched_udp_latency_seconds:
+# from the kernel's receive timestamp of a query to its answer handed back to the kernel), one
+# "le cumulative-count" line per bucket; nothing from a server without it (the peer).
+server_latency() {
+	[[ ${LOAD_PORT} == "$MESH_PORT" ]] || return 0
+	{ exec 3<>"/dev/tcp/127.0.0.1/$METRICS_PORT"; } 2>/dev/null || return 0
+	printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+	awk '/^coredns_meshdns_batched_udp_latency_seconds_bucket\{/ { match($0, /le="[^"]*"/); print substr($0, RSTART + 4, RLENGTH - 5), $NF }' <&3
+	exec 3<&-
+}
+
+# quantile_between Q BEFORE AFTER: the Q quantile, in ms, of the latencies counted between two
+# server_latency snapshots, interpolated within its bucket ("-" without any).
+quantile_between() {
+	awk -v q="$1" 'NR == FNR { a[$1] = $2; next } { le[++n] = $1; c[n] = $2 - a[$1] } END {
+		if (n == 0 || c[n] <= 0) { print "-"; exit }
+		want = q * c[n]; prev = 0; lo = 0
+		for (i = 1; i <= n; i++) {
+			if (c[i] >= want) {
+				hi = (le[i] == "+Inf") ? lo : le[i]
+				f = (c[i] > prev) ? (want - prev) / (c[i] - prev) : 1
+				printf "%.3f", (lo + (hi - lo) * f) * 1000
+				exit
+			}
+			prev = c[i]; lo = le[i]
+		}
+	}' "$2" "$3"
+}
+
 # run_load SECONDS RATE OUT: one loadgen run over the hits file after a warmup at the same rate (RATE
 # 0: closed loop, for saturation), its key=value line in OUT, and sets SERVER_CPU_PCT to the share of
 # its core coredns used while it measured. Not meant for $(...): the main shell waits on loadgen
@@ -262,6 +301,7 @@ run_load() {
 	LOAD_PID=$!
 	sleep "$WARMUP"
 	t0=$(cpu_ticks)
+	server_latency >"$TMP/latency.before"
 	if ! wait "$LOAD_PID"; then
 		LOAD_PID=
 		cat "$out" >&2
@@ -269,6 +309,8 @@ run_load() {
 	fi
 	LOAD_PID=
 	t1=$(cpu_ticks)
+	server_latency >"$TMP/latency.after"
+	SERVER_P99=$(quantile_between 0.99 "$TMP/latency.before" "$TMP/latency.after")
 	# loadgen measures secs after its warmup and then waits 2s for the last answers; coredns is idle then.
 	SERVER_CPU_PCT=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v s="$secs" 'BEGIN { printf "%.0f", 100 * d / hz / s }')
 }
@@ -365,7 +407,7 @@ fi
 
 RESULTS=$TMP/results.txt
 REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-HEADER="# $(date -u +%FT%TZ) rev $REV $(go env GOVERSION) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); names=$NAMES rounds=$ROUNDS duration=${DURATION}s interval=$INTERVAL rotate=$ROTATE% saturation=$SAT${SAT_NOTE:+ ($SAT_NOTE)} rate=$RATE sockets=$SOCKETS nice=$NICE server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU"
+HEADER="# $(date -u +%FT%TZ) rev $REV $(go env GOVERSION) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); names=$NAMES rounds=$ROUNDS duration=${DURATION}s interval=$INTERVAL rotate=$ROTATE% saturation=$SAT${SAT_NOTE:+ ($SAT_NOTE)} rate=$RATE sockets=$SOCKETS nice=$NICE server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU${SERVER_ENV:+ server_env=\"$SERVER_ENV\"}"
 echo "$HEADER" | tee -a "$RESULTS" >&2
 
 declare -A MODE_INTERVAL=([push]=$INTERVAL [none]=0)
@@ -403,10 +445,10 @@ for rate in $RATE; do
 				[[ -n $v ]] || { cat "$TMP/run.out" >&2; die "no $k in loadgen's output"; }
 				vals+=("$v")
 			done
-			echo "${vals[*]} $SERVER_CPU_PCT $gcs $applied $rejected" >>"$TMP/runs.$rate.$mode"
+			echo "${vals[*]} $SERVER_CPU_PCT $gcs $applied $rejected $SERVER_P99" >>"$TMP/runs.$rate.$mode"
 			read -r qps lost p50 p90 p99 p999 max lag99 svc99 <<<"${vals[*]}"
-			line=$(printf 'run %-4s rate %6d round %d: %6s qps  p50 %7s  p90 %7s  p99 %7s  p99.9 %7s  max %8s ms  (sendlag p99 %s, service p99 %s)  server cpu %s%%  gcs %d  lost %s (udp rcvbuf drops %d)  pushes applied %d rejected %d  (ndspush: %s)' \
-				"$mode" "$rate" "$r" "$qps" "$p50" "$p90" "$p99" "$p999" "$max" "$lag99" "$svc99" "$SERVER_CPU_PCT" "$gcs" "$lost" "$drops" "$applied" "$rejected" "$counts")
+			line=$(printf 'run %-4s rate %6d round %d: %6s qps  p50 %7s  p90 %7s  p99 %7s  p99.9 %7s  max %8s ms  (sendlag p99 %s, service p99 %s, server p99 %s)  server cpu %s%%  gcs %d  lost %s (udp rcvbuf drops %d)  pushes applied %d rejected %d  (ndspush: %s)' \
+				"$mode" "$rate" "$r" "$qps" "$p50" "$p90" "$p99" "$p999" "$max" "$lag99" "$svc99" "$SERVER_P99" "$SERVER_CPU_PCT" "$gcs" "$lost" "$drops" "$applied" "$rejected" "$counts")
 			echo "$line" | tee -a "$RESULTS" >&2
 			if ((lost != 0 || rejected != 0)) || [[ $counts == *nacks=[1-9]* ]]; then
 				echo "WARNING: $mode round $r: lost $lost, rejected pushes $rejected ($counts)" | tee -a "$RESULTS" >&2
@@ -416,21 +458,27 @@ for rate in $RATE; do
 done
 
 # Medians over the rounds: columns of runs.RATE.MODE are qps lost p50 p90 p99 p99.9 max sendlag_p99
-# service_p99 cpu gcs applied rejected.
+# service_p99 cpu gcs applied rejected server_p99 (- for the peer).
 col() { cut -d' ' -f"$2" "$TMP/runs.$1" | median; }
 sum() { awk -v c="$2" '{ s += $c } END { print s + 0 }' "$TMP/runs.$1"; }
-TABLE=$(printf '%-6s %-5s %8s %8s %8s %8s %9s %10s %6s %5s %6s %7s' rate mode p50_ms p90_ms p99_ms p99.9_ms max_ms sendlag99 cpu% gcs lost pushes)
+TABLE=$(printf '%-6s %-5s %8s %8s %8s %8s %9s %10s %9s %6s %5s %6s %7s' rate mode p50_ms p90_ms p99_ms p99.9_ms max_ms sendlag99 server99 cpu% gcs lost pushes)
 for rate in $RATE; do
 	for mode in push none $PEER; do
 		f=$rate.$mode
-		TABLE+=$'\n'$(printf '%-6s %-5s %8.3f %8.3f %8.3f %8.3f %9.3f %10.3f %6s %5s %6s %7s' "$rate" "$mode" "$(col "$f" 3)" "$(col "$f" 4)" \
-			"$(col "$f" 5)" "$(col "$f" 6)" "$(col "$f" 7)" "$(col "$f" 8)" "$(col "$f" 10)" "$(sum "$f" 11)" "$(sum "$f" 2)" "$(sum "$f" 12)")
+		server99=-
+		[[ $mode == "$PEER" ]] || server99=$(col "$f" 14)
+		TABLE+=$'\n'$(printf '%-6s %-5s %8.3f %8.3f %8.3f %8.3f %9.3f %10.3f %9s %6s %5s %6s %7s' "$rate" "$mode" "$(col "$f" 3)" "$(col "$f" 4)" \
+			"$(col "$f" 5)" "$(col "$f" 6)" "$(col "$f" 7)" "$(col "$f" 8)" "$server99" "$(col "$f" 10)" "$(sum "$f" 11)" "$(sum "$f" 2)" "$(sum "$f" 12)")
 	done
 	# The ratio of the medians, and the spread of the ratio within each round (runs next to each other).
-	rr=$(paste -d' ' "$TMP/runs.$rate.push" "$TMP/runs.$rate.none" | awk '{ print $5 / $18 }' | sort -g |
+	rr=$(paste -d' ' "$TMP/runs.$rate.push" "$TMP/runs.$rate.none" | awk '{ print $5 / $19 }' | sort -g |
 		awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
 	TABLE+=$'\n'$(awk -v a="$(col "$rate.push" 5)" -v b="$(col "$rate.none" 5)" -v rr="$rr" -v rate="$rate" \
 		'BEGIN { printf "rate %d: p99(push)/p99(none) = %.2f (rounds %s)", rate, a / b, rr }')
+	srr=$(paste -d' ' "$TMP/runs.$rate.push" "$TMP/runs.$rate.none" | awk '$14 != "-" && $28 > 0 { print $14 / $28 }' | sort -g |
+		awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.2f-%.2f", lo, hi; else printf "-" }')
+	TABLE+=$'\n'$(awk -v a="$(col "$rate.push" 14)" -v b="$(col "$rate.none" 14)" -v rr="$srr" -v rate="$rate" \
+		'BEGIN { if (b > 0) printf "rate %d: server p99(push)/p99(none) = %.2f (rounds %s): the server\x27s own latency, without the client\x27s core", rate, a / b, rr }')
 	if [[ -n $PEER ]]; then
 		TABLE+=$'\n'$(awk -v a="$(col "$rate.none" 5)" -v b="$(col "$rate.$PEER" 5)" -v rate="$rate" -v peer="$PEER" \
 			'BEGIN { printf "rate %d: p99(none)/p99(%s) = %.2f (the same client and core serving a C server)", rate, peer, a / b }')

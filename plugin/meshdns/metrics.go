@@ -92,3 +92,39 @@ func ingressCounts(server string) ingress.Counts {
 	add := func(c prometheus.Counter) func(int) { return func(n int) { c.Add(float64(n)) } }
 	return ingress.Counts{Answered: add(answered), Chained: add(chain), Dropped: add(dropped)}
 }
+
+// batchedLatency is every batched listener's latency at the server (ingress.Latency), as a histogram
+// by server. A listener keeps its server's counts across reloads, as CoreDNS's counters go on.
+var batchedLatency = &latencyCollector{desc: prometheus.NewDesc(
+	prometheus.BuildFQName(plugin.Namespace, "meshdns", "batched_udp_latency_seconds"),
+	"Time from the kernel receiving a question to meshdns handing its answer back to the kernel, for the answers of the batched UDP path: "+
+		"the server's own part of a query's latency, the wait in the socket included (reported with the prometheus plugin).",
+	[]string{"server"}, nil)}
+
+func init() { prometheus.MustRegister(batchedLatency) }
+
+type latencyCollector struct {
+	desc     *prometheus.Desc
+	byServer sync.Map // server -> *ingress.Latency
+}
+
+// of is server's latency counts, made on first use.
+func (c *latencyCollector) of(server string) *ingress.Latency {
+	v, _ := c.byServer.LoadOrStore(server, &ingress.Latency{})
+	return v.(*ingress.Latency)
+}
+
+func (c *latencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *latencyCollector) Collect(ch chan<- prometheus.Metric) {
+	bounds := ingress.Bounds()
+	c.byServer.Range(func(server, v any) bool {
+		cumulative, count, sum := v.(*ingress.Latency).Snapshot()
+		buckets := make(map[float64]uint64, len(bounds))
+		for i, b := range bounds {
+			buckets[b] = cumulative[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(c.desc, count, sum, buckets, server.(string))
+		return true
+	})
+}

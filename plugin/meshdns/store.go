@@ -222,7 +222,9 @@ func (s *store) change(i int, hosts map[string][]table.Entry) {
 	}
 	changed := make([]string, 0, len(hosts))
 	given := make(map[string][]table.Entry, len(hosts)) // by canonical host
+	var p pace.Pacer
 	for h, es := range hosts {
+		p.Tick()
 		ch := table.CanonicalHost(h)
 		changed = append(changed, ch)
 		given[ch] = es
@@ -285,7 +287,9 @@ func concat(snaps [][]table.Entry) []table.Entry {
 // The caller holds mu.
 func (s *store) merged(hosts []string, own int, given map[string][]table.Entry) map[string][]table.Entry {
 	changes := make(map[string][]table.Entry, len(hosts))
+	var p pace.Pacer
 	for _, ch := range hosts {
+		p.Tick()
 		var all []table.Entry
 		for j := range s.sources {
 			switch {

@@ -73,10 +73,12 @@ func (m *MeshDNS) attach(s *dnsserver.Server, cfg *dnsserver.Config) {
 		return
 	}
 	l := newUDPListener(m, s.Addr, route)
+	counts := ingressCounts(s.Addr)
 	if cfg.Handler("prometheus") != nil {
 		l.metrics = &requestMetrics{server: s.Addr}
+		counts.Latency = batchedLatency.of(s.Addr)
 	}
-	g, err := ingress.Listen(strings.TrimPrefix(s.Addr, "dns://"), l.respond, chainHandler(s), s.TsigSecret, ingressCounts(s.Addr))
+	g, err := ingress.Listen(strings.TrimPrefix(s.Addr, "dns://"), l.respond, chainHandler(s), s.TsigSecret, counts)
 	if err != nil {
 		log.Warningf("batched UDP path off for %s: %v", s.Addr, err)
 		return

@@ -24,7 +24,7 @@ type batchIO struct {
 	in      []unix.Mmsghdr
 	inBufs  [][]byte
 	inAddrs []unix.RawSockaddrInet6 // room for either family's address
-	inOOB   []byte                  // oobSize per datagram, on a wildcard socket only
+	inOOB   []byte                  // oobSize per datagram, on a wildcard or timestamping socket only
 	filled  int                     // datagrams the last read filled: their headers need resetting
 
 	out      []unix.Mmsghdr
@@ -44,7 +44,9 @@ type batchIO struct {
 // sourceSpace is the room for the control message that sends a reply from an address.
 var sourceSpace = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
 
-func newBatchIO(c *net.UDPConn, wild bool) (*batchIO, error) {
+// newBatchIO reads and writes c's datagrams; wild is a wildcard socket's (each reply sent from its
+// query's destination), controls one that reads control messages (a wildcard's, or timestamps).
+func newBatchIO(c *net.UDPConn, wild, controls bool) (*batchIO, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -55,8 +57,10 @@ func newBatchIO(c *net.UDPConn, wild bool) (*batchIO, error) {
 		outIov: make([]unix.Iovec, batchSize), outBufs: make([][]byte, batchSize),
 		outAddrs: make([]unix.RawSockaddrInet6, batchSize)}
 	inIov := make([]unix.Iovec, batchSize)
-	if wild {
+	if wild || controls {
 		b.inOOB = alignedBytes(batchSize * oobSize)
+	}
+	if wild {
 		b.outOOB = alignedBytes(batchSize * sourceSpace)
 	}
 	for i := range batchSize {
@@ -67,7 +71,7 @@ func newBatchIO(c *net.UDPConn, wild bool) (*batchIO, error) {
 		h.Name = (*byte)(unsafe.Pointer(&b.inAddrs[i]))
 		h.Iov = &inIov[i]
 		h.SetIovlen(1)
-		if wild {
+		if b.inOOB != nil {
 			h.Control = &b.inOOB[i*oobSize]
 		}
 		b.outBufs[i] = make([]byte, 0, replySize)
@@ -169,7 +173,8 @@ func zoneName(index uint32) string {
 	return strconv.FormatUint(uint64(index), 10)
 }
 
-// oob is the i-th datagram's control messages (a wildcard socket's destination address).
+// oob is the i-th datagram's control messages (a wildcard socket's destination address, the
+// receive timestamp).
 func (b *batchIO) oob(i int) []byte {
 	if b.inOOB == nil {
 		return nil

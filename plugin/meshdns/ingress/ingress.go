@@ -42,6 +42,7 @@ type Counts struct {
 	Answered func(n int) // Respond answered them
 	Chained  func(n int) // handed to the chain
 	Dropped  func(n int) // not served: the chain's queue was full
+	Latency  *Latency    // the answered ones' latency at the server; nil: not measured
 }
 
 const (
@@ -97,7 +98,7 @@ func Listen(addr string, respond Respond, handler dns.Handler, tsig map[string]s
 		}
 	}
 	for cpu := range min(possibleCPUs(), maxSockets) {
-		c, err := listenSteered(addr, cpu)
+		c, err := listenSteered(addr, cpu, counts.Latency != nil)
 		if err == nil && g.wild {
 			err = wantDestinations(c)
 		}
@@ -158,9 +159,14 @@ func (g *Ingress) closeConns() {
 // loop serves one socket until Close has drained it.
 func (g *Ingress) loop(c *net.UDPConn) {
 	defer g.loops.Done()
-	b, err := newBatchIO(c, g.wild)
+	b, err := newBatchIO(c, g.wild, g.counts.Latency != nil)
 	if err != nil {
 		return // closed already
+	}
+	var latency *latencyShard
+	var received [batchSize]int64 // when the kernel received the query of each reply of a batch
+	if g.counts.Latency != nil {
+		latency = g.counts.Latency.shard()
 	}
 	drainStart := time.Time{}
 	for {
@@ -195,6 +201,9 @@ func (g *Ingress) loop(c *net.UDPConn) {
 			query := b.datagram(i)
 			if reply, ok := g.tryRespond(b.replyBuffer(out), query, client); ok {
 				b.queueReply(out, reply, i, dst)
+				if latency != nil {
+					received[out] = receivedAt(b.oob(i))
+				}
 				out++
 				continue
 			}
@@ -213,6 +222,14 @@ func (g *Ingress) loop(c *net.UDPConn) {
 			}
 		}
 		b.write(out)
+		if latency != nil && out > 0 {
+			sent := time.Now().UnixNano() // the receive timestamps' clock: CLOCK_REALTIME
+			for _, at := range received[:out] {
+				if at != 0 {
+					latency.observe(sent - at)
+				}
+			}
+		}
 		g.count(out, chained, dropped)
 	}
 }
@@ -241,8 +258,9 @@ func (g *Ingress) tryRespond(out, query []byte, client netip.AddrPort) (reply []
 	return g.respond(out, query, client)
 }
 
-// listenSteered opens a socket in addr's SO_REUSEPORT group, preferred for datagrams processed on cpu.
-func listenSteered(addr string, cpu int) (*net.UDPConn, error) {
+// listenSteered opens a socket in addr's SO_REUSEPORT group, preferred for datagrams processed on cpu,
+// with each datagram's receive timestamp when stamped.
+func listenSteered(addr string, cpu int, stamped bool) (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var opterr error
 		err := rc.Control(func(fd uintptr) {
@@ -251,6 +269,11 @@ func listenSteered(addr string, cpu int) (*net.UDPConn, error) {
 			}
 			if opterr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_INCOMING_CPU, cpu); opterr != nil {
 				return
+			}
+			if stamped {
+				if opterr = wantTimestamps(int(fd)); opterr != nil {
+					return
+				}
 			}
 			// Room for the queries that arrive while the loop is off the CPU (a table rebuild on
 			// the same core): past net.core.rmem_max with CAP_NET_ADMIN, else up to it.

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/coredns/coredns/plugin/pkg/dnsutil"
+
+	"github.com/meshdns/meshdns/plugin/meshdns/pace"
 )
 
 const (
@@ -104,7 +106,9 @@ func (t *Table) joinReverse(old int32, ok bool, i int32) int32 {
 
 // finishReverse sorts the lists of addresses several hosts share and prunes them (pruneAncestors).
 func (t *Table) finishReverse() {
+	var p pace.Pacer
 	for i, hosts := range t.revLists {
+		p.Tick()
 		slices.Sort(hosts)
 		t.revLists[i] = pruneAncestors(hosts)
 	}

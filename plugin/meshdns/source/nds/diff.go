@@ -202,6 +202,7 @@ func (d *differ) decodeChanged(b []byte) ([]table.Entry, error) {
 // commit makes the push just read the last one applied and returns the hosts it no longer names.
 func (d *differ) commit() []string {
 	for _, i := range d.touched {
+		d.pace.Tick()
 		s := &d.slots[i]
 		if s.inSum && (s.next != s.sum || s.many) {
 			delete(d.bySum, s.sum)
@@ -215,6 +216,7 @@ func (d *differ) commit() []string {
 	var removed []string
 	if len(d.touched)-(len(d.added)) < d.live {
 		for i := range d.slots {
+			d.pace.Tick()
 			s := &d.slots[i]
 			if s.applied && s.gen != d.gen {
 				removed = append(removed, s.host)
