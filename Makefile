@@ -49,6 +49,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/file
 	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./plugin/meshdns
 	$(GO) test -run '^$$' -fuzz '^FuzzBatchedPath$$' -fuzztime $(FUZZTIME) ./plugin/meshdns
+	$(GO) test -run '^$$' -fuzz '^FuzzControlMessages$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/ingress
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNameTable$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/nds
 	$(GO) test -run '^$$' -fuzz '^FuzzDiffer$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/nds
 	$(GO) test -run '^$$' -fuzz '^FuzzResponseCodec$$' -fuzztime $(FUZZTIME) ./plugin/meshdns/source/xds

@@ -89,3 +89,22 @@ func TestIngressTimesItsAnswers(t *testing.T) {
 		}
 	}
 }
+
+// FuzzControlMessages: the readers of a datagram's control messages (its destination, its receive
+// timestamp) take whatever the buffer holds without reading past it.
+func FuzzControlMessages(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{32, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 35, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 {
+			return
+		}
+		oob := alignedBytes(len(b)) // as the kernel writes them: aligned for their headers
+		copy(oob, b)
+		receivedAt(oob)
+		if a, ok := destinationOf(oob); ok != a.IsValid() {
+			t.Fatalf("destination %v, ok %v", a, ok)
+		}
+	})
+}
