@@ -157,7 +157,7 @@ func (s *server) stop(t testing.TB) {
 // reload sends SIGUSR1 and waits until the binary has finished that reload. CoreDNS takes one
 // signal at a time and holds at most one more while it reloads: a test that signals again before a
 // slow reload is done (a loaded machine, a new instance waiting for its sources) loses a reload.
-func (s *server) reload(t testing.TB) {
+func (s *server) reload(t *testing.T) {
 	t.Helper()
 	ended := func() int {
 		out := s.out.String()
@@ -167,11 +167,12 @@ func (s *server) reload(t testing.TB) {
 	if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ended() == before; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("a reload (SIGUSR1) did not end within 30s:\n%s", s.out)
+	eventually(t, 30*time.Second, "the end of a reload (SIGUSR1)", func() error {
+		if ended() == before {
+			return fmt.Errorf("neither %q nor %q in the log since the signal", "Reloading complete", "Restart failed")
 		}
-	}
+		return nil
+	})
 }
 
 // upstream is a real DNS server standing in for the resolvers behind forward. It answers every A

@@ -38,22 +38,29 @@ func wantDestinations(c *net.UDPConn) error {
 // when there is one (on a dual-stack socket, an IPv4 destination in its IPv6 form), else IP_PKTINFO's.
 func destinationOf(oob []byte) (netip.Addr, bool) {
 	var v4 netip.Addr
-	for len(oob) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		size := int(h.Len)
-		if size < unix.SizeofCmsghdr || size > len(oob) {
-			break
-		}
-		data := oob[unix.CmsgLen(0):size]
+	for h, data, rest, ok := nextControlMessage(oob); ok; h, data, rest, ok = nextControlMessage(rest) {
 		switch {
 		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 			return netip.AddrFrom16((*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0])).Addr), true
 		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			v4 = netip.AddrFrom4((*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0])).Addr)
 		}
-		oob = oob[min(unix.CmsgSpace(size-unix.CmsgLen(0)), len(oob)):]
 	}
 	return v4, v4.IsValid()
+}
+
+// nextControlMessage splits the first control message off oob, as the kernel lays them out: its
+// header, its data and the messages after it; ok is false when oob holds no whole message.
+func nextControlMessage(oob []byte) (h *unix.Cmsghdr, data, rest []byte, ok bool) {
+	if len(oob) < unix.SizeofCmsghdr {
+		return nil, nil, nil, false
+	}
+	h = (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	size := int(h.Len)
+	if size < unix.SizeofCmsghdr || size > len(oob) {
+		return nil, nil, nil, false
+	}
+	return h, oob[unix.CmsgLen(0):size], oob[min(unix.CmsgSpace(size-unix.CmsgLen(0)), len(oob)):], true
 }
 
 // putSource writes into slot (sourceSpace bytes, 8-byte aligned) the control message that sends a

@@ -116,17 +116,10 @@ func wantTimestamps(fd int) error {
 // receivedAt is the kernel's receive timestamp among a datagram's control messages oob, in ns since
 // the Unix epoch, or 0 without one.
 func receivedAt(oob []byte) int64 {
-	for len(oob) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		size := int(h.Len)
-		if size < unix.SizeofCmsghdr || size > len(oob) {
-			break
-		}
-		data := oob[unix.CmsgLen(0):size]
+	for h, data, rest, ok := nextControlMessage(oob); ok; h, data, rest, ok = nextControlMessage(rest) {
 		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && len(data) >= int(unsafe.Sizeof(unix.Timespec{})) {
 			return (*unix.Timespec)(unsafe.Pointer(&data[0])).Nano()
 		}
-		oob = oob[min(unix.CmsgSpace(size-unix.CmsgLen(0)), len(oob)):]
 	}
 	return 0
 }
